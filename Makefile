@@ -1,0 +1,32 @@
+# The two quick-start commands:  `make run`  and  `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# `make ... EXTRA=gpu` on a machine with a GPU.
+EXTRA  ?= cpu
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_ENABLE_ONEDNN_OPTS ?= 0
+
+.PHONY: setup run test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[$(EXTRA),examples,test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(VENV)/bin/factory demo
+
+test: setup
+	$(VENV)/bin/ruff check factory tests benchmarks
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) benchmarks/records_benchmark.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info

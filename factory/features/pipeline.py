@@ -1,0 +1,254 @@
+"""Training and evaluation ``tf.data`` pipelines generated from the feature spec.
+
+The shape of the pipeline follows what is fastest on CPU: interleave the
+files, (train: shuffle and repeat), batch, then parse the whole batch with one
+vectorised ``parse_example`` and decode/augment/preprocess in the same parallel
+map, then prefetch. Every map is ``deterministic=True`` so a seeded run repeats
+itself exactly, and augmentation draws from stateless random ops seeded with
+``(seed, batch index)``, so there is no random state to checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+from collections.abc import Iterator, Sequence
+
+import tensorflow as tf
+
+from factory.errors import RecordError
+from factory.features import parsing
+from factory.features.records import normalize_compression
+from factory.features.spec import FeatureSpec
+from factory.features.transform import FeatureTransform
+
+AUTOTUNE = tf.data.AUTOTUNE
+MODES = ("train", "eval")
+
+
+def resolve_files(files: str | Sequence[str]) -> list[str]:
+    """Expand globs (and lists of globs/paths) to a sorted list of files; none is an error."""
+    patterns = [files] if isinstance(files, str) else list(files)
+    if not patterns:
+        raise RecordError("no record files given")
+    out: list[str] = []
+    for pattern in patterns:
+        pattern = str(pattern)
+        matches = sorted(tf.io.gfile.glob(pattern)) if any(c in pattern for c in "*?[") else (
+            [pattern] if tf.io.gfile.exists(pattern) else []
+        )
+        matches = [m for m in matches if not tf.io.gfile.isdir(m)]
+        if not matches:
+            raise RecordError(f"no record files match {pattern!r}; check the path (write records with `factory write`)")
+        out += [m for m in matches if m not in out]
+    return out
+
+
+def compression_of(path: str, compression: str | None = None) -> str:
+    """Compression of one file: explicit, else from its extension (``.gz`` GZIP, ``.zz``/``.zlib`` ZLIB)."""
+    if compression is not None:
+        return normalize_compression(compression) or ""
+    if path.endswith(".gz"):
+        return "GZIP"
+    if path.endswith((".zz", ".zlib")):
+        return "ZLIB"
+    return ""
+
+
+def _read_files(files: list[str], compression: str | None, shuffle: bool, seed: int | None, cycle_length: int | None):
+    names = tf.data.Dataset.from_tensor_slices((files, [compression_of(f, compression) for f in files]))
+    if shuffle and len(files) > 1:
+        names = names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    if len(files) == 1:
+        return tf.data.TFRecordDataset(files[0], compression_type=compression_of(files[0], compression))
+    return names.interleave(
+        lambda f, c: tf.data.TFRecordDataset(f, compression_type=c),
+        cycle_length=cycle_length or min(len(files), 16),
+        block_length=1,
+        num_parallel_calls=AUTOTUNE,
+        deterministic=True,
+    )
+
+
+def dataset(
+    spec: FeatureSpec,
+    files: str | Sequence[str],
+    mode: str = "train",
+    batch_size: int = 32,
+    seed: int | None = None,
+    shuffle_buffer: int = 10_000,
+    compression: str | None = None,
+    labels: bool = True,
+    repeat: bool | None = None,
+    drop_remainder: bool | None = None,
+    cycle_length: int | None = None,
+    transform: FeatureTransform | None = None,
+) -> tf.data.Dataset:
+    """Batches of ``(features, labels)``, or ``(features, labels, weights)`` when the spec declares a weight.
+
+    ``features`` is a dict keyed by feature name, already preprocessed (what
+    the network sees). ``labels`` is the label tensor when the spec has one
+    label, a dict by name when it has several; with ``labels=False`` (or a spec
+    without labels) the elements are the features dict alone.
+
+    - ``mode="train"``: shuffles the file order and the records (buffer
+      ``shuffle_buffer``), repeats forever, drops the last partial batch and
+      applies the spec's augmentation. Defaults ``repeat=True``, ``drop_remainder=True``.
+    - ``mode="eval"``: one pass in file order, keeps the last partial batch,
+      no augmentation. Defaults ``repeat=False``, ``drop_remainder=False``.
+    - ``seed`` fixes the shuffling and the augmentation (None: a fresh random seed).
+    - ``compression``: None infers each file's from its extension.
+    """
+    if mode not in MODES:
+        raise RecordError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise RecordError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    train = mode == "train"
+    repeat = train if repeat is None else repeat
+    drop_remainder = train if drop_remainder is None else drop_remainder
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    with_labels = labels and bool(spec.labels)
+    file_list = resolve_files(files)
+    transform = transform or FeatureTransform(spec)
+    checked_spec = parsing.parse_spec(spec, labels=with_labels, checked=True)
+    required = [f for f in spec.all(with_labels) if f.required]
+    augment = train and any(f.augment is not None for f in spec.features)
+
+    ds = _read_files(file_list, compression, shuffle=train, seed=seed, cycle_length=cycle_length)
+    if train:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+
+    def parse(index, serialized):
+        parsed = tf.io.parse_example(serialized, checked_spec)
+        checks = []
+        for f in required:
+            missing = parsing.missing_mask(f, parsed[f.name])
+            checks.append(
+                tf.debugging.Assert(
+                    tf.logical_not(tf.reduce_any(missing)),
+                    [f"records lack the required feature '{f.name}' ({f.describe()}); write it, or give it a `default` in the feature spec"],
+                )
+            )
+        with tf.control_dependencies(checks):
+            parsed = {k: tf.identity(v) if isinstance(v, tf.Tensor) else v for k, v in parsed.items()}
+        raw = transform.decode(parsed, labels=with_labels)
+        if augment:
+            raw = transform.augment(raw, tf.stack([tf.constant(seed, tf.int64), index]))
+        return _split(spec, transform.preprocess(raw, labels=with_labels), with_labels)
+
+    ds = ds.enumerate() if augment else ds.map(lambda s: (tf.constant(0, tf.int64), s))
+    ds = ds.map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return ds.prefetch(AUTOTUNE)
+
+
+def _split(spec: FeatureSpec, values: dict, with_labels: bool):
+    features = {f.name: values[f.name] for f in spec.features}
+    if not with_labels:
+        return features
+    labels = values[spec.labels[0].name] if len(spec.labels) == 1 else {f.name: values[f.name] for f in spec.labels}
+    if spec.weight is not None:
+        return features, labels, values[spec.weight.name]
+    return features, labels
+
+
+# -- checking files and explaining failures ---------------------------------------------------
+
+_FEATURE_IN_MESSAGE = re.compile(r"feature '([^']+)'|Feature: (\S+) ")
+
+
+def check_files(spec: FeatureSpec, files: str | Sequence[str], compression: str | None = None, labels: bool = True) -> dict[str, int]:
+    """Read every record of every file; return ``{file: record count}``.
+
+    Raises ``RecordError`` naming the file, the record index and the feature
+    for the first corrupt file or record that does not match the spec.
+    """
+    with_labels = labels and bool(spec.labels)
+    checked_spec = parsing.parse_spec(spec, labels=with_labels, checked=True)
+    required = [f for f in spec.all(with_labels) if f.required]
+    transform = FeatureTransform(spec)
+    counts: dict[str, int] = {}
+
+    @tf.function
+    def check_batch(serialized):
+        parsed = tf.io.parse_example(serialized, checked_spec)
+        missing = {f.name: parsing.missing_mask(f, parsed[f.name]) for f in required}
+        transform.preprocess(transform.decode(parsed, labels=with_labels), labels=with_labels)
+        return missing
+
+    for path in resolve_files(files):
+        ds = tf.data.TFRecordDataset(path, compression_type=compression_of(path, compression)).batch(256)
+        count = 0
+        iterator = iter(ds)
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                break
+            except tf.errors.OpError as err:
+                raise RecordError(
+                    f"{path}: corrupt or truncated TFRecord file after {count} good records ({_first_line(err)}); "
+                    "rewrite it, and check that a compressed file has the .gz/.zz extension or pass `compression`"
+                ) from None
+            try:
+                missing = check_batch(batch)
+            except tf.errors.OpError as err:
+                index = _locate(batch, check_batch)
+                raise RecordError(f"{path}, record {count + index}: {_explain(err)}") from None
+            for name, mask in missing.items():
+                hits = tf.where(mask).numpy()
+                if len(hits):
+                    f = spec[name]
+                    raise RecordError(
+                        f"{path}, record {count + int(hits[0][0])}: lacks the required feature '{name}' "
+                        f"({f.describe()}); write it, or give it a `default` in the feature spec"
+                    )
+            count += int(batch.shape[0])
+        counts[path] = count
+    return counts
+
+
+def _locate(batch, fn) -> int:
+    """Index of the first record in ``batch`` that makes ``fn`` fail."""
+    for i in range(int(batch.shape[0])):
+        try:
+            fn(batch[i : i + 1])
+        except tf.errors.OpError:
+            return i
+    return 0
+
+
+def _first_line(err: Exception) -> str:
+    message = getattr(err, "message", str(err))
+    return message.strip().splitlines()[0][:300]
+
+
+def _explain(err: Exception) -> str:
+    """Turn TensorFlow's message about a bad record into one that names the feature."""
+    message = getattr(err, "message", str(err))
+    for line in message.splitlines():
+        if "records lack the required feature" in line or line.strip().startswith("feature '"):
+            return line.strip().strip("[]").strip()
+    match = _FEATURE_IN_MESSAGE.search(message)
+    if match:
+        name = match.group(1) or match.group(2)
+        if "Key: " in message and "Data types don't match" in message:
+            return f"feature '{name}' is stored with another dtype than the spec declares ({_first_line(err)})"
+        if "Can't parse serialized Example" in message or "Number of" in message or "shape" in message.lower():
+            return f"feature '{name}' does not match the spec's dtype or shape ({_first_line(err)})"
+        return f"feature '{name}': {_first_line(err)}"
+    return _first_line(err)
+
+
+@contextlib.contextmanager
+def explain_errors(spec: FeatureSpec, files: str | Sequence[str], compression: str | None = None) -> Iterator[None]:
+    """Turn a TensorFlow error raised while reading ``files`` into a ``RecordError`` naming file, record and feature."""
+    try:
+        yield
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
+        check_files(spec, files, compression=compression)  # raises with the file and record
+        raise RecordError(_explain(err)) from None

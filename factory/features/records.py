@@ -1,0 +1,365 @@
+"""Validating tf.train.Example encoding and the sharded, atomic TFRecord writer."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from factory.errors import RecordError
+from factory.features import images, wire
+from factory.features.spec import Feature, FeatureSpec, shape_str
+from factory.spec import did_you_mean
+
+COMPRESSION_SUFFIX = {None: "", "GZIP": ".gz", "ZLIB": ".zz"}
+
+
+def normalize_compression(compression: str | None) -> str | None:
+    """``None``/``""``/``"none"`` -> None; ``"gzip"`` -> ``"GZIP"``; anything else is an error."""
+    if compression is None or str(compression).strip().lower() in ("", "none"):
+        return None
+    value = str(compression).strip().upper()
+    if value not in ("GZIP", "ZLIB"):
+        raise RecordError(f"compression: {compression!r} is not one of none, GZIP, ZLIB")
+    return value
+
+
+def _what(value: Any) -> str:
+    """A short description of a value for error messages."""
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} array of shape {shape_str(value.shape)}"
+    if isinstance(value, bytes):
+        return f"{len(value)} bytes"
+    if isinstance(value, str):
+        return f"string {value[:40]!r}"
+    if isinstance(value, list | tuple):
+        try:
+            return f"list of shape {shape_str(np.asarray(value).shape)}"
+        except ValueError:
+            return f"ragged list of length {len(value)}"
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+def _shape_ok(declared: tuple, got: tuple) -> bool:
+    return len(declared) == len(got) and all(d is None or d == g for d, g in zip(declared, got, strict=True))
+
+
+class _Encoder:
+    """Validates and encodes the values of one feature."""
+
+    def __init__(self, feature: Feature):
+        self.f = feature
+        self.kind = feature.storage
+        self.header = wire.EntryHeader(feature.name, self.kind)
+        self.vocab = set(feature.vocabulary) if feature.vocabulary is not None and feature.oov_buckets == 0 else None
+        if feature.default is not None:
+            self.default_payload = self._payload(np.asarray(feature.default, dtype=object).reshape(feature.shape) if feature.dtype == "string" else np.asarray(feature.default), -1)
+        elif feature.variable:
+            empty = np.zeros((0, *feature.shape[1:]), dtype=np.float32 if feature.dtype == "float32" else np.int64)
+            self.default_payload = [] if self.kind == "bytes" else empty
+        else:
+            self.default_payload = None
+
+    def fail(self, index: int, message: str) -> RecordError:
+        where = f"record {index}: " if index >= 0 else ""
+        return RecordError(f"{where}feature '{self.f.name}': {message}")
+
+    def expected(self) -> str:
+        return f"expected {self.f.describe()}"
+
+    def entry(self, value: Any, index: int) -> bytes:
+        if value is None:
+            if self.default_payload is None:
+                raise self.fail(index, f"missing, and it has no default ({self.f.describe()}); add it to the record or give it a `default` in the feature spec")
+            payload = self.default_payload
+        else:
+            payload = self._payload(value, index)
+        if self.kind == "bytes":
+            data = wire.bytes_payload(payload)
+        elif self.kind == "float":
+            data = np.ascontiguousarray(payload, dtype="<f4").tobytes()
+        else:
+            flat, _ = wire.int64_varints(np.asarray(payload, dtype=np.int64).reshape(1, -1))
+            data = flat.tobytes()
+        return self.header(len(data)) + data
+
+    # -- per-value validation --------------------------------------------------------------
+
+    def _payload(self, value: Any, index: int):
+        f = self.f
+        if f.encoding:
+            return [self._image(value, index)]
+        if f.dtype == "string":
+            return self._strings(value, index)
+        arr = value if isinstance(value, np.ndarray) else None
+        if arr is None:
+            try:
+                arr = np.asarray(value)
+            except ValueError:
+                raise self.fail(index, f"{self.expected()}, got {_what(value)}") from None
+        self._check_numeric(arr, index, arr.shape)
+        return arr.reshape(-1)
+
+    def _check_numeric(self, arr: np.ndarray, index: int, shape: tuple, rows: bool = False) -> None:
+        f = self.f
+        kind = arr.dtype.kind
+        declared = (None, *f.shape) if rows else f.shape
+        # Floats are accepted for integer features only when they hold whole numbers (CSV, pandas).
+        integral_floats = kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))
+        if (kind not in "iuf" or (kind == "f" and f.dtype != "float32")) and not integral_floats:
+            raise self.fail(index, f"{self.expected()}, got {_what(arr) if not rows else str(arr.dtype) + ' values'}")
+        if not _shape_ok(declared, shape):
+            got = shape[1:] if rows else shape
+            raise self.fail(index, f"{self.expected()}, got shape {shape_str(got)}")
+        if f.dtype == "uint8" and arr.size:
+            bad = (arr < 0) | (arr > 255)
+            if bad.any():
+                where = np.argwhere(bad)[0]
+                row = int(where[0]) if rows else index
+                raise self.fail(row, f"value {arr[tuple(where)]!r} is outside the uint8 range 0..255")
+        if f.dtype == "int64" and kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+            raise self.fail(index, "value does not fit in int64")
+
+    def _strings(self, value: Any, index: int) -> list[bytes]:
+        f = self.f
+        if isinstance(value, str | bytes):
+            flat, shape = [value], ()
+        else:
+            arr = np.asarray(value, dtype=object)
+            flat, shape = arr.reshape(-1).tolist(), arr.shape
+        if not _shape_ok(f.shape, shape):
+            raise self.fail(index, f"{self.expected()}, got shape {shape_str(shape)}")
+        out = []
+        for item in flat:
+            if isinstance(item, str):
+                item = item.encode()
+            elif isinstance(item, np.bytes_ | np.str_):
+                item = item.encode() if isinstance(item, np.str_) else bytes(item)
+            if not isinstance(item, bytes):
+                raise self.fail(index, f"{self.expected()}, got {_what(item)}")
+            if self.vocab is not None and item.decode(errors="replace") not in self.vocab:
+                hint = did_you_mean(item.decode(errors="replace"), self.vocab)
+                raise self.fail(index, f"{item.decode(errors='replace')!r} is not in the vocabulary{hint} and the feature has no oov_buckets")
+            out.append(item)
+        return out
+
+    def _image(self, value: Any, index: int) -> bytes:
+        f = self.f
+        height, width, channels = f.shape
+        if isinstance(value, bytes | bytearray | memoryview):
+            data = bytes(value)
+            info = images.image_size(data)
+            if info is None:
+                raise self.fail(index, f"expected {f.encoding} bytes or a uint8 array of shape {shape_str(f.shape)}, got {len(data)} bytes that are neither PNG nor JPEG")
+            fmt, h, w, _c = info
+            if fmt != f.encoding:
+                raise self.fail(index, f"expected {f.encoding} bytes, got {fmt} bytes; re-encode the image or set `encoding: {fmt}`")
+            if h and (h, w) != (height, width):
+                raise self.fail(index, f"expected a {height}x{width} image, got {h}x{w}")
+            return data
+        arr = np.asarray(value)
+        if arr.ndim == 2 and channels == 1:
+            arr = arr[..., None]
+        if arr.shape != f.shape:
+            raise self.fail(index, f"{self.expected()}, got {_what(arr)}")
+        if arr.dtype != np.uint8:
+            if arr.dtype.kind not in "iu" or arr.min() < 0 or arr.max() > 255:
+                raise self.fail(index, f"expected uint8 pixels (0..255), got {_what(arr)} with values in {arr.min()}..{arr.max()}")
+            arr = arr.astype(np.uint8)
+        return images.encode_png(arr) if f.encoding == "png" else images.encode_jpeg(arr)
+
+    # -- whole columns -----------------------------------------------------------------
+
+    def column(self, values: Any, rows: int) -> list[bytes]:
+        f = self.f
+        if values is None:
+            return [self.entry(None, i) for i in range(rows)]
+        if self.kind != "bytes" and not f.variable:
+            arr = np.asarray(values)
+            if arr.dtype == object:
+                return [self.entry(v, i) for i, v in enumerate(values)]
+            self._check_numeric(arr, 0, arr.shape, rows=True)
+            return wire.column_entries(f.name, self.kind, arr.reshape(rows, -1))
+        return [self.entry(v, i) for i, v in enumerate(values)]
+
+
+def _encoders(spec: FeatureSpec) -> dict[str, _Encoder]:
+    return {f.name: _Encoder(f) for f in spec.all()}
+
+
+def _unknown(record: Mapping[str, Any], encoders: Mapping[str, _Encoder], index: int | None) -> None:
+    unknown = [k for k in record if k not in encoders]
+    if unknown:
+        where = f"record {index}: " if index is not None else ""
+        key = unknown[0]
+        raise RecordError(
+            f"{where}unknown feature '{key}'{did_you_mean(key, encoders)}; the spec declares {', '.join(encoders)}"
+        )
+
+
+def encode_record(spec: FeatureSpec, record: Mapping[str, Any], index: int = -1, encoders=None) -> bytes:
+    """Validate one record against the spec and return the serialized tf.train.Example."""
+    encoders = encoders or _encoders(spec)
+    if not isinstance(record, Mapping):
+        raise RecordError(f"record {index}: expected a mapping of feature name to value, got {type(record).__name__}")
+    _unknown(record, encoders, index if index >= 0 else None)
+    return wire.example([enc.entry(record.get(name), index) for name, enc in encoders.items()])
+
+
+def encode_columns(spec: FeatureSpec, columns: Mapping[str, Any], start: int = 0, encoders=None) -> list[bytes]:
+    """Validate and encode a dict of equally long columns; numeric columns are encoded whole."""
+    encoders = encoders or _encoders(spec)
+    _unknown(columns, encoders, None)
+    lengths = {name: len(v) for name, v in columns.items() if v is not None}
+    if not lengths:
+        raise RecordError("no columns to write")
+    rows = next(iter(lengths.values()))
+    if any(n != rows for n in lengths.values()):
+        detail = ", ".join(f"'{k}': {n}" for k, n in lengths.items())
+        raise RecordError(f"columns have different lengths ({detail})")
+    encoded = []
+    for name, enc in encoders.items():
+        try:
+            encoded.append(enc.column(columns.get(name), rows))
+        except RecordError as err:
+            # Row numbers inside a column are relative to this batch of columns.
+            raise RecordError(_shift_record_index(str(err), start)) from None
+    return wire.examples_from_columns(encoded)
+
+
+def _shift_record_index(message: str, start: int) -> str:
+    if start and message.startswith("record "):
+        number, rest = message[7:].split(":", 1)
+        return f"record {int(number) + start}:{rest}"
+    return message
+
+
+def shard_paths(prefix: str | Path, shards: int, compression: str | None) -> list[Path]:
+    prefix = Path(prefix)
+    suffix = ".tfrecord" + COMPRESSION_SUFFIX[compression]
+    return [prefix.with_name(f"{prefix.name}-{i:05d}-of-{shards:05d}{suffix}") for i in range(shards)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RecordWriter:
+    """Writes validated records round-robin into ``shards`` TFRecord files.
+
+    Records go to hidden ``.<shard>.partial-<pid>`` files; ``close()`` renames
+    them all into place at once, so readers see either no new shards or all of
+    them, and a crash leaves no partial shard behind. Existing shards under the
+    same prefix are an error unless ``overwrite=True``; they are replaced only
+    when the new ones are complete. Leaving the ``with`` block by an exception
+    discards the partial files and keeps whatever was there before.
+    """
+
+    def __init__(self, spec: FeatureSpec, prefix: str | Path, shards: int = 1, compression: str | None = None, overwrite: bool = False):
+        if not isinstance(shards, int) or isinstance(shards, bool) or shards < 1:
+            raise RecordError(f"shards: expected a positive integer, got {shards!r}")
+        self.spec = spec
+        self.compression = normalize_compression(compression)
+        self.prefix = Path(prefix)
+        self.paths = shard_paths(self.prefix, shards, self.compression)
+        directory = self.prefix.parent
+        existing = sorted(glob.glob(glob.escape(str(self.prefix)) + "-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].tfrecord*"))
+        if existing and not overwrite:
+            raise RecordError(
+                f"{existing[0]} already exists ({len(existing)} shard file(s) under {self.prefix}-*); "
+                "pass overwrite=True (--overwrite) to replace them, or choose another output prefix"
+            )
+        self._replaced = [Path(p) for p in existing]
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RecordError(f"cannot create the output directory {directory}: {err.strerror}") from None
+        self._clean_stale_partials()
+        self._partials = [p.with_name(f".{p.name}.partial-{os.getpid()}") for p in self.paths]
+        import tensorflow as tf
+
+        options = tf.io.TFRecordOptions(compression_type=self.compression or "")
+        self._writers = [tf.io.TFRecordWriter(str(p), options) for p in self._partials]
+        self._encoders = _encoders(spec)
+        self.count = 0
+        self.closed = False
+
+    def _clean_stale_partials(self) -> None:
+        pattern = glob.escape(str(self.prefix.with_name("." + self.prefix.name))) + "-*.partial-*"
+        for path in glob.glob(pattern):
+            pid = path.rsplit("-", 1)[-1]
+            if pid.isdigit() and not _alive(int(pid)):
+                Path(path).unlink(missing_ok=True)
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        """Validate, encode and write one record (a dict of feature name to value)."""
+        self._write(encode_record(self.spec, record, self.count, self._encoders))
+
+    def write_many(self, records: Mapping[str, Any] | Iterable[Mapping[str, Any]], chunk: int = 65536) -> int:
+        """Write a dict of equally long columns (fast path) or an iterable of records.
+
+        Returns the number of records written by this call.
+        """
+        before = self.count
+        if isinstance(records, Mapping):
+            lengths = {len(v) for v in records.values() if v is not None}
+            rows = lengths.pop() if len(lengths) == 1 else None
+            if rows is None:
+                encode_columns(self.spec, records, self.count, self._encoders)  # raises the error
+            for lo in range(0, rows, chunk):
+                part = {k: (None if v is None else v[lo : lo + chunk]) for k, v in records.items()}
+                for data in encode_columns(self.spec, part, self.count, self._encoders):
+                    self._write(data)
+        else:
+            for record in records:
+                self.write(record)
+        return self.count - before
+
+    def _write(self, data: bytes) -> None:
+        if self.closed:
+            raise RecordError("the writer is closed")
+        self._writers[self.count % len(self._writers)].write(data)
+        self.count += 1
+
+    def close(self) -> list[Path]:
+        """Finish the shards and move them into place; returns their paths."""
+        if self.closed:
+            return self.paths
+        for w in self._writers:
+            w.close()
+        for old in self._replaced:
+            if old not in self.paths:
+                old.unlink(missing_ok=True)
+        for partial, final in zip(self._partials, self.paths, strict=True):
+            os.replace(partial, final)
+        self.closed = True
+        return self.paths
+
+    def abort(self) -> None:
+        """Discard everything written; existing shards stay as they were."""
+        if self.closed:
+            return
+        for w in self._writers:
+            w.close()
+        for partial in self._partials:
+            partial.unlink(missing_ok=True)
+        self.closed = True
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

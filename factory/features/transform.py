@@ -1,0 +1,178 @@
+"""Decoding, augmentation and preprocessing generated from the feature spec.
+
+Three stages, each a function of a dict of batched tensors:
+
+- ``decode``: stored form -> raw form. PNG/JPEG bytes become uint8 pixels,
+  uint8 values stored as int64 become uint8. The raw form is exactly what the
+  dense serving signature accepts.
+- ``augment``: raw -> raw, training only, stateless random ops seeded per
+  batch (so a resumed run repeats the same augmentation).
+- ``preprocess``: raw -> model inputs. Vocabulary lookup, cast, scale,
+  normalize, pad/truncate. Training, evaluation and both serving signatures
+  call this same method, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from factory.features.spec import Augment, Feature, FeatureSpec, shape_str
+
+
+def _map_values(fn, x):
+    return tf.ragged.map_flat_values(fn, x) if isinstance(x, tf.RaggedTensor) else fn(x)
+
+
+class FeatureTransform(tf.Module):
+    """Holds the vocabulary tables; a ``tf.Module`` so a SavedModel tracks them."""
+
+    def __init__(self, spec: FeatureSpec):
+        super().__init__(name="feature_transform")
+        self.spec = spec
+        self._tables = {}
+        for f in spec.all():
+            if f.vocabulary is not None:
+                init = tf.lookup.KeyValueTensorInitializer(
+                    tf.constant(f.vocabulary, tf.string), tf.range(len(f.vocabulary), dtype=tf.int64)
+                )
+                if f.oov_buckets:
+                    table = tf.lookup.StaticVocabularyTable(init, f.oov_buckets)
+                else:
+                    table = tf.lookup.StaticHashTable(init, default_value=-1)
+                self._tables[f.name] = table
+        # Attribute tracking for SavedModel export.
+        self.tables = list(self._tables.values())
+
+    # -- decode -------------------------------------------------------------------------
+
+    def decode(self, parsed: dict, labels: bool = True) -> dict:
+        out = dict(parsed)
+        for f in self.spec.all(labels):
+            if f.name not in parsed:
+                continue
+            x = parsed[f.name]
+            if f.encoding:
+                out[f.name] = decode_images(f, x)
+            elif f.dtype == "uint8":
+                out[f.name] = _map_values(lambda v: tf.cast(v, tf.uint8), x)
+        return out
+
+    # -- augment ------------------------------------------------------------------------
+
+    def augment(self, raw: dict, seed: tf.Tensor) -> dict:
+        """``seed``: shape [2] integer tensor; different per batch."""
+        out = dict(raw)
+        for i, f in enumerate(self.spec.features):
+            if f.augment is not None and f.name in raw:
+                feature_seed = tf.random.experimental.stateless_fold_in(seed, i)
+                out[f.name] = augment_images(raw[f.name], f.augment, feature_seed)
+        return out
+
+    # -- preprocess ---------------------------------------------------------------------
+
+    def preprocess(self, raw: dict, labels: bool = True) -> dict:
+        out = {}
+        for f in self.spec.all(labels):
+            if f.name in raw:
+                out[f.name] = self.preprocess_one(f, raw[f.name])
+        return out
+
+    def preprocess_one(self, f: Feature, x):
+        if f.vocabulary is not None:
+            ids = _map_values(self._tables[f.name].lookup, x)
+            if not f.oov_buckets:
+                values = ids.flat_values if isinstance(ids, tf.RaggedTensor) else ids
+                check = tf.debugging.assert_non_negative(
+                    values,
+                    message=f"feature '{f.name}': a value is not in the vocabulary and the feature has no oov_buckets",
+                )
+                with tf.control_dependencies([check]):
+                    ids = tf.identity(ids) if not isinstance(ids, tf.RaggedTensor) else ids
+            x = ids
+        if f.variable and not f.ragged and f.max_length is not None:
+            x = _pad_or_truncate(x, f.max_length, f.pad_value if f.vocabulary is None else 0)
+        if f.role == "label":
+            target = "int64" if f.task == "classification" else "float32"
+            return tf.cast(x, tf.int64 if target == "int64" else tf.float32)
+        if f.role == "weight":
+            return tf.cast(x, tf.float32)
+        pre = f.preprocess
+        if pre is None:
+            return x
+        x = _map_values(lambda v: tf.cast(v, tf.float32), x)
+        if pre.scale is not None:
+            x = x * pre.scale
+        if pre.normalize is not None:
+            mean = tf.constant(pre.normalize.mean, tf.float32)
+            std = tf.constant(pre.normalize.std, tf.float32)
+            x = _map_values(lambda v: (v - mean) / std, x)
+        return x
+
+
+def _pad_or_truncate(x: tf.Tensor, length: int, pad_value) -> tf.Tensor:
+    x = x[:, :length]
+    pad = length - tf.shape(x)[1]
+    paddings = [[0, 0], [0, pad]] + [[0, 0]] * (x.shape.rank - 2)
+    value = tf.constant(pad_value.encode() if isinstance(pad_value, str) else pad_value, dtype=x.dtype)
+    x = tf.pad(x, paddings, constant_values=value)
+    return tf.ensure_shape(x, [None, length, *x.shape[2:]])
+
+
+def decode_images(f: Feature, data: tf.Tensor) -> tf.Tensor:
+    """A batch of PNG/JPEG bytes ``[B]`` -> uint8 ``[B, H, W, C]``, with a clear error on a size mismatch."""
+    height, width, channels = f.shape
+    message = f"feature '{f.name}': a stored image does not decode to the spec's shape {shape_str(f.shape)}"
+
+    def one(blob):
+        image = tf.io.decode_image(blob, channels=channels, dtype=tf.uint8, expand_animations=False)
+        check = tf.debugging.assert_equal(tf.shape(image)[:2], tf.constant([height, width]), message=message)
+        with tf.control_dependencies([check]):
+            image = tf.identity(image)
+        return tf.ensure_shape(image, f.shape)
+
+    return tf.map_fn(one, data, fn_output_signature=tf.TensorSpec(f.shape, tf.uint8))
+
+
+def augment_images(images: tf.Tensor, aug: Augment, seed: tf.Tensor) -> tf.Tensor:
+    """Random flips, translation, crop, brightness and contrast on uint8 ``[B, H, W, C]``.
+
+    Stateless: the same ``seed`` gives the same result. Returns uint8 of the same shape.
+    """
+    batch = tf.shape(images)[0]
+    height, width = images.shape[1], images.shape[2]
+    seeds = [tf.random.experimental.stateless_fold_in(seed, k) for k in range(6)]
+    x = tf.cast(images, tf.float32)
+
+    def coin(s):
+        return tf.random.stateless_uniform([batch, 1, 1, 1], s) < 0.5
+
+    if aug.flip in ("horizontal", "both"):
+        x = tf.where(coin(seeds[0]), tf.reverse(x, axis=[2]), x)
+    if aug.flip in ("vertical", "both"):
+        x = tf.where(coin(seeds[1]), tf.reverse(x, axis=[1]), x)
+    if aug.crop is not None:
+        ch, cw = aug.crop
+        offsets = tf.random.stateless_uniform([batch, 2], seeds[2], dtype=tf.float32)
+        oy = tf.floor(offsets[:, 0] * (height - ch + 1))
+        ox = tf.floor(offsets[:, 1] * (width - cw + 1))
+        hy, hx = max(height - 1, 1), max(width - 1, 1)
+        boxes = tf.stack([oy / hy, ox / hx, (oy + ch - 1) / hy, (ox + cw - 1) / hx], axis=1)
+        x = tf.image.crop_and_resize(x, boxes, tf.range(batch), [height, width])
+    if aug.translate:
+        shift = tf.random.stateless_uniform([batch, 2], seeds[3], -aug.translate, aug.translate + 1, dtype=tf.int32)
+        shift = tf.cast(shift, tf.float32)
+        ones, zeros = tf.ones([batch]), tf.zeros([batch])
+        # Output pixel (x, y) reads input (x - dx, y - dy): the image moves by (dx, dy).
+        transforms = tf.stack([ones, zeros, -shift[:, 1], zeros, ones, -shift[:, 0], zeros, zeros], axis=1)
+        x = tf.raw_ops.ImageProjectiveTransformV3(
+            images=x, transforms=transforms, output_shape=[height, width], fill_value=0.0,
+            interpolation="NEAREST", fill_mode="CONSTANT",
+        )
+    if aug.brightness:
+        delta = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[4], -aug.brightness, aug.brightness) * 255.0
+        x = x + delta
+    if aug.contrast:
+        factor = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[5], 1.0 - aug.contrast, 1.0 + aug.contrast)
+        mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+        x = (x - mean) * factor + mean
+    return tf.cast(tf.round(tf.clip_by_value(x, 0.0, 255.0)), tf.uint8)
