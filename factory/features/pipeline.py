@@ -158,7 +158,8 @@ def _split(spec: FeatureSpec, values: dict, with_labels: bool):
 
 # -- checking files and explaining failures ---------------------------------------------------
 
-_FEATURE_IN_MESSAGE = re.compile(r"feature '([^']+)'|Feature: (\S+) ")
+_PARSE_ERROR = re.compile(r"Key: (\w+), Index: (\d+)\.\s+(.*?)(?:\n|\t|$)")
+_ASSERT_ERROR = re.compile(r"assertion failed: \[(.*?)\]")
 
 
 def check_files(spec: FeatureSpec, files: str | Sequence[str], compression: str | None = None, labels: bool = True) -> dict[str, int]:
@@ -223,24 +224,27 @@ def _locate(batch, fn) -> int:
 
 
 def _first_line(err: Exception) -> str:
+    """The informative line of a TensorFlow error (not "Graph execution error:" or a stack frame)."""
     message = getattr(err, "message", str(err))
-    return message.strip().splitlines()[0][:300]
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    noise = ("Graph execution error", "Detected at node", "File ", "[[{{")
+    useful = [line for line in lines if not line.startswith(noise)]
+    return (useful or lines or [type(err).__name__])[0].split(" [Op:")[0][:300]
 
 
 def _explain(err: Exception) -> str:
     """Turn TensorFlow's message about a bad record into one that names the feature."""
     message = getattr(err, "message", str(err))
-    for line in message.splitlines():
-        if "records lack the required feature" in line or line.strip().startswith("feature '"):
-            return line.strip().strip("[]").strip()
-    match = _FEATURE_IN_MESSAGE.search(message)
+    match = _ASSERT_ERROR.search(message)
     if match:
-        name = match.group(1) or match.group(2)
-        if "Key: " in message and "Data types don't match" in message:
-            return f"feature '{name}' is stored with another dtype than the spec declares ({_first_line(err)})"
-        if "Can't parse serialized Example" in message or "Number of" in message or "shape" in message.lower():
-            return f"feature '{name}' does not match the spec's dtype or shape ({_first_line(err)})"
-        return f"feature '{name}': {_first_line(err)}"
+        return match.group(1).replace("\\'", "'").strip().rstrip(".").strip()
+    match = _PARSE_ERROR.search(message)
+    if match:
+        name, detail = match.group(1), match.group(3).strip()
+        types = re.search(r"Data type: (\w+) but expected type: (\w+)", detail)
+        if types:
+            return f"feature '{name}' is stored as {types.group(1)} but the spec reads it as {types.group(2)}"
+        return f"feature '{name}' does not match the spec: {detail}"
     return _first_line(err)
 
 

@@ -31,7 +31,8 @@ def normalize_compression(compression: str | None) -> str | None:
 def _what(value: Any) -> str:
     """A short description of a value for error messages."""
     if isinstance(value, np.ndarray):
-        return f"{value.dtype} array of shape {shape_str(value.shape)}"
+        kind = "string" if value.dtype.kind in "USO" else str(value.dtype)
+        return f"{kind} array of shape {shape_str(value.shape)}"
     if isinstance(value, bytes):
         return f"{len(value)} bytes"
     if isinstance(value, str):
@@ -57,7 +58,8 @@ class _Encoder:
         self.header = wire.EntryHeader(feature.name, self.kind)
         self.vocab = set(feature.vocabulary) if feature.vocabulary is not None and feature.oov_buckets == 0 else None
         if feature.default is not None:
-            self.default_payload = self._payload(np.asarray(feature.default, dtype=object).reshape(feature.shape) if feature.dtype == "string" else np.asarray(feature.default), -1)
+            default = np.asarray(feature.default, dtype=object if feature.dtype == "string" else None)
+            self.default_payload = self._payload(default.reshape(feature.shape), -1)
         elif feature.variable:
             empty = np.zeros((0, *feature.shape[1:]), dtype=np.float32 if feature.dtype == "float32" else np.int64)
             self.default_payload = [] if self.kind == "bytes" else empty
@@ -109,7 +111,9 @@ class _Encoder:
         kind = arr.dtype.kind
         declared = (None, *f.shape) if rows else f.shape
         # Floats are accepted for integer features only when they hold whole numbers (CSV, pandas).
-        integral_floats = kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))
+        integral_floats = kind == "f" and (
+            arr.size == 0 or (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)))
+        )
         if (kind not in "iuf" or (kind == "f" and f.dtype != "float32")) and not integral_floats:
             raise self.fail(index, f"{self.expected()}, got {_what(arr) if not rows else str(arr.dtype) + ' values'}")
         if not _shape_ok(declared, shape):
@@ -120,7 +124,7 @@ class _Encoder:
             if bad.any():
                 where = np.argwhere(bad)[0]
                 row = int(where[0]) if rows else index
-                raise self.fail(row, f"value {arr[tuple(where)]!r} is outside the uint8 range 0..255")
+                raise self.fail(row, f"value {arr[tuple(where)].item()!r} is outside the uint8 range 0..255")
         if f.dtype == "int64" and kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
             raise self.fail(index, "value does not fit in int64")
 
