@@ -1,0 +1,199 @@
+"""Helpers for writing networks: the build context, unique layer names, dense inputs.
+
+A build function receives only tensors. What it may need to know beyond them
+(a vocabulary's size, which features are images) is in the feature spec, which
+``factory.model.build_model`` makes available while the network is being built::
+
+    with building(spec):
+        representation = build(features, num_outputs, **params)
+
+and which a build function reads with ``current_spec()``. Keras is imported
+inside the helpers, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from factory.errors import ConfigError, FactoryError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+    from factory.features.spec import Feature, FeatureSpec
+
+
+@dataclass
+class _Context:
+    spec: FeatureSpec
+    network: str | None = None
+    used: set[str] = field(default_factory=set)
+
+
+_stack: list[_Context] = []
+# The model builder's output layer; no network layer may take this name.
+HEAD = "logits"
+
+
+@contextlib.contextmanager
+def building(spec: FeatureSpec, network: str | None = None) -> Iterator[FeatureSpec]:
+    """Make ``spec`` the current spec while ``network`` is built (contexts nest).
+
+    Layer names handed out by ``layer_name`` are unique within one context and
+    never equal a feature name (Keras refuses a model where a layer and an
+    input share a name).
+    """
+    context = _Context(spec, network, used={HEAD, *(f.name for f in spec.all())})
+    _stack.append(context)
+    try:
+        yield spec
+    finally:
+        _stack.pop()
+
+
+def current_spec() -> FeatureSpec:
+    """The feature spec of the model being built; ``FactoryError`` outside ``building``."""
+    if not _stack:
+        raise FactoryError(
+            "no feature spec is being built: call networks through factory.model.build_model "
+            "(or inside `with factory.networks.common.building(spec):`)"
+        )
+    return _stack[-1].spec
+
+
+def layer_name(base: str) -> str:
+    """``base``, or ``base_1``, ``base_2``... if it is taken in the current build.
+
+    Use it for every layer a network creates: a network that calls a helper
+    twice, or a feature that happens to be called ``mlp_dense0``, then still
+    gets a valid model. Outside ``building`` it returns ``base``.
+    """
+    if not _stack:
+        return base
+    used = _stack[-1].used
+    name, n = base, 0
+    while name in used:
+        n += 1
+        name = f"{base}_{n}"
+    used.add(name)
+    return name
+
+
+def spec_feature(name: str) -> Feature:
+    """The spec entry of the input named ``name`` in the current build."""
+    spec = current_spec()
+    for f in spec.features:
+        if f.name == name:
+            return f
+    raise FactoryError(f"'{name}' is not a feature of the spec being built; features: {', '.join(f.name for f in spec.features)}")
+
+
+def is_image(x: keras.KerasTensor) -> bool:
+    """True for a ``[batch, height, width, channels]`` tensor with known spatial size."""
+    shape = tuple(x.shape)
+    return len(shape) == 4 and None not in shape[1:]
+
+
+def vocabulary_size(feature: Feature) -> int | None:
+    """Number of distinct ids of a vocabulary feature (vocabulary plus OOV buckets), else None."""
+    if feature.vocabulary is None:
+        return None
+    return len(feature.vocabulary) + feature.oov_buckets
+
+
+def to_float(name: str, x: keras.KerasTensor) -> keras.KerasTensor:
+    """Cast an integer (e.g. raw uint8 pixel) input to float, unscaled: scaling is ``preprocess``'s job."""
+    import keras
+
+    if "float" in str(x.dtype):
+        return x
+    # Rescaling(1.0) is a named, serialisable cast; keras.ops.cast would add an auto-named
+    # operation that collides with an input of the same name.
+    return keras.layers.Rescaling(1.0, name=layer_name(f"{name}_float"))(x)
+
+
+def dense_inputs(features: Mapping[str, keras.KerasTensor]) -> keras.KerasTensor:
+    """One ``[batch, n]`` float tensor from ``features`` (in spec order), for dense layers.
+
+    - vocabulary features (int64 ids) are one-hot encoded to the vocabulary
+      size plus ``oov_buckets``, each position separately (a padding or unknown
+      id of -1 encodes as all zeros), then flattened;
+    - float features are flattened;
+    - other integer features (uint8 without ``preprocess``, plain int64) are
+      cast to float32 unchanged (no 1/255: declare ``preprocess.scale``), then
+      flattened.
+
+    Needs the feature spec (``building``) for vocabulary sizes. Raises
+    ``ConfigError`` for a feature that has no fixed size (variable length
+    without ``max_length``) or a string without a vocabulary.
+    """
+    import keras
+
+    spec = current_spec()
+    if not features:
+        raise FactoryError("dense_inputs: no features given")
+    order = {f.name: i for i, f in enumerate(spec.features)}
+    names = sorted(features, key=lambda n: (order.get(n, len(order)), n))
+    parts = []
+    for name in names:
+        x = features[name]
+        f = spec_feature(name)
+        inner = tuple(x.shape[1:])
+        if None in inner:
+            raise ConfigError(
+                f"features.{name}.max_length: the network '{_network()}' needs a fixed size, "
+                f"but '{name}' has variable length; set `max_length` to pad/truncate it"
+            )
+        depth = vocabulary_size(f)
+        if depth is not None:
+            x = keras.layers.CategoryEncoding(depth, output_mode="one_hot", name=layer_name(f"{name}_onehot"))(x)
+        elif "string" in str(x.dtype):
+            raise ConfigError(
+                f"features.{name}.vocabulary: the network '{_network()}' needs numbers; "
+                "give the string feature a `vocabulary` (ids are one-hot encoded)"
+            )
+        else:
+            x = to_float(name, x)
+        size = math.prod(x.shape[1:])
+        if len(x.shape) != 2:
+            x = keras.layers.Reshape((size,), name=layer_name(f"{name}_flat"))(x)
+        parts.append(x)
+    if len(parts) == 1:
+        return parts[0]
+    return keras.layers.Concatenate(name=layer_name("inputs_concat"))(parts)
+
+
+def _network() -> str:
+    """Name of the network being built, for error messages."""
+    return (_stack[-1].network if _stack else None) or "this"
+
+
+def check_range(param: str, value: Any, low: float | None = None, high: float | None = None, high_open: bool = False) -> None:
+    """``ConfigError`` at ``network.<param>`` unless ``low <= value <= high`` (``< high`` if ``high_open``)."""
+    bad = (low is not None and value < low) or (high is not None and (value >= high if high_open else value > high))
+    if bad:
+        upper = "" if high is None else f" and {'below' if high_open else 'at most'} {high}"
+        lower = "" if low is None else f"at least {low}"
+        raise ConfigError(f"network.{param}: {value!r} is out of range; expected {lower}{upper}".rstrip())
+
+
+def activation(param: str, name: str) -> Any:
+    """``keras.activations.get(name)`` with a ``ConfigError`` at ``network.<param>`` for an unknown name."""
+    import keras
+
+    try:
+        return keras.activations.get(name)
+    except (ValueError, TypeError):
+        from factory.spec import did_you_mean
+
+        known = sorted(
+            k for k in dir(keras.activations)
+            if not k.startswith("_") and k not in ("get", "serialize", "deserialize")
+        )
+        raise ConfigError(
+            f"network.{param}: unknown activation {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}"
+        ) from None
