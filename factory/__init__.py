@@ -6,7 +6,31 @@ import it when first used.
 
 from factory.errors import ConfigError, FactoryError, RecordError
 from factory.features.spec import Feature, FeatureSpec
+from factory.registry import register_network
 
 __version__ = "0.1.0"
 
-__all__ = ["ConfigError", "FactoryError", "Feature", "FeatureSpec", "RecordError", "__version__"]
+__all__ = [
+    "ConfigError",
+    "FactoryError",
+    "Feature",
+    "FeatureSpec",
+    "RecordError",
+    "__version__",
+    "load_config",
+    "register_network",
+    "train",
+]
+
+
+def __getattr__(name: str):
+    # Lazy: `factory.train` and `factory.load_config` pull in more modules than a spec needs.
+    if name == "train":
+        from factory.runner import train
+
+        return train
+    if name == "load_config":
+        from factory.config import load_config
+
+        return load_config
+    raise AttributeError(f"module 'factory' has no attribute {name!r}")

@@ -90,7 +90,9 @@ class FeatureTransform(tf.Module):
                     ids = tf.identity(ids) if not isinstance(ids, tf.RaggedTensor) else ids
             x = ids
         if f.variable and not f.ragged and f.max_length is not None:
-            x = _pad_or_truncate(x, f.max_length, f.pad_value if f.vocabulary is None else 0)
+            # Padded vocabulary ids are -1 (not 0, which is the first vocabulary entry): one-hot
+            # and embedding layers then see padding as "no token".
+            x = _pad_or_truncate(x, f.max_length, f.pad_value if f.vocabulary is None else -1)
         if f.role == "label":
             target = "int64" if f.task == "classification" else "float32"
             return tf.cast(x, tf.int64 if target == "int64" else tf.float32)

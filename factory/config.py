@@ -1,0 +1,203 @@
+"""The training config: a validated dict in, frozen typed objects out, without TensorFlow.
+
+``load_config`` checks the composed config against ``schemas/config.schema.json``
+(which embeds the feature spec schema), then the rules a schema cannot express
+(the monitored metric exists for this task, the network's parameters match
+its build function), and reports every problem at once with its dotted path.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from factory.errors import ConfigError
+from factory.features.spec import FeatureSpec, _plain
+from factory.spec import did_you_mean, schema_problems
+
+# Evaluation metrics by task; each is reported with a `val_` prefix (and `test_` on the test split).
+TASK_METRICS = {
+    "classification": ("loss", "accuracy"),
+    "binary": ("loss", "accuracy", "auc"),
+    "regression": ("loss", "mae", "mse"),
+}
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = "adam"
+    learning_rate: float = 0.001
+    weight_decay: float | None = None
+    momentum: float = 0.0
+    clipnorm: float | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    name: str = "constant"
+    warmup_steps: int = 0
+    decay_rate: float = 0.5
+    decay_steps: int = 1000
+    alpha: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 64
+    max_steps: int = 2000
+    eval_every_steps: int = 100
+    eval_steps: int | None = None
+    steps_per_execution: int = 10
+    log_every_steps: int = 100
+    shuffle_buffer: int = 10_000
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    lr_schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    checkpoint_every_steps: int | None = None
+    keep_checkpoints: int = 3
+    checkpoint_input: bool = True
+    deterministic: bool = False
+    mixed_precision: str | None = None
+    jit_compile: bool = False
+    strategy: str = "default"
+    warm_start_from: str | None = None
+    progress: str = "auto"
+
+
+@dataclass(frozen=True)
+class EarlyStopConfig:
+    enabled: bool = True
+    monitor: str = "val_loss"
+    mode: str = "auto"
+    patience: int = 5
+    min_delta: float = 0.0
+    baseline: float | None = None
+    start_from_eval: int = 0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: tuple[str, ...]
+    eval: tuple[str, ...]
+    test: tuple[str, ...] | None = None
+    compression: str | None = None
+    generate: str | None = None
+    dir: str | None = None
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    """One training run, validated. ``raw`` is the resolved dict it came from."""
+
+    features: FeatureSpec
+    network: NetworkConfig
+    train: TrainConfig
+    early_stop: EarlyStopConfig
+    data: DataConfig
+    export: Mapping[str, Any] = field(default_factory=dict)
+    seed: int | None = 0
+    imports: tuple[str, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def task(self) -> str:
+        return self.features.label.task
+
+    def metric_names(self, prefix: str = "val_") -> list[str]:
+        return [prefix + m for m in TASK_METRICS[self.task]]
+
+
+def _files(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _known(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in values.items() if k in names}
+
+
+def load_config(config: Mapping[str, Any], source: str | None = None, check_network: bool = True) -> Config:
+    """Validate a composed config dict (every problem at once) and build a ``Config``.
+
+    ``check_network`` also imports ``imports:`` and checks the network name and
+    its parameters against the registry; the built-in networks import without
+    TensorFlow, so this stays fast unless a listed module imports it.
+    """
+    raw = _plain(config)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"expected a mapping, got {type(config).__name__}", source)
+    raw.pop("hydra", None)
+    problems = schema_problems(raw, "config.schema.json")
+    if problems:
+        # Feature-spec problems carry their place in the composed config.
+        raise ConfigError(problems, source)
+    try:
+        spec = FeatureSpec.from_dict(raw["features"], prefix="features")
+    except ConfigError as err:
+        raise ConfigError(err.problems, source) from None
+
+    problems = []
+    if len(spec.labels) != 1:
+        problems.append(f"features.labels: training needs exactly one label, found {len(spec.labels)}")
+    train_raw = dict(raw["train"])
+    optimizer = OptimizerConfig(**_known(OptimizerConfig, train_raw.pop("optimizer", {}) or {}))
+    schedule = ScheduleConfig(**_known(ScheduleConfig, train_raw.pop("lr_schedule", {}) or {}))
+    train = TrainConfig(optimizer=optimizer, lr_schedule=schedule, **_known(TrainConfig, train_raw))
+    early = EarlyStopConfig(**_known(EarlyStopConfig, raw["early_stop"]))
+    data_raw = raw["data"]
+    data = DataConfig(
+        train=_files(data_raw["train"]),
+        eval=_files(data_raw["eval"]),
+        test=_files(data_raw.get("test")),
+        compression=data_raw.get("compression"),
+        generate=data_raw.get("generate"),
+        dir=data_raw.get("dir"),
+    )
+    network_raw = dict(raw["network"])
+    network = NetworkConfig(name=network_raw.pop("name"), params=network_raw)
+    imports = tuple(raw.get("imports") or ())
+
+    if train.steps_per_execution > train.eval_every_steps:
+        problems.append(
+            f"train.steps_per_execution: {train.steps_per_execution} is larger than train.eval_every_steps "
+            f"({train.eval_every_steps}); evaluations happen between executions"
+        )
+    if data.generate and not data.dir:
+        problems.append("data.dir: `generate` needs a directory to write the records into")
+    if not problems and early.enabled:
+        available = [prefix + m for prefix in ("val_",) for m in TASK_METRICS[spec.label.task]]
+        if early.monitor not in available:
+            problems.append(
+                f"early_stop.monitor: no evaluation produces '{early.monitor}'{did_you_mean(early.monitor, available)}; "
+                f"a {spec.label.task} run reports {', '.join(available)}"
+            )
+    if check_network:
+        from factory import registry
+
+        try:
+            registry.import_modules(list(imports))
+            problems += registry.check_params(network.name, dict(network.params))
+        except ConfigError as err:
+            problems += err.problems
+    if problems:
+        raise ConfigError(problems, source)
+    return Config(
+        features=spec,
+        network=network,
+        train=train,
+        early_stop=early,
+        data=data,
+        export=copy.deepcopy(raw.get("export") or {}),
+        seed=raw.get("seed", 0),
+        imports=imports,
+        raw=raw,
+    )

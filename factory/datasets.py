@@ -1,0 +1,72 @@
+"""Bundled datasets written to TFRecords with the spec's own writer (no downloads).
+
+``digits``: scikit-learn's 1,797 8x8 handwritten digits. Pixel values 0..16
+are stored as 0..255 PNG grayscale, split once with a fixed permutation into
+train (1,257), eval (180) and test (360) records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import glob
+import os
+from pathlib import Path
+
+import numpy as np
+
+from factory.errors import ConfigError
+from factory.features.spec import FeatureSpec
+
+SPLITS = {"test": 360, "eval": 180}
+
+
+def digits_columns() -> dict[str, dict[str, np.ndarray]]:
+    """``{split: {"image": uint8 [n, 8, 8, 1], "label": int64 [n]}}`` for train, eval and test."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ConfigError(
+            "data.generate: 'digits' needs scikit-learn; install the examples extra: pip install 'factory[examples]'"
+        ) from None
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    labels = digits.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(labels))
+    cuts = {"test": order[: SPLITS["test"]], "eval": order[SPLITS["test"] : SPLITS["test"] + SPLITS["eval"]]}
+    cuts["train"] = order[SPLITS["test"] + SPLITS["eval"] :]
+    return {split: {"image": images[idx], "label": labels[idx]} for split, idx in cuts.items()}
+
+
+GENERATORS = {"digits": digits_columns}
+
+
+@contextlib.contextmanager
+def _locked(directory: Path):
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # parallel sweep trials write the cache once
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_generated(name: str, directory: str | os.PathLike, spec: FeatureSpec, shards: int = 1) -> bool:
+    """Write dataset ``name`` into ``directory`` unless all its splits are there. Returns True if written."""
+    directory = Path(directory).expanduser()
+    splits = ("train", "eval", "test")
+
+    def complete() -> bool:
+        return all(glob.glob(str(directory / f"{s}-*.tfrecord")) for s in splits)
+
+    if complete():
+        return False
+    with _locked(directory):
+        if complete():
+            return False
+        columns = GENERATORS[name]()
+        for split in splits:
+            with spec.writer(directory / split, shards=shards, overwrite=True) as writer:
+                writer.write_many(columns[split])
+    return True

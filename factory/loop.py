@@ -1,0 +1,374 @@
+"""The TensorFlow side of the runner (imported only after the config is valid)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import yaml
+
+from factory.config import Config
+from factory.errors import ConfigError
+from factory.features.pipeline import explain_errors
+from factory.progress import Progress
+from factory.runner import TrainingError, fmt, read_json_lines, write_json_lines
+from factory.tasks import Task, accumulate
+
+log = logging.getLogger("factory")
+tf.get_logger().setLevel(logging.ERROR)
+logging.getLogger("absl").setLevel(logging.WARNING)  # checkpoint saving logs at INFO
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker_mirrored":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def make_optimizer(config: Config):
+    import keras
+
+    opt, sched, total = config.train.optimizer, config.train.lr_schedule, config.train.max_steps
+    lr = opt.learning_rate
+    if sched.name == "cosine":
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0 if sched.warmup_steps else lr, max(total - sched.warmup_steps, 1), alpha=sched.alpha,
+            warmup_target=lr if sched.warmup_steps else None, warmup_steps=sched.warmup_steps,
+        )
+    elif sched.name in ("exponential", "step"):
+        schedule = keras.optimizers.schedules.ExponentialDecay(
+            lr, sched.decay_steps, sched.decay_rate, staircase=sched.name == "step"
+        )
+    else:
+        schedule = lr
+    if sched.warmup_steps and sched.name != "cosine":
+        schedule = warmup_schedule(schedule, sched.warmup_steps)
+    kwargs = {"learning_rate": schedule}
+    if opt.clipnorm:
+        kwargs["clipnorm"] = opt.clipnorm
+    if opt.name == "sgd":
+        optimizer = keras.optimizers.SGD(momentum=opt.momentum, **kwargs)
+    elif opt.name == "rmsprop":
+        optimizer = keras.optimizers.RMSprop(momentum=opt.momentum, **kwargs)
+    elif opt.name == "adamw":
+        optimizer = keras.optimizers.AdamW(weight_decay=opt.weight_decay or 0.004, **kwargs)
+    else:
+        optimizer = keras.optimizers.Adam(weight_decay=opt.weight_decay, **kwargs)
+    if config.train.mixed_precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def warmup_schedule(schedule, warmup_steps):
+    """Linear warm-up in front of another schedule (or a constant)."""
+    import keras
+
+    class Warmup(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            base = schedule(step) if callable(schedule) else schedule
+            frac = tf.minimum(1.0, tf.cast(step + 1, tf.float32) / float(warmup_steps))
+            return base * frac
+
+    return Warmup()
+
+
+def current_lr(optimizer) -> float:
+    lr = optimizer.learning_rate
+    return float(np.asarray(lr.numpy() if hasattr(lr, "numpy") else lr))
+
+
+class Loop:
+    def __init__(self, config: Config, run_dir: Path):
+        self.config = config
+        self.run_dir = run_dir
+        self.strategy = make_strategy(config.train.strategy)  # before any other op
+        self.spec = config.features
+        self.train_cfg = config.train
+        self._eval_datasets: dict = {}
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def _prepare_data(self) -> None:
+        data = self.config.data
+        if data.generate:
+            from factory.datasets import ensure_generated
+
+            if ensure_generated(data.generate, data.dir, self.spec):
+                log.info(f"wrote the {data.generate} records to {Path(data.dir).expanduser()}")
+
+    def _build(self) -> None:
+        import keras
+
+        from factory.model import build_model, head_spec
+
+        cfg = self.config
+        if cfg.seed is not None:
+            keras.utils.set_random_seed(cfg.seed)
+        if cfg.train.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        if cfg.train.mixed_precision:
+            keras.mixed_precision.set_dtype_policy(cfg.train.mixed_precision)
+        task, num_outputs = head_spec(self.spec)
+        self.task = Task(task, num_outputs)
+        replicas = self.strategy.num_replicas_in_sync
+        self.global_batch = cfg.train.batch_size
+        if self.global_batch % replicas:
+            raise ConfigError(f"train.batch_size: {self.global_batch} is not divisible by the {replicas} replicas")
+        with self.strategy.scope():
+            self.model = build_model(self.spec, cfg.network.name, dict(cfg.network.params))
+            self.optimizer = make_optimizer(cfg)
+            self.optimizer.build(self.model.trainable_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+            self.state = tf.Variable("{}", dtype=tf.string, trainable=False, name="policy_state")
+        seed = cfg.seed if cfg.seed is not None else 0
+        self.train_ds = self.spec.dataset(
+            list(cfg.data.train), mode="train", batch_size=self.global_batch, seed=seed,
+            shuffle_buffer=cfg.train.shuffle_buffer, compression=cfg.data.compression,
+        )
+        self.distributed = self.strategy.num_replicas_in_sync > 1 or cfg.train.strategy != "default"
+        if self.distributed:
+            self.train_iter = iter(self.strategy.experimental_distribute_dataset(self.train_ds))
+        else:
+            self.train_iter = iter(self.train_ds)
+        tracked = {"model": self.model, "optimizer": self.optimizer, "step": self.step, "state": self.state}
+        if cfg.train.checkpoint_input and not self.distributed:
+            tracked["iterator"] = self.train_iter
+        self.checkpoint = tf.train.Checkpoint(**tracked)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, str(self.run_dir / "checkpoints"), max_to_keep=cfg.train.keep_checkpoints
+        )
+        self.best_path = str(self.run_dir / "checkpoints" / "best" / "weights")
+        self._compile_steps()
+
+    def _compile_steps(self) -> None:
+        model, task, optimizer, strategy = self.model, self.task, self.optimizer, self.strategy
+        global_batch = self.global_batch
+        scale = hasattr(optimizer, "scale_loss") and self.config.train.mixed_precision == "mixed_float16"
+
+        def step_fn(features, labels, weights=None):
+            with tf.GradientTape() as tape:
+                logits = model(features, training=True)
+                per_example = task.per_example_loss(labels, logits)
+                if weights is not None:
+                    per_example = per_example * tf.reshape(tf.cast(weights, tf.float32), [-1])
+                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+                if model.losses:
+                    loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+                scaled = optimizer.scale_loss(loss) if scale else loss
+            grads = tape.gradient(scaled, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+            return loss
+
+        inner = tf.function(step_fn, jit_compile=True) if self.config.train.jit_compile else step_fn
+
+        @tf.function
+        def train_steps(iterator, steps):
+            total = tf.constant(0.0, tf.float32)
+            for _ in tf.range(steps):
+                batch = next(iterator)
+                per_replica = strategy.run(inner, args=batch)
+                total += strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+                self.step.assign_add(1)
+            return total / tf.cast(steps, tf.float32)
+
+        @tf.function
+        def eval_step(batch):
+            def fn(features, labels, weights=None):
+                return task.eval_sums(labels, model(features, training=False), weights)
+
+            sums = strategy.run(fn, args=batch)
+            return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in sums.items()}
+
+        self.train_steps, self.eval_step = train_steps, eval_step
+
+    # -- the run --------------------------------------------------------------------------------
+
+    def run(self) -> float:
+        from factory.policies import EarlyStopping
+
+        cfg, tc = self.config, self.train_cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare_data()
+        self._build()
+        es = cfg.early_stop
+        self.early = EarlyStopping(
+            monitor=es.monitor, mode=es.mode, patience=es.patience if es.enabled else 10**9,
+            min_delta=es.min_delta, baseline=es.baseline, start_from_eval=es.start_from_eval,
+        )
+        self.evals = 0
+        resumed = self._restore()
+        self._write_run_files()
+        writers = {
+            "train": tf.summary.create_file_writer(str(self.run_dir / "tensorboard" / "train")),
+            "eval": tf.summary.create_file_writer(str(self.run_dir / "tensorboard" / "eval")),
+        }
+        step = int(self.step.numpy())
+        if resumed:
+            log.info(f"resumed from step {step} (evaluation {self.evals}) in {self.run_dir}")
+        progress = Progress(tc.max_steps, self.global_batch, tc.progress, tc.log_every_steps, start=step)
+        ckpt_every = tc.checkpoint_every_steps
+        stopped = self.early.stopped_eval is not None and es.enabled
+        last_ckpt = step
+        started = time.perf_counter()
+        train_files = list(cfg.data.train)
+        try:
+            while step < tc.max_steps and not stopped:
+                next_eval = (step // tc.eval_every_steps + 1) * tc.eval_every_steps
+                chunk = min(tc.steps_per_execution, next_eval - step, tc.max_steps - step)
+                with explain_errors(self.spec, train_files, cfg.data.compression):
+                    loss = float(self.train_steps(self.train_iter, tf.constant(chunk, tf.int64)))
+                step += chunk
+                if not math.isfinite(loss):
+                    progress.clear()
+                    kept = self.manager.latest_checkpoint
+                    raise TrainingError(
+                        f"the training loss is {loss} at step {step}; stopped without saving. "
+                        f"{'The last good checkpoint is kept: ' + kept if kept else 'No checkpoint was written yet'}. "
+                        "Lower train.optimizer.learning_rate, or look for NaN/Inf values in the records"
+                    )
+                with writers["train"].as_default(step=step):
+                    tf.summary.scalar("loss", loss)
+                    tf.summary.scalar("learning_rate", current_lr(self.optimizer))
+                progress.update(step, loss)
+                if step % tc.eval_every_steps == 0 or step == tc.max_steps:
+                    progress.clear()
+                    stopped = self._evaluate(step, writers["eval"]) and es.enabled
+                    if ckpt_every is None or step - last_ckpt >= ckpt_every or stopped or step == tc.max_steps:
+                        self._save(step)
+                        last_ckpt = step
+                elif ckpt_every is not None and step - last_ckpt >= ckpt_every:
+                    self._save(step)
+                    last_ckpt = step
+        except KeyboardInterrupt:
+            progress.clear()
+            self._save(step)
+            log.info(f"interrupted at step {step}: checkpoint saved; run the same command to resume")
+            raise
+        progress.clear()
+        if step != last_ckpt:
+            self._save(step)
+        return self._finish(started, stopped)
+
+    def _restore(self) -> bool:
+        latest = self.manager.latest_checkpoint
+        if latest:
+            try:
+                self.checkpoint.restore(latest).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as err:
+                raise TrainingError(
+                    f"cannot resume from {latest}: it does not match this config ({str(err).splitlines()[0][:200]}). "
+                    "Resume with the config the run was started with, or use another hydra.run.dir"
+                ) from None
+            state = json.loads(self.state.numpy().decode())
+            self.early.load_state_dict(state["early_stop"])
+            self.evals = state["evals"]
+            step = int(self.step.numpy())
+            metrics = [r for r in read_json_lines(self.run_dir / "metrics.jsonl") if r["step"] <= step]
+            write_json_lines(self.run_dir / "metrics.jsonl", metrics)
+            return True
+        if self.train_cfg.warm_start_from:
+            self._warm_start(self.train_cfg.warm_start_from)
+        return False
+
+    def _warm_start(self, source: str) -> None:
+        path = Path(source).expanduser()
+        prefix = None
+        for directory in (path / "checkpoints", path):
+            if directory.is_dir():
+                prefix = tf.train.latest_checkpoint(str(directory))
+                if prefix:
+                    break
+        if prefix is None and tf.io.gfile.exists(str(path) + ".index"):
+            prefix = str(path)
+        if prefix is None:
+            raise ConfigError(f"train.warm_start_from: no checkpoint found at {source!r}; give a run dir or a checkpoint prefix")
+        status = tf.train.Checkpoint(model=self.model).read(prefix)
+        try:
+            status.assert_existing_objects_matched()
+        except AssertionError as err:
+            raise ConfigError(f"train.warm_start_from: {prefix} does not match this network ({str(err)[:200]})") from None
+        status.expect_partial()
+        log.info(f"initialised the weights from {prefix}")
+
+    def _save(self, step: int) -> None:
+        self.state.assign(json.dumps({"early_stop": self.early.state_dict(), "evals": self.evals}))
+        self.manager.save(checkpoint_number=step)
+
+    def _write_run_files(self) -> None:
+        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(dict(self.config.raw), sort_keys=False))
+
+    # -- evaluation ------------------------------------------------------------------------------
+
+    def _eval_dataset(self, files, max_batches: int | None):
+        key = (tuple(files), max_batches)
+        if key not in self._eval_datasets:
+            cfg = self.config
+            ds = self.spec.dataset(list(files), mode="eval", batch_size=self.global_batch, compression=cfg.data.compression)
+            if max_batches:
+                ds = ds.take(max_batches)
+            if self.distributed:
+                ds = self.strategy.experimental_distribute_dataset(ds)
+            self._eval_datasets[key] = ds
+        return self._eval_datasets[key]
+
+    def evaluate(self, files, prefix: str = "val_", max_batches: int | None = None) -> dict[str, float]:
+        """Metrics of the current weights over ``files`` (one pass, or ``max_batches``)."""
+        cfg = self.config
+        ds = self._eval_dataset(files, max_batches)
+        totals = None
+        with explain_errors(self.spec, list(files), cfg.data.compression):
+            for batch in ds:
+                totals = accumulate(totals, self.eval_step(batch))
+        if totals is None:
+            raise TrainingError(f"data.{prefix.rstrip('_') if prefix != 'val_' else 'eval'}: the records are empty")
+        return self.task.finalize(totals, prefix)
+
+    def _evaluate(self, step: int, writer) -> bool:
+        metrics = self.evaluate(self.config.data.eval, max_batches=self.train_cfg.eval_steps)
+        self.evals += 1
+        previous_best = self.early.best_eval
+        stop = self.early.update(metrics)
+        if self.early.best_eval != previous_best:
+            tf.train.Checkpoint(model=self.model).write(self.best_path)
+        values = ", ".join(f"{k} {fmt(v)}" for k, v in metrics.items())
+        log.info(f"eval {self.evals} @ step {step}: {values} | {self.early.describe()}")
+        row = {"eval": self.evals, "step": step, **metrics, "best": self.early.best_value, "wait": self.early.wait, "stop": bool(stop)}
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        with writer.as_default(step=step):
+            for k, v in metrics.items():
+                tf.summary.scalar(k, v)
+        writer.flush()
+        return stop
+
+    def _finish(self, started: float, stopped: bool) -> float:
+        cfg = self.config
+        summary = {
+            "monitor": cfg.early_stop.monitor,
+            "best_value": self.early.best_value,
+            "best_eval": self.early.best_eval,
+            "evaluations": self.evals,
+            "steps": int(self.step.numpy()),
+            "stopped_early": bool(stopped),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        if tf.io.gfile.exists(self.best_path + ".index"):
+            tf.train.Checkpoint(model=self.model).read(self.best_path).expect_partial()
+        if cfg.data.test:
+            test = self.evaluate(cfg.data.test, prefix="test_")
+            summary["test"] = test
+            log.info("test (best weights): " + ", ".join(f"{k} {fmt(v)}" for k, v in test.items()))
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        reason = "stopped early" if stopped else "reached train.max_steps"
+        log.info(
+            f"done: {reason} at step {summary['steps']}; best {cfg.early_stop.monitor} {fmt(self.early.best_value)} "
+            f"@ eval {self.early.best_eval}; run dir {self.run_dir}"
+        )
+        return float(self.early.best_value)
