@@ -173,7 +173,7 @@ def load_config(config: Mapping[str, Any], source: str | None = None, check_netw
         )
     if data.generate and not data.dir:
         problems.append("data.dir: `generate` needs a directory to write the records into")
-    if not problems and early.enabled:
+    if not problems:  # the monitor also picks the best weights when early stopping is off
         available = [prefix + m for prefix in ("val_",) for m in TASK_METRICS[spec.label.task]]
         if early.monitor not in available:
             problems.append(

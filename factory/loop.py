@@ -368,7 +368,7 @@ class Loop:
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         reason = "stopped early" if stopped else "reached train.max_steps"
         log.info(
-            f"done: {reason} at step {summary['steps']}; best {cfg.early_stop.monitor} {fmt(self.early.best_value)} "
+            f"done: {reason} at step {summary['steps']}; best {cfg.early_stop.monitor} {fmt(self.early.best_value or float('nan'))} "
             f"@ eval {self.early.best_eval}; run dir {self.run_dir}"
         )
-        return float(self.early.best_value)
+        return float("nan") if self.early.best_value is None else float(self.early.best_value)
