@@ -216,7 +216,7 @@ class Loop:
         ckpt_every = tc.checkpoint_every_steps
         stopped = self.early.stopped_eval is not None and es.enabled
         last_ckpt = step
-        started = time.perf_counter()
+        started = self._started = time.perf_counter()
         train_files = list(cfg.data.train)
         try:
             while step < tc.max_steps and not stopped:
@@ -339,7 +339,10 @@ class Loop:
             tf.train.Checkpoint(model=self.model).write(self.best_path)
         values = ", ".join(f"{k} {fmt(v)}" for k, v in metrics.items())
         log.info(f"eval {self.evals} @ step {step}: {values} | {self.early.describe()}")
-        row = {"eval": self.evals, "step": step, **metrics, "best": self.early.best_value, "wait": self.early.wait, "stop": bool(stop)}
+        row = {
+            "eval": self.evals, "step": step, **metrics, "best": self.early.best_value, "wait": self.early.wait,
+            "stop": bool(stop), "seconds": round(time.perf_counter() - self._started, 3),
+        }
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         with writer.as_default(step=step):

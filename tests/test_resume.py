@@ -66,7 +66,10 @@ def test_kill_9_and_resume_matches_an_uninterrupted_run(tmp_path):
     straight = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
     resumed = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
     assert len(straight) == 8
-    assert [json.loads(r) for r in resumed] == [json.loads(r) for r in straight]  # exact floats
+    def rows(lines):  # wall time differs, everything else must not
+        return [{k: v for k, v in json.loads(r).items() if k != "seconds"} for r in lines]
+
+    assert rows(resumed) == rows(straight)  # exact floats
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
     assert a.keys() == b.keys() and len(a) > 4
     for key in a:

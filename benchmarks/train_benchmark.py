@@ -1,0 +1,145 @@
+"""Training overhead: factory's loop against a bare hand-written loop and Keras ``Model.fit``.
+
+All three train the same model on the same ``spec.dataset`` pipeline with the
+same ``steps_per_execution``. factory additionally evaluates every 500 steps
+and writes checkpoints (as a real run does). Steady-state steps/s are timed
+after ``--warmup`` steps, so start-up (imports, tracing, the first shuffle
+buffer) is left out: for factory, between its first and last evaluation. Paths are interleaved and the
+best of ``--repeats`` is kept, because this machine is noisy.
+
+    python benchmarks/train_benchmark.py [--steps 3000] [--warmup 500] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("FACTORY_CACHE", tempfile.mkdtemp(prefix="factory-bench-cache-"))
+
+import keras
+import tensorflow as tf
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from factory.config import load_config
+from factory.datasets import ensure_generated
+from factory.model import build_model
+from factory.runner import train
+from factory.spec import resource_dir
+
+NETWORKS = {"cnn": ["network=cnn"], "mlp": ["network=mlp", "network.hidden=[128,128]"]}
+
+
+def config_for(network: str, steps: int, run_dir: Path, spe: int, eval_every: int = 500) -> dict:
+    overrides = [
+        *NETWORKS[network], f"train.max_steps={steps}", f"train.eval_every_steps={eval_every}",
+        f"train.steps_per_execution={spe}",
+        "train.progress=none", "early_stop.patience=1000", "data.test=null", "train.batch_size=64",
+    ]
+    with initialize_config_dir(config_dir=str(resource_dir("conf")), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    raw["run_dir"] = str(run_dir)
+    return raw
+
+
+def time_factory(network: str, steps: int, warmup: int, spe: int, tmp: Path) -> float:
+    """Steps/s between the first and the last evaluation (evaluations and checkpoints included)."""
+    run_dir = Path(tempfile.mkdtemp(dir=tmp))
+    train(config_for(network, warmup + steps, run_dir, spe, eval_every=warmup), run_dir=run_dir)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return (rows[-1]["step"] - rows[0]["step"]) / (rows[-1]["seconds"] - rows[0]["seconds"])
+
+
+def _setup(network: str, spe: int):
+    config = load_config(config_for(network, 10, Path("unused"), spe))
+    ensure_generated("digits", config.data.dir, config.features)
+    keras.utils.set_random_seed(0)
+    model = build_model(config.features, config.network.name, dict(config.network.params))
+    ds = config.features.dataset(list(config.data.train), mode="train", batch_size=64, seed=0)
+    return config, model, ds
+
+
+def time_bare(network: str, steps: int, warmup: int, spe: int) -> float:
+    _, model, ds = _setup(network, spe)
+    optimizer = keras.optimizers.Adam(0.002)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @tf.function
+    def run(iterator, n):
+        for _ in tf.range(n):
+            features, labels = next(iterator)
+            with tf.GradientTape() as tape:
+                loss = loss_fn(labels, model(features, training=True))
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss
+
+    iterator = iter(ds)
+    for _ in range(warmup // spe):
+        float(run(iterator, tf.constant(spe)))
+    start = time.perf_counter()
+    for _ in range(steps // spe):
+        float(run(iterator, tf.constant(spe)))
+    return steps / (time.perf_counter() - start)
+
+
+class _EpochTimes(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds = time.perf_counter() - self.start
+
+
+def time_fit(network: str, steps: int, warmup: int, spe: int) -> float:
+    _, model, ds = _setup(network, spe)
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.002),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        steps_per_execution=spe,
+    )
+    model.fit(ds, steps_per_epoch=warmup, epochs=1, verbose=0)
+    timer = _EpochTimes()
+    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
+    return steps / timer.seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--warmup", type=int, default=500, help="steps before timing starts (default: 500)")
+    parser.add_argument("--spe", type=int, default=10, help="steps_per_execution (default: 10)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--networks", default="cnn,mlp")
+    args = parser.parse_args()
+    logging.getLogger("factory").setLevel(logging.WARNING)
+    tmp = Path(tempfile.mkdtemp(prefix="factory-bench-"))
+    paths = {
+        "factory": lambda net: time_factory(net, args.steps, args.warmup, args.spe, tmp),
+        "bare loop": lambda net: time_bare(net, args.steps, args.warmup, args.spe),
+        "Model.fit": lambda net: time_fit(net, args.steps, args.warmup, args.spe),
+    }
+    print(f"steady-state steps/s, batch 64, steps_per_execution {args.spe}, best of {args.repeats}")
+    print(f"{'network':8} {'path':10} {'steps/s':>9} {'factory ratio':>14}")
+    for net in args.networks.split(","):
+        best = {name: 0.0 for name in paths}
+        for _ in range(args.repeats):
+            for name, fn in paths.items():
+                best[name] = max(best[name], fn(net))
+        for name, rate in best.items():
+            ratio = best["factory"] / rate if name != "factory" else 1.0
+            verdict = "" if name == "factory" else ("PASS" if ratio >= 0.95 else "FAIL") + " (target >= 0.95x)"
+            print(f"{net:8} {name:10} {rate:9.1f} {ratio:13.2f}x  {verdict}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,435 @@
+"""Records to write, read from CSV, JSON Lines and NPZ files.
+
+Each reader turns its input into records (dicts of feature name -> value) that
+``RecordWriter`` then validates and encodes. Conversion follows the feature
+spec, feature by feature:
+
+- CSV cells are text. A scalar numeric feature holds one number; a non-scalar
+  numeric feature holds its values separated by spaces and/or commas
+  (``"0.1 0.2 0.3"``, ``"1,2,3"``) or a JSON list (``"[[1, 2], [3, 4]]"``); flat
+  values are reshaped to the declared shape. A scalar string feature takes the
+  cell as it is; a non-scalar one a JSON list or whitespace-separated tokens.
+  An empty cell is a missing value: the writer applies the spec's ``default``
+  or reports the feature as missing.
+- JSON Lines values are taken as they are (``null`` is missing), except that a
+  flat list for a multi-dimensional feature is reshaped.
+- For ``encoding: png|jpeg`` features, a CSV or JSON Lines field holds the path
+  of an image file (relative paths are resolved against the input file's
+  directory); its bytes are stored as they are, and the writer checks that
+  they are PNG/JPEG of the declared size.
+- NPZ archives hold one array per feature, keyed by feature name, whose first
+  axis counts the records; they are written as whole columns.
+
+Where a problem is, messages say it the same way for each format:
+
+- CSV: ``row N``, the N-th data row, counted from 1; the header is not a row
+  and neither are blank lines.
+- JSON Lines: ``line N``, the physical line, counted from 1.
+- NPZ: ``record N``, the index along the first axis, counted from 0.
+
+A value that cannot be converted makes a bad row (``Row.error``), which the
+caller may report or skip. Problems with the file as a whole (unreadable, an
+unknown column, a missing required column, arrays of unequal length) raise
+``RecordError`` at once. Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from factory.errors import RecordError
+from factory.features.spec import Feature, FeatureSpec
+from factory.spec import did_you_mean
+
+FORMATS = ("csv", "jsonl", "npz")
+_EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".npz": "npz"}
+
+
+def input_format(path: str | Path, format: str | None = None) -> str:
+    """``format`` if given, else the format named by the file extension (.csv, .jsonl/.ndjson/.json, .npz)."""
+    if format is not None:
+        if format not in FORMATS:
+            raise RecordError(f"format: {format!r} is not one of {', '.join(FORMATS)}")
+        return format
+    suffix = Path(path).suffix.lower()
+    if suffix not in _EXTENSIONS:
+        raise RecordError(
+            f"{path}: cannot tell the input format from the extension {suffix or '(none)'!r}; "
+            f"name the file .csv, .jsonl or .npz, or pass --format {'|'.join(FORMATS)}"
+        )
+    return _EXTENSIONS[suffix]
+
+
+def open_source(
+    path: str | Path, spec: FeatureSpec, format: str | None = None, ignore_unknown: bool = False
+) -> CsvSource | JsonlSource | NpzSource:
+    """The reader for ``path``; use it as a context manager.
+
+    ``format`` defaults to the one named by the extension. ``ignore_unknown``
+    (default False) drops columns/keys the spec does not declare; otherwise the
+    first one is an error naming it.
+    """
+    kind = input_format(path, format)
+    cls = {"csv": CsvSource, "jsonl": JsonlSource, "npz": NpzSource}[kind]
+    return cls(path, spec, ignore_unknown=ignore_unknown)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the input: a record to write, or the reason it cannot be one.
+
+    ``where`` locates the row in the input (``row 3``, ``line 7``, ``record 0``).
+    ``error`` is None for a good row; otherwise it names the feature at fault
+    (``feature 'label': 'abc' is not a number ...``) and ``record`` is None.
+    """
+
+    where: str
+    record: dict[str, Any] | None
+    error: str | None = None
+
+
+class _BadValue(Exception):
+    def __init__(self, feature: str, message: str):
+        super().__init__(f"feature '{feature}': {message}")
+
+
+def _unknown_names(path: Path, names: Sequence[str], spec: FeatureSpec, what: str, where: str = "") -> RecordError:
+    declared = [f.name for f in spec.all()]
+    name = names[0]
+    more = f" (and {len(names) - 1} more: {', '.join(names[1:])})" if len(names) > 1 else ""
+    return RecordError(
+        f"{path}{' ' + where if where else ''}: unknown {what} '{name}'{did_you_mean(name, declared)}{more}; "
+        f"the spec declares {', '.join(declared)}. Rename it to a declared feature, "
+        f"or pass --ignore-unknown to drop {what}s the spec does not declare"
+    )
+
+
+def _check_columns(path: Path, names: Sequence[str], spec: FeatureSpec, ignore_unknown: bool, what: str) -> list[str]:
+    """The declared names among ``names``; unknown ones are an error unless ignored, as are absent required features."""
+    declared = {f.name for f in spec.all()}
+    unknown = [n for n in names if n not in declared]
+    if unknown and not ignore_unknown:
+        raise _unknown_names(path, unknown, spec, what)
+    for f in spec.all():
+        if f.required and f.name not in names:
+            raise RecordError(
+                f"{path}: no {what} for the required feature '{f.name}' ({f.describe()}); "
+                f"add it, or give the feature a `default` in the feature spec"
+            )
+    return [n for n in names if n in declared]
+
+
+class _Field:
+    """Converts the text (CSV) or JSON value of one feature to what the writer takes."""
+
+    def __init__(self, feature: Feature, base_dir: Path):
+        self.f = feature
+        self.name = feature.name
+        self.base_dir = base_dir
+        self.numeric = feature.dtype != "string" and not feature.encoding
+        # Blank text is no value, except for strings, where spaces may be the value.
+        self.blank_is_missing = feature.dtype != "string"
+        self.scalar = feature.shape == ()
+        self.whole = not feature.variable and math.prod(feature.shape) == 1  # one value: never split
+
+    def bad(self, message: str) -> _BadValue:
+        return _BadValue(self.name, message)
+
+    # -- CSV text ---------------------------------------------------------------------------
+
+    def from_text(self, text: str) -> Any:
+        """The value of a non-empty CSV cell."""
+        if self.f.encoding:
+            return self.image_file(text)
+        if self.f.dtype == "string":
+            if self.scalar:
+                return text
+            if self.whole and not text.lstrip().startswith("["):
+                return np.full(self.f.shape, text, dtype=object)
+            return self.reshape(np.asarray(self.string_list(text), dtype=object))
+        text = text.strip()
+        if self.scalar:
+            return self.number(text)
+        if text.startswith("["):
+            return self.reshape_list(self.json_list(text))
+        return self.reshape(self.numbers(text.replace(",", " ").split()))
+
+    def numbers(self, tokens: list[str]) -> np.ndarray:
+        # numpy parses the whole list at once; only a failure goes token by token to name the culprit.
+        try:
+            return np.array(tokens, dtype=np.float64 if self.f.dtype == "float32" else np.int64)
+        except (ValueError, OverflowError):
+            return np.asarray([self.number(t) for t in tokens])
+
+    def number(self, token: str) -> int | float:
+        kind = "a number" if self.f.dtype == "float32" else "an integer"
+        try:
+            if self.f.dtype == "float32":
+                return float(token)
+            try:
+                return int(token)
+            except ValueError:
+                value = float(token)  # "3.0" is a whole number: accepted for integer features
+        except ValueError:
+            raise self.bad(f"expected {kind} ({self.f.describe()}), got {token[:40]!r}") from None
+        if not value.is_integer():
+            raise self.bad(f"expected {kind} ({self.f.describe()}), got {token[:40]!r}")
+        return value
+
+    def json_list(self, text: str) -> Any:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise self.bad(f"{text[:40]!r} is not a valid JSON list ({err.msg}); write the values separated by spaces or commas") from None
+
+    def string_list(self, text: str) -> Any:
+        stripped = text.strip()
+        if stripped.startswith("["):
+            return self.json_list(stripped)
+        return stripped.split()
+
+    def reshape(self, arr: np.ndarray) -> np.ndarray:
+        """Flat values -> the declared shape, when the count fits; otherwise unchanged for the writer to report."""
+        if arr.ndim != 1:
+            return arr
+        shape = self.f.shape
+        if self.f.variable:
+            inner = math.prod(shape[1:]) if len(shape) > 1 else 0
+            return arr.reshape(-1, *shape[1:]) if inner and arr.size % inner == 0 else arr
+        return arr.reshape(shape) if arr.size == math.prod(shape) else arr
+
+    def reshape_list(self, value: Any) -> Any:
+        if not isinstance(value, list) or not value or any(isinstance(v, list | dict) for v in value):
+            return value
+        try:
+            return self.reshape(np.asarray(value))
+        except ValueError:
+            return value
+
+    # -- JSON values --------------------------------------------------------------------------
+
+    def from_json(self, value: Any) -> Any:
+        """The value of a JSON Lines field (not None)."""
+        if self.f.encoding and isinstance(value, str):
+            return self.image_file(value)
+        if self.numeric:
+            # JSON types are known here, so the wrong ones are named plainly (the writer sees arrays).
+            if isinstance(value, str | bool | dict):
+                what = "numbers" if self.f.shape else ("a number" if self.f.dtype == "float32" else "an integer")
+                raise self.bad(f"expected {what} ({self.f.describe()}), got {type(value).__name__} {json.dumps(value)[:40]}")
+            if self.scalar and isinstance(value, float) and self.f.dtype != "float32" and not value.is_integer():
+                raise self.bad(f"expected an integer ({self.f.describe()}), got {value!r}")
+            if not self.scalar:
+                return self.reshape_list(value)
+        return value
+
+    # -- image files ---------------------------------------------------------------------------
+
+    def image_file(self, text: str) -> bytes:
+        name = text.strip()
+        given = Path(name).expanduser()
+        path = given if given.is_absolute() else self.base_dir / given
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            relative = "" if given.is_absolute() else f" ('{name}' is relative to the input file's directory)"
+            raise self.bad(f"image file not found: {path}{relative}") from None
+        except OSError as err:
+            raise self.bad(f"cannot read image file {path}: {err.strerror or err}") from None
+
+
+class _TextSource:
+    """Shared by the CSV and JSON Lines readers: the open file and the converters."""
+
+    format = ""
+
+    def __init__(self, path: str | Path, spec: FeatureSpec, ignore_unknown: bool = False):
+        self.path = Path(path)
+        self.spec = spec
+        self.ignore_unknown = ignore_unknown
+        base_dir = self.path.resolve().parent
+        self.fields = {f.name: _Field(f, base_dir) for f in spec.all()}
+        self._file: TextIO | None = None
+
+    def _open(self) -> TextIO:
+        try:
+            # utf-8-sig: spreadsheet programs start their CSV files with a byte-order mark.
+            return open(self.path, newline="" if self.format == "csv" else None, encoding="utf-8-sig")
+        except FileNotFoundError:
+            raise RecordError(f"input file not found: {self.path}") from None
+        except OSError as err:
+            raise RecordError(f"cannot read {self.path}: {err.strerror or err}") from None
+
+    def __enter__(self):
+        self._file = self._open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _lines(self) -> Iterator[str]:
+        if self._file is None:
+            raise RuntimeError("use the source as a context manager: `with open_source(...) as source:`")
+        try:
+            yield from self._file
+        except UnicodeDecodeError as err:
+            raise RecordError(f"{self.path}: not UTF-8 text ({err.reason}); save it with UTF-8 encoding") from None
+
+
+class CsvSource(_TextSource):
+    """Rows of a CSV file with a header row naming the features; iterate for ``Row``s."""
+
+    format = "csv"
+
+    def __enter__(self) -> CsvSource:
+        super().__enter__()
+        try:
+            self._reader = csv.reader(self._lines())
+            header = next(self._reader, None)
+            if header is None:
+                raise RecordError(f"{self.path}: the file is empty; the first row must name the columns")
+            header = [h.strip() for h in header]
+            for i, name in enumerate(header):
+                if not name:
+                    raise RecordError(f"{self.path}: column {i + 1} of the header has no name")
+                if name in header[:i]:
+                    raise RecordError(f"{self.path}: the header names column '{name}' twice")
+            kept = set(_check_columns(self.path, header, self.spec, self.ignore_unknown, "column"))
+            self.header = header
+            self._columns = [(i, self.fields[name]) for i, name in enumerate(header) if name in kept]
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __iter__(self) -> Iterator[Row]:
+        number = 0
+        while True:
+            try:
+                cells = next(self._reader, None)
+            except csv.Error as err:
+                raise RecordError(f"{self.path} row {number + 1}: not valid CSV ({err})") from None
+            if cells is None:
+                return
+            if not cells or (len(cells) == 1 and not cells[0].strip()):
+                continue
+            number += 1
+            where = f"row {number}"
+            if len(cells) != len(self.header):
+                yield Row(where, None, f"has {len(cells)} cells but the header has {len(self.header)} columns")
+                continue
+            record: dict[str, Any] = {}
+            try:
+                for i, field in self._columns:
+                    text = cells[i]
+                    if text == "" or (field.blank_is_missing and not text.strip()):
+                        continue  # missing: the writer applies the default or reports it
+                    record[field.name] = field.from_text(text)
+            except _BadValue as bad:
+                yield Row(where, None, str(bad))
+                continue
+            yield Row(where, record)
+
+
+class JsonlSource(_TextSource):
+    """One JSON object per line, keyed by feature name; iterate for ``Row``s. Blank lines are skipped."""
+
+    format = "jsonl"
+
+    def __enter__(self) -> JsonlSource:
+        super().__enter__()
+        return self
+
+    def __iter__(self) -> Iterator[Row]:
+        for number, line in enumerate(self._lines(), 1):
+            if not line.strip():
+                continue
+            where = f"line {number}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                yield Row(where, None, f"not valid JSON ({err.msg} at column {err.colno}); each line must hold one JSON object")
+                continue
+            if not isinstance(obj, Mapping):
+                yield Row(where, None, f"expected a JSON object of feature name to value, got {type(obj).__name__}")
+                continue
+            unknown = [k for k in obj if k not in self.fields]
+            if unknown and not self.ignore_unknown:
+                raise _unknown_names(self.path, unknown, self.spec, "key", where)
+            record: dict[str, Any] = {}
+            try:
+                for key, value in obj.items():
+                    field = self.fields.get(key)
+                    if field is not None and value is not None:
+                        record[key] = field.from_json(value)
+            except _BadValue as bad:
+                yield Row(where, None, str(bad))
+                continue
+            yield Row(where, record)
+
+
+class NpzSource:
+    """Arrays of a NumPy ``.npz`` archive keyed by feature name, the first axis counting records.
+
+    After entering, ``columns`` holds the declared arrays (all loaded) and
+    ``rows`` the record count; ``record(i)`` is one record for row-by-row writing.
+    """
+
+    format = "npz"
+
+    def __init__(self, path: str | Path, spec: FeatureSpec, ignore_unknown: bool = False):
+        self.path = Path(path)
+        self.spec = spec
+        self.ignore_unknown = ignore_unknown
+        self.columns: dict[str, np.ndarray] = {}
+        self.rows = 0
+
+    def __enter__(self) -> NpzSource:
+        try:
+            archive = np.load(self.path, allow_pickle=False)
+        except FileNotFoundError:
+            raise RecordError(f"input file not found: {self.path}") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise RecordError(f"{self.path}: not a NumPy .npz archive ({err})") from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise RecordError(f"{self.path}: holds a single array, not an .npz archive of arrays keyed by feature name; save it with np.savez(path, name=array, ...)")
+        with archive:
+            keep = _check_columns(self.path, list(archive.files), self.spec, self.ignore_unknown, "array")
+            for name in keep:
+                try:
+                    arr = archive[name]
+                except ValueError as err:
+                    raise RecordError(
+                        f"{self.path}: array '{name}' cannot be read ({err}); store strings as fixed-width "
+                        "str or bytes arrays (np.array([...], dtype=str)), not object arrays"
+                    ) from None
+                if arr.ndim == 0:
+                    raise RecordError(f"{self.path}: array '{name}' is a scalar; its first axis must count the records")
+                self.columns[name] = arr
+        lengths = {name: len(arr) for name, arr in self.columns.items()}
+        if len(set(lengths.values())) > 1:
+            detail = ", ".join(f"'{k}': {n}" for k, n in lengths.items())
+            raise RecordError(f"{self.path}: the arrays have different numbers of records ({detail}); the first axis must count the records")
+        self.rows = next(iter(lengths.values()), 0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.columns = {}
+
+    @staticmethod
+    def where(index: int) -> str:
+        return f"record {index}"
+
+    def record(self, index: int) -> dict[str, Any]:
+        return {name: arr[index] for name, arr in self.columns.items()}
