@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 run: setup
-	$(VENV)/bin/factory demo
+	$(VENV)/bin/factory-train
 
 test: setup
 	$(VENV)/bin/ruff check factory tests benchmarks

@@ -1,0 +1,198 @@
+"""``factory-train``: the Hydra app around ``factory.runner.train``.
+
+The only module that imports Hydra. Before Hydra runs the job, the command
+line is checked by composing the config with Hydra's compose API and
+validating it (``factory.config.load_config``), all without TensorFlow: a
+misspelt key or network name is reported in a fraction of a second, with a
+suggestion, and exit status 2. Overrides, ``-m`` multirun, sweepers and
+launchers then work as in any Hydra app; each run writes everything into its
+``hydra.run.dir`` (or the sweep's subdirectory).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from collections.abc import Sequence
+
+from factory.errors import ConfigError, FactoryError
+from factory.spec import did_you_mean, resource_dir
+
+CONFIG_NAME = "config"
+_HYDRA_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--info", "-i", "--package", "-p"}
+
+
+def _split_argv(argv: Sequence[str]) -> tuple[list[str], bool, str, list[str]]:
+    """``(overrides, multirun, config_name, extra config dirs)`` from a Hydra command line."""
+    overrides, multirun, name, dirs = [], False, CONFIG_NAME, []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        key, _, inline = arg.partition("=") if arg.startswith("-") else (arg, "", "")
+        if arg in ("-m", "--multirun"):
+            multirun = True
+        elif key in _HYDRA_FLAGS_WITH_VALUE:
+            value = inline or (args[i + 1] if i + 1 < len(args) else "")
+            if not inline:
+                i += 1
+            if key in ("--config-name", "-cn"):
+                name = value
+            elif key in ("--config-dir", "-cd"):
+                dirs.append(value)
+        elif not arg.startswith("-"):
+            overrides.append(arg)
+        i += 1
+    return overrides, multirun, name, dirs
+
+
+def _trial_overrides(overrides: list[str]) -> list[list[str]]:
+    """Override lists that cover every value of every sweep once (others at their first value)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    base, sweeps = [], []
+    for override in parsed:
+        if override.is_sweep_override():
+            try:
+                values = list(override.sweep_string_iterator())
+            except Exception:  # interval() and other non-enumerable sweeps: left to the sweeper
+                continue
+            sweeps.append((override, values))
+            base.append(f"{override.get_key_element()}={values[0]}")
+        else:
+            base.append(override.input_line)
+    trials = [base]
+    for override, values in sweeps:
+        index = base.index(f"{override.get_key_element()}={values[0]}")
+        for value in values[1:]:
+            trial = list(base)
+            trial[index] = f"{override.get_key_element()}={value}"
+            trials.append(trial)
+    return trials
+
+
+def _explain_hydra_error(err: Exception, overrides: list[str], config_dir: str, name: str) -> list[str]:
+    """A Hydra composition error as our one-line problems, with suggestions."""
+    message = str(err)
+    missing = re.search(r"Could not find '([^']+)/([^']+)'", message)
+    if missing:
+        group, choice = missing.groups()
+        options = re.findall(r"^\t(\S+)$", message, re.MULTILINE)
+        known = f"; available: {', '.join(options)}" if options else ""
+        return [f"{group}: there is no config '{choice}' in the '{group}' group{did_you_mean(choice, options)}{known}"]
+    key = re.search(r"full_key: (\S+)", message) or re.search(r"Could not override '([^']+)'", message)
+    if key and ("not in struct" in message or "Could not override" in message):
+        dotted = key.group(1)
+        parent, _, leaf = dotted.rpartition(".")
+        siblings = _keys_at(parent, overrides, config_dir, name)
+        hint = did_you_mean(leaf, siblings)
+        allowed = f"; allowed keys: {', '.join(sorted(siblings))}" if siblings else ""
+        return [f"{dotted}: unknown key{hint}{allowed} (to add a new key on purpose, write +{dotted}=...)"]
+    first = message.strip().splitlines()[0] if message.strip() else type(err).__name__
+    return [f"command line: {first}"]
+
+
+def _keys_at(parent: str, overrides: list[str], config_dir: str, name: str) -> list[str]:
+    """Keys under ``parent`` in the config composed with only the group choices of ``overrides``."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    groups = [o for o in overrides if "=" in o and "." not in o.split("=", 1)[0].lstrip("+~")]
+    try:
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            cfg = compose(config_name=name, overrides=groups)
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        return [str(k) for k in node.keys()] if node is not None and hasattr(node, "keys") else []
+    except Exception:
+        return []
+
+
+def check_command_line(argv: Sequence[str]) -> None:
+    """Compose and validate the config of every trial the command line describes; ConfigError if any is bad."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from factory.config import load_config
+
+    overrides, _, name, dirs = _split_argv(argv)
+    config_dir = str(resource_dir("conf"))
+    if dirs:
+        overrides = [*overrides, f"hydra.searchpath=[{','.join('file://' + os.path.abspath(d) for d in dirs)}]"]
+    try:
+        trials = _trial_overrides(overrides)
+    except HydraException as err:
+        raise ConfigError(f"command line: {str(err).strip().splitlines()[0]}") from None
+    seen: set[str] = set()
+    for trial in trials:
+        try:
+            with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+                cfg = compose(config_name=name, overrides=trial)
+            raw = OmegaConf.to_container(cfg, resolve=True)
+        except (HydraException, OmegaConfBaseException) as err:
+            problems = _explain_hydra_error(err, trial, config_dir, name)
+        else:
+            try:
+                load_config(raw)
+                problems = []
+            except ConfigError as err:
+                problems = err.problems
+        fresh = [p for p in problems if p not in seen]
+        seen.update(fresh)
+        if fresh:
+            sweep = f" (in the trial {' '.join(trial)})" if len(trials) > 1 else ""
+            raise ConfigError([*fresh[:-1], fresh[-1] + sweep])
+
+
+def _job(cfg) -> float:
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from factory.config import load_config
+    from factory.runner import train
+
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    run_dir = HydraConfig.get().runtime.output_dir
+    raw["run_dir"] = run_dir
+    try:
+        return train(load_config(raw), run_dir=run_dir)
+    except FactoryError as err:
+        logging.getLogger("factory").error(f"error: {err}")
+        raise SystemExit(err.exit_code) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``factory-train``; ``argv`` defaults to ``sys.argv[1:]``. Returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    informational = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--version", "--shell-completion", "-sc"}
+    try:
+        if not informational.intersection(a.partition("=")[0] for a in argv):
+            check_command_line(argv)
+    except FactoryError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    import hydra
+
+    app = hydra.main(config_path=str(resource_dir("conf")), config_name=CONFIG_NAME, version_base="1.3")(_job)
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "factory-train", *argv]
+    try:
+        app()
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    except KeyboardInterrupt:
+        print("interrupted: the checkpoint is saved; run the same command to resume", file=sys.stderr)
+        return 130
+    finally:
+        sys.argv = saved
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
