@@ -8,7 +8,6 @@ its build function), and reports every problem at once with its dotted path.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -87,6 +86,36 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    best: Mapping[str, Any] | None = None      # BestExport arguments, or None when disabled
+    latest: Mapping[str, Any] | None = None    # LatestExport arguments
+    final: Mapping[str, Any] | None = None     # FinalExport arguments
+    output_names: Mapping[str, str] = field(default_factory=dict)
+    verify_tolerance: float = 1e-5
+    model_name: str = "model"
+
+    @property
+    def policies(self) -> dict[str, Mapping[str, Any]]:
+        """Enabled policies by name, with their constructor arguments."""
+        return {name: args for name in ("best", "latest", "final") if (args := getattr(self, name)) is not None}
+
+
+def _export_config(raw: Mapping[str, Any]) -> ExportConfig:
+    def enabled(name: str) -> dict | None:
+        group = dict(raw.get(name) or {})
+        return None if not group.pop("enabled", False) else group
+
+    return ExportConfig(
+        best=enabled("best"),
+        latest=enabled("latest"),
+        final=enabled("final"),
+        output_names=dict(raw.get("output_names") or {}),
+        verify_tolerance=float(raw.get("verify_tolerance", 1e-5)),
+        model_name=raw.get("model_name", "model"),
+    )
+
+
+@dataclass(frozen=True)
 class NetworkConfig:
     name: str
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -101,7 +130,7 @@ class Config:
     train: TrainConfig
     early_stop: EarlyStopConfig
     data: DataConfig
-    export: Mapping[str, Any] = field(default_factory=dict)
+    export: ExportConfig = field(default_factory=ExportConfig)
     seed: int | None = 0
     imports: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -123,6 +152,31 @@ def _files(value: Any) -> tuple[str, ...] | None:
 def _known(cls, values: Mapping[str, Any]) -> dict[str, Any]:
     names = {f.name for f in fields(cls)}
     return {k: v for k, v in values.items() if k in names}
+
+
+def _export_problems(export: ExportConfig, task: str) -> list[str]:
+    from factory.policies import EXPORT_POLICIES
+
+    problems = []
+    available = ["val_" + m for m in TASK_METRICS[task]]
+    for name, args in export.policies.items():
+        monitor = args.get("monitor")
+        if monitor is not None and monitor not in available and args.get("weights") != "last":
+            problems.append(
+                f"export.{name}.monitor: no evaluation produces '{monitor}'{did_you_mean(monitor, available)}; "
+                f"a {task} run reports {', '.join(available)}"
+            )
+            continue
+        try:
+            EXPORT_POLICIES[name](**args)
+        except ConfigError as err:
+            problems += [p if p.startswith(f"export.{name}") else p.replace("export.", f"export.{name}.", 1) for p in err.problems]
+    known = {"classification": ("probabilities", "class_ids", "logits"), "binary": ("probability", "class_ids", "logits")}
+    outputs = known.get(task, ("predictions",))
+    for key in export.output_names:
+        if key not in outputs:
+            problems.append(f"export.output_names.{key}: a {task} export has no output '{key}'{did_you_mean(key, outputs)}; outputs: {', '.join(outputs)}")
+    return problems
 
 
 def load_config(config: Mapping[str, Any], source: str | None = None, check_network: bool = True) -> Config:
@@ -180,6 +234,9 @@ def load_config(config: Mapping[str, Any], source: str | None = None, check_netw
                 f"early_stop.monitor: no evaluation produces '{early.monitor}'{did_you_mean(early.monitor, available)}; "
                 f"a {spec.label.task} run reports {', '.join(available)}"
             )
+    export = _export_config(raw.get("export") or {})
+    if not problems:
+        problems += _export_problems(export, spec.label.task)
     if check_network:
         from factory import registry
 
@@ -196,7 +253,7 @@ def load_config(config: Mapping[str, Any], source: str | None = None, check_netw
         train=train,
         early_stop=early,
         data=data,
-        export=copy.deepcopy(raw.get("export") or {}),
+        export=export,
         seed=raw.get("seed", 0),
         imports=imports,
         raw=raw,

@@ -8,14 +8,17 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 import yaml
 
 from factory.config import Config
 from factory.errors import ConfigError
-from factory.features.pipeline import explain_errors
+from factory.export import Exporter
+from factory.features.pipeline import compression_of, explain_errors, resolve_files
+from factory.features.transform import FeatureTransform
+from factory.optim import current_lr, make_optimizer
 from factory.progress import Progress
+from factory.publishing import Publisher
 from factory.runner import TrainingError, fmt, read_json_lines, write_json_lines
 from factory.tasks import Task, accumulate
 
@@ -30,58 +33,6 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multi_worker_mirrored":
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
-
-
-def make_optimizer(config: Config):
-    import keras
-
-    opt, sched, total = config.train.optimizer, config.train.lr_schedule, config.train.max_steps
-    lr = opt.learning_rate
-    if sched.name == "cosine":
-        schedule = keras.optimizers.schedules.CosineDecay(
-            0.0 if sched.warmup_steps else lr, max(total - sched.warmup_steps, 1), alpha=sched.alpha,
-            warmup_target=lr if sched.warmup_steps else None, warmup_steps=sched.warmup_steps,
-        )
-    elif sched.name in ("exponential", "step"):
-        schedule = keras.optimizers.schedules.ExponentialDecay(
-            lr, sched.decay_steps, sched.decay_rate, staircase=sched.name == "step"
-        )
-    else:
-        schedule = lr
-    if sched.warmup_steps and sched.name != "cosine":
-        schedule = warmup_schedule(schedule, sched.warmup_steps)
-    kwargs = {"learning_rate": schedule}
-    if opt.clipnorm:
-        kwargs["clipnorm"] = opt.clipnorm
-    if opt.name == "sgd":
-        optimizer = keras.optimizers.SGD(momentum=opt.momentum, **kwargs)
-    elif opt.name == "rmsprop":
-        optimizer = keras.optimizers.RMSprop(momentum=opt.momentum, **kwargs)
-    elif opt.name == "adamw":
-        optimizer = keras.optimizers.AdamW(weight_decay=opt.weight_decay or 0.004, **kwargs)
-    else:
-        optimizer = keras.optimizers.Adam(weight_decay=opt.weight_decay, **kwargs)
-    if config.train.mixed_precision == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
-def warmup_schedule(schedule, warmup_steps):
-    """Linear warm-up in front of another schedule (or a constant)."""
-    import keras
-
-    class Warmup(keras.optimizers.schedules.LearningRateSchedule):
-        def __call__(self, step):
-            base = schedule(step) if callable(schedule) else schedule
-            frac = tf.minimum(1.0, tf.cast(step + 1, tf.float32) / float(warmup_steps))
-            return base * frac
-
-    return Warmup()
-
-
-def current_lr(optimizer) -> float:
-    lr = optimizer.learning_rate
-    return float(np.asarray(lr.numpy() if hasattr(lr, "numpy") else lr))
 
 
 class Loop:
@@ -128,9 +79,10 @@ class Loop:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.state = tf.Variable("{}", dtype=tf.string, trainable=False, name="policy_state")
         seed = cfg.seed if cfg.seed is not None else 0
+        self.transform = FeatureTransform(self.spec)  # one set of lookup tables: training, eval, export
         self.train_ds = self.spec.dataset(
             list(cfg.data.train), mode="train", batch_size=self.global_batch, seed=seed,
-            shuffle_buffer=cfg.train.shuffle_buffer, compression=cfg.data.compression,
+            shuffle_buffer=cfg.train.shuffle_buffer, compression=cfg.data.compression, transform=self.transform,
         )
         self.distributed = self.strategy.num_replicas_in_sync > 1 or cfg.train.strategy != "default"
         if self.distributed:
@@ -145,6 +97,7 @@ class Loop:
             self.checkpoint, str(self.run_dir / "checkpoints"), max_to_keep=cfg.train.keep_checkpoints
         )
         self.best_path = str(self.run_dir / "checkpoints" / "best" / "weights")
+        self.final_path = str(self.run_dir / "checkpoints" / "final" / "weights")
         self._compile_steps()
 
     def _compile_steps(self) -> None:
@@ -203,6 +156,11 @@ class Loop:
             min_delta=es.min_delta, baseline=es.baseline, start_from_eval=es.start_from_eval,
         )
         self.evals = 0
+        self.publisher = Publisher(
+            cfg.export, self._make_exporter,
+            keep_final_weights=lambda: tf.train.Checkpoint(model=self.model).write(self.final_path),
+            load_final_weights=lambda: tf.train.Checkpoint(model=self.model).read(self.final_path).expect_partial(),
+        )
         resumed = self._restore()
         self._write_run_files()
         writers = {
@@ -269,6 +227,7 @@ class Loop:
             state = json.loads(self.state.numpy().decode())
             self.early.load_state_dict(state["early_stop"])
             self.evals = state["evals"]
+            self.publisher.load_state_dict(state.get("exports", {}))
             step = int(self.step.numpy())
             metrics = [r for r in read_json_lines(self.run_dir / "metrics.jsonl") if r["step"] <= step]
             write_json_lines(self.run_dir / "metrics.jsonl", metrics)
@@ -297,8 +256,23 @@ class Loop:
         status.expect_partial()
         log.info(f"initialised the weights from {prefix}")
 
+    def _make_exporter(self) -> Exporter:
+        cfg = self.config
+        files = resolve_files(list(cfg.data.eval))
+        sample = []
+        for path in files:  # a few eval records to verify every export with
+            ds = tf.data.TFRecordDataset(path, compression_type=compression_of(path, cfg.data.compression))
+            sample += [r.numpy() for r in ds.take(32 - len(sample))]
+            if len(sample) >= 32:
+                break
+        return Exporter(
+            self.run_dir, self.spec, self.transform, self.model, self.task.task, sample, cfg.raw,
+            output_names=cfg.export.output_names, tolerance=cfg.export.verify_tolerance, model_name=cfg.export.model_name,
+        )
+
     def _save(self, step: int) -> None:
-        self.state.assign(json.dumps({"early_stop": self.early.state_dict(), "evals": self.evals}))
+        state = {"early_stop": self.early.state_dict(), "evals": self.evals, "exports": self.publisher.state_dict()}
+        self.state.assign(json.dumps(state))
         self.manager.save(checkpoint_number=step)
 
     def _write_run_files(self) -> None:
@@ -310,7 +284,10 @@ class Loop:
         key = (tuple(files), max_batches)
         if key not in self._eval_datasets:
             cfg = self.config
-            ds = self.spec.dataset(list(files), mode="eval", batch_size=self.global_batch, compression=cfg.data.compression)
+            ds = self.spec.dataset(
+                list(files), mode="eval", batch_size=self.global_batch, compression=cfg.data.compression,
+                transform=self.transform,
+            )
             if max_batches:
                 ds = ds.take(max_batches)
             if self.distributed:
@@ -337,8 +314,11 @@ class Loop:
         stop = self.early.update(metrics)
         if self.early.best_eval != previous_best:
             tf.train.Checkpoint(model=self.model).write(self.best_path)
+        info = {"step": step, "eval": self.evals, "metrics": metrics}
+        notes = self.publisher.after_evaluation(metrics, info)
         values = ", ".join(f"{k} {fmt(v)}" for k, v in metrics.items())
-        log.info(f"eval {self.evals} @ step {step}: {values} | {self.early.describe()}")
+        exported = f" | {'; '.join(notes)}" if notes else ""
+        log.info(f"eval {self.evals} @ step {step}: {values} | {self.early.describe()}{exported}")
         row = {
             "eval": self.evals, "step": step, **metrics, "best": self.early.best_value, "wait": self.early.wait,
             "stop": bool(stop), "seconds": round(time.perf_counter() - self._started, 3),
@@ -362,6 +342,11 @@ class Loop:
             "stopped_early": bool(stopped),
             "seconds": round(time.perf_counter() - started, 2),
         }
+        final = self.publisher.at_end({"step": summary["steps"], "metrics": {}})
+        if final:
+            log.info(f"final export: {final}")
+            self._save(summary["steps"])
+        summary["exports"] = self.publisher.published()
         if tf.io.gfile.exists(self.best_path + ".index"):
             tf.train.Checkpoint(model=self.model).read(self.best_path).expect_partial()
         if cfg.data.test:
@@ -370,8 +355,15 @@ class Loop:
             log.info("test (best weights): " + ", ".join(f"{k} {fmt(v)}" for k, v in test.items()))
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         reason = "stopped early" if stopped else "reached train.max_steps"
+        best = self.early.best_value if self.early.best_value is not None else float("nan")
         log.info(
-            f"done: {reason} at step {summary['steps']}; best {cfg.early_stop.monitor} {fmt(self.early.best_value or float('nan'))} "
+            f"done: {reason} at step {summary['steps']}; best {cfg.early_stop.monitor} {fmt(best)} "
             f"@ eval {self.early.best_eval}; run dir {self.run_dir}"
         )
+        for name, path in summary["exports"].items():
+            log.info(f"{name} export: {path}")
+        if summary["exports"]:
+            path = next(iter(summary["exports"].values()))
+            files = " ".join(cfg.data.test or cfg.data.eval)
+            log.info(f"try it: factory predict {path} --input '{files}'")
         return float("nan") if self.early.best_value is None else float(self.early.best_value)

@@ -16,7 +16,10 @@ import tensorflow as tf
 
 from conftest import TINY
 
-OVERRIDES = [*TINY, "train.max_steps=160", "train.deterministic=true", "seed=3", "early_stop.patience=100"]
+OVERRIDES = [
+    *TINY, "train.max_steps=160", "train.deterministic=true", "seed=3", "early_stop.patience=100",
+    "export.best.keep=2", "export.latest.enabled=true", "export.latest.keep=2",
+]
 
 
 def script(run_dir: Path) -> str:
@@ -77,3 +80,12 @@ def test_kill_9_and_resume_matches_an_uninterrupted_run(tmp_path):
     sa = json.loads((tmp_path / "straight" / "summary.json").read_text())
     sb = json.loads((tmp_path / "resumed" / "summary.json").read_text())
     assert sa["test"] == sb["test"] and sa["best_value"] == sb["best_value"]
+    # The exports too: the same versions of the same evaluations; never a worse or a forgotten one.
+    for policy in ("best", "latest"):
+        exports = []
+        for run_dir in (tmp_path / "straight", tmp_path / "resumed"):
+            root = run_dir / "export" / policy
+            manifests = sorted((json.loads((p / "assets.extra" / "manifest.json").read_text()) for p in root.iterdir() if p.name.isdigit()), key=lambda m: m["version"])
+            exports.append([(m["version"], m["eval"], m["metrics"]) for m in manifests])
+            assert os.readlink(root / "current") == str(manifests[-1]["version"])
+        assert exports[0] == exports[1], policy

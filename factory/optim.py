@@ -1,0 +1,60 @@
+"""Optimizer and learning-rate schedule from the ``train`` config."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from factory.config import Config
+
+
+def make_optimizer(config: Config):
+    import keras
+
+    opt, sched, total = config.train.optimizer, config.train.lr_schedule, config.train.max_steps
+    lr = opt.learning_rate
+    if sched.name == "cosine":
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0 if sched.warmup_steps else lr, max(total - sched.warmup_steps, 1), alpha=sched.alpha,
+            warmup_target=lr if sched.warmup_steps else None, warmup_steps=sched.warmup_steps,
+        )
+    elif sched.name in ("exponential", "step"):
+        schedule = keras.optimizers.schedules.ExponentialDecay(
+            lr, sched.decay_steps, sched.decay_rate, staircase=sched.name == "step"
+        )
+    else:
+        schedule = lr
+    if sched.warmup_steps and sched.name != "cosine":
+        schedule = warmup_schedule(schedule, sched.warmup_steps)
+    kwargs = {"learning_rate": schedule}
+    if opt.clipnorm:
+        kwargs["clipnorm"] = opt.clipnorm
+    if opt.name == "sgd":
+        optimizer = keras.optimizers.SGD(momentum=opt.momentum, **kwargs)
+    elif opt.name == "rmsprop":
+        optimizer = keras.optimizers.RMSprop(momentum=opt.momentum, **kwargs)
+    elif opt.name == "adamw":
+        optimizer = keras.optimizers.AdamW(weight_decay=opt.weight_decay or 0.004, **kwargs)
+    else:
+        optimizer = keras.optimizers.Adam(weight_decay=opt.weight_decay, **kwargs)
+    if config.train.mixed_precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def warmup_schedule(schedule, warmup_steps):
+    """Linear warm-up in front of another schedule (or a constant)."""
+    import keras
+
+    class Warmup(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            base = schedule(step) if callable(schedule) else schedule
+            frac = tf.minimum(1.0, tf.cast(step + 1, tf.float32) / float(warmup_steps))
+            return base * frac
+
+    return Warmup()
+
+
+def current_lr(optimizer) -> float:
+    lr = optimizer.learning_rate
+    return float(np.asarray(lr.numpy() if hasattr(lr, "numpy") else lr))
