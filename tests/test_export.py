@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import TINY, compose
+
 from factory.export import ExportError
 from factory.runner import train
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-
 from conftest import TINY
 
 OVERRIDES = [

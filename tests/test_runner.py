@@ -7,11 +7,10 @@ import math
 
 import numpy as np
 import pytest
+from conftest import TINY, compose
 
 from factory import ConfigError, FeatureSpec
 from factory.runner import TrainingError, train
-
-from conftest import TINY, compose
 
 
 def read_metrics(run_dir):

@@ -105,7 +105,7 @@ def _keys_at(parent: str, overrides: list[str], config_dir: str, name: str) -> l
         with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
             cfg = compose(config_name=name, overrides=groups)
         node = OmegaConf.select(cfg, parent) if parent else cfg
-        return [str(k) for k in node.keys()] if node is not None and hasattr(node, "keys") else []
+        return [str(k) for k in node] if node is not None and hasattr(node, "keys") else []
     except Exception:
         return []
 

@@ -88,6 +88,9 @@ def int64_varints(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     rows = values.shape[0]
     u = np.ascontiguousarray(values, dtype=np.int64).reshape(rows, -1).view(np.uint64)
+    if u.size and u.max() < 0x80:
+        # All in 0..127 (negatives are huge as uint64): one byte each, the common case of labels.
+        return u.astype(np.uint8).reshape(-1), np.arange(rows + 1, dtype=np.int64) * u.shape[1]
     shifts = np.arange(10, dtype=np.uint64) * np.uint64(7)
     groups = (u[..., None] >> shifts) & np.uint64(0x7F)  # [rows, k, 10]
     nbytes = 1 + ((u[..., None] >> shifts[1:]) != 0).sum(-1)  # [rows, k]
@@ -117,6 +120,109 @@ def column_entries(name: str, kind: str, values: np.ndarray) -> list[bytes]:
     buf = flat.tobytes()
     starts, ends = offsets[:-1].tolist(), offsets[1:].tolist()
     return [header(e - s) + buf[s:e] for s, e in zip(starts, ends, strict=True)]
+
+
+def examples_from_matrices(columns: Sequence[tuple[str, str, np.ndarray]]) -> list[bytes]:
+    """Serialized Examples, one per row, of fixed-size numeric columns, assembled in numpy.
+
+    ``columns``: ``(name, kind, values)`` in map-entry order, ``kind`` ``"float"``
+    or ``"int64"``, ``values`` a ``[rows, size]`` matrix (float32 or int64).
+
+    Every header byte of an Example depends only on the byte lengths of its
+    payloads, which are fixed for floats and vary with the varint widths for
+    int64. Rows that share a tuple of payload lengths share one layout, so each
+    such group is built as a single ``uint8`` matrix (headers broadcast, payloads
+    copied in by column), and the only per-row Python left is one slice of the
+    result. Typical data (floats, small labels) is a single group.
+    """
+    if not columns:
+        raise ValueError("examples_from_matrices needs at least one column")
+    rows = columns[0][2].shape[0]
+    if rows == 0:
+        return []
+    # Per column: the payload bytes, and either a fixed length or per-row lengths.
+    parts = []  # (header, flat uint8 bytes, row offsets or None, fixed length or per-row lengths)
+    for name, kind, values in columns:
+        header = EntryHeader(name, kind)
+        if kind == "float":
+            data = np.ascontiguousarray(values, dtype="<f4").reshape(rows, -1).view(np.uint8)
+            parts.append((header, data, None, data.shape[1]))
+        elif kind == "int64":
+            flat, offsets = int64_varints(values)
+            parts.append((header, flat, offsets, np.diff(offsets)))
+        else:
+            raise ValueError(f"examples_from_matrices: {name!r} has kind {kind!r}; only float and int64 columns")
+
+    varying = [i for i, p in enumerate(parts) if p[2] is not None]
+    lengths = np.stack([parts[i][3] for i in varying], axis=1) if varying else np.zeros((rows, 0), np.int64)
+    if not varying or (lengths == lengths[0]).all():
+        signatures, group_of = lengths[:1], None
+    else:
+        signatures, group_of = np.unique(lengths, axis=0, return_inverse=True)
+        group_of = group_of.reshape(-1)
+
+    blocks, record_lengths = [], []
+    order = None if group_of is None else np.argsort(group_of, kind="stable")
+    start = 0
+    for g, signature in enumerate(signatures):
+        if group_of is None:
+            members, count = None, rows
+        else:
+            count = int(np.count_nonzero(group_of == g))
+            members = order[start : start + count]
+            start += count
+        payload_len = [p[3] for p in parts]
+        for j, i in enumerate(varying):
+            payload_len[i] = int(signature[j])
+        blocks.append(_group_block(parts, payload_len, members, count))
+        record_lengths.append(blocks[-1].shape[1])
+
+    if group_of is None:
+        return _split_rows(blocks[0])
+    # Blocks are in group order; each row's record sits at its group-sorted offset.
+    buf = b"".join(block.tobytes() for block in blocks)
+    sizes = np.asarray(record_lengths, dtype=np.int64)[group_of]
+    starts = np.empty(rows, dtype=np.int64)
+    sorted_sizes = sizes[order]
+    starts[order] = np.cumsum(sorted_sizes) - sorted_sizes
+    return [buf[s : s + n] for s, n in zip(starts.tolist(), sizes.tolist(), strict=True)]
+
+
+def _group_block(parts: list, payload_len: list[int], members: np.ndarray | None, count: int) -> np.ndarray:
+    """``uint8 [count, record length]``: the whole Examples of rows sharing these payload lengths."""
+    segments = []  # bytes constants and (part index) payload slots, in record order
+    body_len = 0
+    for i, (header, _data, _offsets, _fixed) in enumerate(parts):
+        head = header(payload_len[i])
+        entry_len = len(head) + payload_len[i]
+        prefix = _TAG1 + _len(entry_len) + head
+        segments += [prefix, i]
+        body_len += len(prefix) + payload_len[i]
+    segments.insert(0, _TAG1 + _len(body_len))
+    # Adjacent constants (the record head and the first entry's head) become one run.
+    merged: list = []
+    for seg in segments:
+        if isinstance(seg, bytes) and merged and isinstance(merged[-1], bytes):
+            merged[-1] += seg
+        else:
+            merged.append(seg)
+    block = np.empty((count, 1 + len(_len(body_len)) + body_len), dtype=np.uint8)
+    pos = 0
+    for seg in merged:
+        if isinstance(seg, bytes):
+            block[:, pos : pos + len(seg)] = np.frombuffer(seg, dtype=np.uint8)
+            pos += len(seg)
+            continue
+        _header, data, offsets, _fixed = parts[seg]
+        width = payload_len[seg]
+        if offsets is None:  # fixed width: a column slice of the data matrix
+            block[:, pos : pos + width] = data if members is None else data[members]
+        elif members is None:  # every row has this width: the varint bytes are a matrix already
+            block[:, pos : pos + width] = data.reshape(count, width)
+        else:
+            block[:, pos : pos + width] = data[offsets[members][:, None] + np.arange(width)]
+        pos += width
+    return block
 
 
 def _split_rows(block: np.ndarray) -> list[bytes]:
