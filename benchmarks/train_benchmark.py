@@ -43,6 +43,7 @@ def config_for(network: str, steps: int, run_dir: Path, spe: int, eval_every: in
         *NETWORKS[network], f"train.max_steps={steps}", f"train.eval_every_steps={eval_every}",
         f"train.steps_per_execution={spe}",
         "train.progress=none", "early_stop.patience=1000", "data.test=null", "train.batch_size=64",
+        "export.best.enabled=false",  # exports have their own benchmark (serving_benchmark.py)
     ]
     with initialize_config_dir(config_dir=str(resource_dir("conf")), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)

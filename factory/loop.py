@@ -191,9 +191,10 @@ class Loop:
                         f"{'The last good checkpoint is kept: ' + kept if kept else 'No checkpoint was written yet'}. "
                         "Lower train.optimizer.learning_rate, or look for NaN/Inf values in the records"
                     )
-                with writers["train"].as_default(step=step):
-                    tf.summary.scalar("loss", loss)
-                    tf.summary.scalar("learning_rate", current_lr(self.optimizer))
+                if step // tc.log_every_steps != (step - chunk) // tc.log_every_steps:
+                    with writers["train"].as_default(step=step):  # every log_every_steps: cheap
+                        tf.summary.scalar("loss", loss)
+                        tf.summary.scalar("learning_rate", current_lr(self.optimizer))
                 progress.update(step, loss)
                 if step % tc.eval_every_steps == 0 or step == tc.max_steps:
                     progress.clear()
