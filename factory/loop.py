@@ -119,7 +119,10 @@ class Loop:
             optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
             return loss
 
-        inner = tf.function(step_fn, jit_compile=True) if self.config.train.jit_compile else step_fn
+        # The step is a function of its own, called from the multi-step loop: Grappler optimises
+        # function bodies (op fusion, layout) but not a body inlined into a while loop. Inlined,
+        # the digits CNN trains ~40% slower; this is where Keras' `fit` gained on a plain loop.
+        inner = tf.function(step_fn, jit_compile=True if self.config.train.jit_compile else None)
 
         @tf.function
         def train_steps(iterator, steps):
