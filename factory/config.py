@@ -133,6 +133,7 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
     seed: int | None = 0
     imports: tuple[str, ...] = ()
+    compare_with: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -256,5 +257,6 @@ def load_config(config: Mapping[str, Any], source: str | None = None, check_netw
         export=export,
         seed=raw.get("seed", 0),
         imports=imports,
+        compare_with=tuple(raw.get("compare_with") or ()),
         raw=raw,
     )

@@ -3,6 +3,9 @@
 ``digits``: scikit-learn's 1,797 8x8 handwritten digits. Pixel values 0..16
 are stored as 0..255 PNG grayscale, split once with a fixed permutation into
 train (1,257), eval (180) and test (360) records.
+
+``diabetes``: scikit-learn's 442-row diabetes regression table (10 features,
+disease progression after one year), in original units.
 """
 
 from __future__ import annotations
@@ -38,7 +41,32 @@ def digits_columns() -> dict[str, dict[str, np.ndarray]]:
     return {split: {"image": images[idx], "label": labels[idx]} for split, idx in cuts.items()}
 
 
-GENERATORS = {"digits": digits_columns}
+DIABETES_FEATURES = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
+
+
+def diabetes_columns() -> dict[str, dict[str, np.ndarray]]:
+    """scikit-learn's diabetes table in its original units (not pre-scaled), one column per feature.
+
+    442 rows: train (310), eval (44) and test (88), split with a fixed permutation.
+    """
+    try:
+        from sklearn.datasets import load_diabetes
+    except ImportError:
+        raise ConfigError(
+            "data.generate: 'diabetes' needs scikit-learn; install the examples extra: pip install 'factory[examples]'"
+        ) from None
+    data = load_diabetes(scaled=False)
+    x = data.data.astype(np.float32)
+    y = data.target.astype(np.float32)
+    order = np.random.default_rng(0).permutation(len(y))
+    cuts = {"test": order[:88], "eval": order[88:132], "train": order[132:]}
+    return {
+        split: {**{name: x[idx, i] for i, name in enumerate(DIABETES_FEATURES)}, "progression": y[idx]}
+        for split, idx in cuts.items()
+    }
+
+
+GENERATORS = {"digits": digits_columns, "diabetes": diabetes_columns}
 
 
 @contextlib.contextmanager

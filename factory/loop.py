@@ -79,6 +79,10 @@ class Loop:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.state = tf.Variable("{}", dtype=tf.string, trainable=False, name="policy_state")
         seed = cfg.seed if cfg.seed is not None else 0
+        if self.spec.needs_statistics:  # `normalize: auto`, `vocabulary: auto`: one pass over data.train
+            from factory.features.stats import resolve_statistics
+
+            self.spec = resolve_statistics(self.spec, list(cfg.data.train), cfg.data.compression, self.run_dir)
         self.transform = FeatureTransform(self.spec)  # one set of lookup tables: training, eval, export
         self.train_ds = self.spec.dataset(
             list(cfg.data.train), mode="train", batch_size=self.global_batch, seed=seed,
@@ -357,6 +361,14 @@ class Loop:
             test = self.evaluate(cfg.data.test, prefix="test_")
             summary["test"] = test
             log.info("test (best weights): " + ", ".join(f"{k} {fmt(v)}" for k, v in test.items()))
+            if cfg.compare_with:
+                from factory.baselines import reference_metrics
+
+                summary["reference"] = {}
+                for name in cfg.compare_with:
+                    ref = reference_metrics(name, self.spec, self.transform, cfg.data.train, cfg.data.test, cfg.data.compression)
+                    summary["reference"][name] = ref
+                    log.info(f"test ({name}, scikit-learn, same split): " + ", ".join(f"{k} {fmt(v)}" for k, v in ref.items()))
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         reason = "stopped early" if stopped else "reached train.max_steps"
         best = self.early.best_value if self.early.best_value is not None else float("nan")
