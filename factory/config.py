@@ -239,10 +239,10 @@ def load_config(config: Mapping[str, Any], source: str | None = None, check_netw
     if not problems:
         problems += _export_problems(export, spec.label.task)
     if check_network:
-        from factory import registry
+        from factory import plugins, registry
 
         try:
-            registry.import_modules(list(imports))
+            plugins.import_modules(list(imports))
             problems += registry.check_params(network.name, dict(network.params))
         except ConfigError as err:
             problems += err.problems

@@ -33,9 +33,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
-import os
 import re
-import sys
 import traceback
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -48,7 +46,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ENTRY_POINT_GROUP = "factory.networks"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 # The network group's selector key: a build function cannot take a parameter of this name.
 SELECTOR = "name"
 
@@ -190,7 +187,7 @@ def _load_entry_point(ep: EntryPoint) -> None:
     except FactoryError as err:
         _failed_entry_points[key] = [f"{origin}: {p}" for p in getattr(err, "problems", [str(err)])]
     except Exception as err:
-        _failed_entry_points[key] = [f"{origin} failed to load: {_reason(err)}"]
+        _failed_entry_points[key] = [f"{origin} failed to load: {failure_reason(err)}"]
     if key in _failed_entry_points:
         raise ConfigError(_failed_entry_points[key])
 
@@ -214,6 +211,11 @@ def _load_entry_points(name: str) -> list[str]:
         if name in _networks:
             break
     return failures
+
+
+def registered_names() -> set[str]:
+    """Names registered so far (without loading built-ins or entry points)."""
+    return set(_networks)
 
 
 def known_networks() -> list[str]:
@@ -262,10 +264,7 @@ def get_network(name: str, key: str = "network.name") -> Callable[..., Any]:
     raise ConfigError(message)
 
 
-# -- user modules ------------------------------------------------------------------------------
-
-
-def _reason(err: BaseException) -> str:
+def failure_reason(err: BaseException) -> str:
     """One line: the exception and where in the user's code it was raised."""
     if isinstance(err, SyntaxError):
         return f"SyntaxError: {err.msg} ({err.filename}, line {err.lineno})"
@@ -277,53 +276,6 @@ def _reason(err: BaseException) -> str:
         last = user[-1]
         where = f" ({last.filename}, line {last.lineno})"
     return f"{type(err).__name__}: {text}{where}" if text else f"{type(err).__name__}{where}"
-
-
-def import_modules(names: list[str] | tuple[str, ...], key: str = "imports") -> list[str]:
-    """Import the modules a config lists under ``imports:`` so their networks register.
-
-    The current working directory is appended to ``sys.path`` first (after
-    everything else, so it never shadows an installed package): a quick script's
-    ``my_networks.py`` next to where the run starts is found without packaging.
-    Returns the network names that became registered.
-
-    A module that is missing or fails while importing raises ``ConfigError``
-    at ``imports[i]`` with the reason; the config never names a callable.
-    """
-    if isinstance(names, str) or not isinstance(names, list | tuple):
-        raise ConfigError(f"{key}: expected a list of module names, got {names!r}")
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.append(cwd)
-    before = set(_networks)
-    for i, module in enumerate(names):
-        where = f"{key}[{i}]"
-        if isinstance(module, str) and module.endswith(".py"):
-            raise ConfigError(
-                f"{where}: {module!r} is a file name; give the module name '{module[:-3].replace('/', '.')}' "
-                "(the file's directory must be on PYTHONPATH or the working directory)"
-            )
-        if not isinstance(module, str) or not _MODULE.match(module):
-            raise ConfigError(
-                f"{where}: {module!r} is not a module name; give a dotted module path like "
-                "my_networks or my_package.networks (not a file path and not a function)"
-            )
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            missing = err.name or ""
-            if missing == module or module.startswith(missing + "."):
-                raise ConfigError(
-                    f"{where}: cannot import '{module}': no module named '{missing}'; "
-                    f"check that it is on PYTHONPATH or in the run's working directory ({cwd})"
-                ) from None
-            raise ConfigError(f"{where}: cannot import '{module}': {_reason(err)}; install the missing package '{missing}'") from None
-        except FactoryError as err:
-            problems = getattr(err, "problems", [str(err)])
-            raise ConfigError([f"{where}: importing '{module}': {p}" for p in problems]) from None
-        except Exception as err:
-            raise ConfigError(f"{where}: cannot import '{module}': {_reason(err)}") from None
-    return sorted(set(_networks) - before)
 
 
 # -- parameters --------------------------------------------------------------------------------

@@ -13,10 +13,10 @@ import pytest
 
 from factory import registry
 from factory.errors import ConfigError
+from factory.plugins import import_modules
 from factory.registry import (
     check_params,
     get_network,
-    import_modules,
     known_networks,
     register_network,
     split_network_group,
