@@ -18,6 +18,7 @@ __all__ = [
     "RecordError",
     "__version__",
     "load_config",
+    "load_export",
     "register_network",
     "train",
 ]
@@ -29,6 +30,10 @@ def __getattr__(name: str):
         from factory.runner import train
 
         return train
+    if name == "load_export":
+        from factory.predict import load_export
+
+        return load_export
     if name == "load_config":
         from factory.config import load_config
 

@@ -271,6 +271,7 @@ def describe_signature(fn) -> dict[str, dict]:
 
 def _json_value(value: np.ndarray) -> Any:
     """One raw feature value as TF Serving's JSON wants it (bytes as {"b64": ...} unless UTF-8)."""
+    value = np.asarray(value)  # a scalar string arrives as plain bytes
     if value.dtype.kind in "SO":
         def text(b):
             try:
@@ -278,5 +279,5 @@ def _json_value(value: np.ndarray) -> Any:
             except UnicodeDecodeError:
                 return {"b64": base64.b64encode(b).decode()}
 
-        return text(value) if value.ndim == 0 else [text(b) for b in value.reshape(-1)]
+        return text(value.item()) if value.ndim == 0 else [text(b) for b in value.reshape(-1)]
     return value.tolist()

@@ -380,6 +380,6 @@ class Loop:
             log.info(f"{name} export: {path}")
         if summary["exports"]:
             path = next(iter(summary["exports"].values()))
-            files = " ".join(cfg.data.test or cfg.data.eval)
+            files = (cfg.data.test or cfg.data.eval)[0]
             log.info(f"try it: factory predict {path} --input '{files}'")
         return float("nan") if self.early.best_value is None else float(self.early.best_value)

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from factory.cli import records
+from factory.cli import predict, records, stats, summarize
 from factory.errors import FactoryError
 
 
@@ -38,6 +38,9 @@ class Command:
 COMMANDS: list[Command] = [
     Command("write", "write TFRecord shards from a CSV, JSON Lines or NPZ file", records.write_arguments, records.run_write, records.WRITE_EPILOG),
     Command("check", "read record files and check every record against the feature spec", records.check_arguments, records.run_check),
+    Command("stats", "summarise record files per feature and show the `auto` statistics training would compute", stats.arguments, stats.run, stats.EPILOG),
+    Command("predict", "run an export on a JSON Lines, CSV, NPZ or TFRecord file; predictions as JSON Lines", predict.arguments, predict.run, predict.EPILOG),
+    Command("summarize", "tabulate the trials of a sweep, best first, and write them as CSV", summarize.arguments, summarize.run, summarize.EPILOG),
 ]
 
 

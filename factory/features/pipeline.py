@@ -199,7 +199,7 @@ def check_files(spec: FeatureSpec, files: str | Sequence[str], compression: str 
                 missing = check_batch(batch)
             except tf.errors.OpError as err:
                 index = _locate(batch, check_batch)
-                raise RecordError(f"{path}, record {count + index}: {_explain(err)}") from None
+                raise RecordError(f"{path}, record {count + index}: {explain_error(err)}") from None
             for name, mask in missing.items():
                 hits = tf.where(mask).numpy()
                 if len(hits):
@@ -232,7 +232,7 @@ def _first_line(err: Exception) -> str:
     return (useful or lines or [type(err).__name__])[0].split(" [Op:")[0][:300]
 
 
-def _explain(err: Exception) -> str:
+def explain_error(err: Exception) -> str:
     """Turn TensorFlow's message about a bad record into one that names the feature."""
     message = getattr(err, "message", str(err))
     match = _ASSERT_ERROR.search(message)
@@ -255,4 +255,4 @@ def explain_errors(spec: FeatureSpec, files: str | Sequence[str], compression: s
         yield
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
         check_files(spec, files, compression=compression)  # raises with the file and record
-        raise RecordError(_explain(err)) from None
+        raise RecordError(explain_error(err)) from None
