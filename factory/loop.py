@@ -66,6 +66,10 @@ class Loop:
             tf.config.experimental.enable_op_determinism()
         if cfg.train.mixed_precision:
             keras.mixed_precision.set_dtype_policy(cfg.train.mixed_precision)
+        if self.spec.needs_statistics:  # `normalize: auto`, `vocabulary: auto`: one pass over data.train
+            from factory.features.stats import resolve_statistics
+
+            self.spec = resolve_statistics(self.spec, list(cfg.data.train), cfg.data.compression, self.run_dir)
         task, num_outputs = head_spec(self.spec)
         self.task = Task(task, num_outputs)
         replicas = self.strategy.num_replicas_in_sync
@@ -79,10 +83,6 @@ class Loop:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.state = tf.Variable("{}", dtype=tf.string, trainable=False, name="policy_state")
         seed = cfg.seed if cfg.seed is not None else 0
-        if self.spec.needs_statistics:  # `normalize: auto`, `vocabulary: auto`: one pass over data.train
-            from factory.features.stats import resolve_statistics
-
-            self.spec = resolve_statistics(self.spec, list(cfg.data.train), cfg.data.compression, self.run_dir)
         self.transform = FeatureTransform(self.spec)  # one set of lookup tables: training, eval, export
         self.train_ds = self.spec.dataset(
             list(cfg.data.train), mode="train", batch_size=self.global_batch, seed=seed,
@@ -280,6 +280,9 @@ class Loop:
 
     def _save(self, step: int) -> None:
         state = {"early_stop": self.early.state_dict(), "evals": self.evals, "exports": self.publisher.state_dict()}
+        stats = self.run_dir / "statistics.json"
+        if stats.exists():  # the `auto` statistics travel with the weights they were trained with
+            state["statistics"] = json.loads(stats.read_text())
         self.state.assign(json.dumps(state))
         self.manager.save(checkpoint_number=step)
 

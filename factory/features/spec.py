@@ -42,10 +42,37 @@ def shape_str(shape: Sequence[int | None]) -> str:
     return "[" + ", ".join("null" if d is None else str(d) for d in shape) + "]"
 
 
+# The value that asks for a statistic computed from the training records (`normalize: auto`,
+# `vocabulary: auto`); ``FeatureSpec.with_statistics`` replaces it with constants.
+AUTO = "auto"
+
+
 @dataclass(frozen=True)
 class Normalize:
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    """``(x - mean) / std`` per channel (last dimension); one value applies to every channel.
+
+    ``mean`` and ``std`` are ``None`` for ``normalize: auto`` until the spec is
+    resolved with ``FeatureSpec.with_statistics`` (using them unresolved fails).
+    """
+
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    @property
+    def auto(self) -> bool:
+        return self.mean is None
+
+
+@dataclass(frozen=True)
+class AutoVocabulary:
+    """``vocabulary: auto``: the most frequent training values, most frequent first (ties in string order).
+
+    ``max_tokens``: keep at most this many (default None: no limit);
+    ``min_count``: keep values seen at least this often (default 1).
+    """
+
+    max_tokens: int | None = None
+    min_count: int = 1
 
 
 @dataclass(frozen=True)
@@ -84,7 +111,8 @@ class Feature:
     ``shape`` excludes the batch dimension; a ``None`` first dimension means
     variable length. ``default`` is ``None`` for a required feature, otherwise a
     flat tuple of values in row-major order (for a fixed shape, already
-    broadcast to the full size).
+    broadcast to the full size). ``auto_vocabulary`` is set (and ``vocabulary``
+    is ``None``) for ``vocabulary: auto`` until the spec is resolved.
     """
 
     name: str
@@ -102,6 +130,21 @@ class Feature:
     augment: Augment | None = None
     task: str | None = None
     num_classes: int | None = None
+    auto_vocabulary: AutoVocabulary | None = None
+
+    @property
+    def auto_statistic(self) -> str | None:
+        """``"normalize"`` or ``"vocabulary"`` when the feature waits for statistics from the data, else None."""
+        if self.auto_vocabulary is not None:
+            return "vocabulary"
+        if self.preprocess is not None and self.preprocess.normalize is not None and self.preprocess.normalize.auto:
+            return "normalize"
+        return None
+
+    @property
+    def channels(self) -> int:
+        """Values per position of the last dimension: the number of per-channel statistics (1 for a scalar)."""
+        return self.shape[-1] if self.shape and self.shape[-1] is not None else 1
 
     @property
     def variable(self) -> bool:
@@ -198,6 +241,53 @@ class FeatureSpec:
             weight = Feature(name=w["name"], dtype="float32", shape=(), role="weight", default=default)
         return cls(features=features, labels=labels, weight=weight, raw=spec)
 
+    @property
+    def needs_statistics(self) -> bool:
+        """True when a feature asks for statistics computed from the data (``auto``)."""
+        return bool(self.auto_features)
+
+    @property
+    def auto_features(self) -> tuple[Feature, ...]:
+        """The features with ``normalize: auto`` or ``vocabulary: auto``, in spec order."""
+        return tuple(f for f in self.features if f.auto_statistic is not None)
+
+    def with_statistics(self, statistics: Mapping[str, Any]) -> FeatureSpec:
+        """The spec with every ``auto`` replaced by the computed constants.
+
+        ``statistics`` is the dict ``factory.features.stats.compute_statistics``
+        returns (the content of a run's ``statistics.json``): its ``features``
+        maps each auto feature's name to ``{"normalize": {"mean": [...], "std": [...]}}``
+        or ``{"vocabulary": [...]}``. The result's ``to_dict()`` holds the
+        constants, so it round-trips through ``from_dict`` (export manifests
+        rebuild the spec that way). ``ConfigError`` names a feature without its
+        statistics; a spec without ``auto`` is returned unchanged.
+        """
+        if not self.needs_statistics:
+            return self
+        entries = statistics.get("features") if isinstance(statistics, Mapping) else None
+        if not isinstance(entries, Mapping):
+            raise ConfigError("statistics: expected a mapping with `features` (as compute_statistics returns)")
+        raw = _plain(self.raw)
+        problems = []
+        for f in self.auto_features:
+            entry = entries.get(f.name)
+            kind = f.auto_statistic
+            if not isinstance(entry, Mapping) or kind not in entry:
+                problems.append(f"features.{f.name}: the statistics hold no {kind} for this `{kind}: auto` feature")
+                continue
+            declared = raw["features"][f.name]
+            if kind == "normalize":
+                norm = entry["normalize"]
+                declared["preprocess"]["normalize"] = {"mean": list(norm["mean"]), "std": list(norm["std"])}
+            else:
+                declared["vocabulary"] = list(entry["vocabulary"])
+                # Only meaningful while the vocabulary is `auto`; the semantic check refuses them otherwise.
+                declared.pop("max_tokens", None)
+                declared.pop("min_count", None)
+        if problems:
+            raise ConfigError(problems)
+        return FeatureSpec.from_dict(raw)
+
     def to_dict(self) -> dict[str, Any]:
         """The spec as the plain dict it was built from (for manifests and run dirs)."""
         return _plain(self.raw)
@@ -265,8 +355,10 @@ class FeatureSpec:
     def dataset(self, files: str | Sequence[str], mode: str = "train", batch_size: int = 32, **kwargs) -> tf.data.Dataset:
         """A ``tf.data.Dataset`` of ``(features, labels)`` (``+ weights``) batches.
 
-        See ``factory.features.pipeline.dataset`` for the options.
+        See ``factory.features.pipeline.dataset`` for the options. A spec with
+        ``auto`` statistics must be resolved first (``with_statistics``).
         """
+        self._require_resolved("dataset")
         from factory.features.pipeline import dataset
 
         return dataset(self, files, mode=mode, batch_size=batch_size, **kwargs)
@@ -276,10 +368,34 @@ class FeatureSpec:
 
         Raises ``RecordError`` naming the file, the record and the feature for
         the first record that does not match the spec or a corrupt file.
+        ``auto`` statistics play no part in checking records and need not be resolved.
         """
         from factory.features.pipeline import check_files
 
-        return check_files(self, files, compression=compression)
+        return check_files(self.without_auto(), files, compression=compression)
+
+    def _require_resolved(self, what: str) -> None:
+        if self.needs_statistics:
+            names = ", ".join(f"features.{f.name} ({f.auto_statistic}: auto)" for f in self.auto_features)
+            raise ConfigError(
+                f"{names}: {what} needs the statistics computed from the training records; "
+                "resolve the spec first with factory.features.stats.resolve_statistics(spec, files, ...) "
+                "or spec.with_statistics(compute_statistics(spec, files))"
+            )
+
+    def without_auto(self) -> FeatureSpec:
+        """The spec with ``auto`` statistics dropped (plain strings, no normalisation): for reading records as stored."""
+        if not self.needs_statistics:
+            return self
+        raw = _plain(self.raw)
+        for f in self.auto_features:
+            declared = raw["features"][f.name]
+            if f.auto_statistic == "normalize":
+                del declared["preprocess"]["normalize"]
+            else:
+                for key in ("vocabulary", "max_tokens", "min_count", "oov_buckets"):
+                    declared.pop(key, None)
+        return FeatureSpec.from_dict(raw)
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -371,6 +487,9 @@ def _feature_problems(path: str, f: dict, label: bool) -> list[str]:
         p.append(f"{path}.vocabulary: a vocabulary maps strings to ids; set `dtype: string` (got {dtype})")
     if "oov_buckets" in f and vocab is None:
         p.append(f"{path}.oov_buckets: needs a `vocabulary`")
+    for key in ("max_tokens", "min_count"):
+        if key in f and vocab != AUTO:
+            p.append(f"{path}.{key}: only applies to `vocabulary: auto` (a vocabulary computed from the training records)")
 
     if "pad_value" in f and variable:
         problem = _value_problem(dtype, f["pad_value"])
@@ -390,7 +509,7 @@ def _feature_problems(path: str, f: dict, label: bool) -> list[str]:
             bad = next((m for v in _flatten(default) if (m := _value_problem(dtype, v))), None)
             if bad:
                 p.append(f"{path}.default: {bad}")
-            elif vocab is not None and f.get("oov_buckets", 0) == 0:
+            elif vocab is not None and vocab != AUTO and f.get("oov_buckets", 0) == 0:
                 missing = [v for v in _flatten(default) if v not in vocab]
                 if missing:
                     p.append(f"{path}.default: {missing[0]!r} is not in the vocabulary and there are no oov_buckets")
@@ -400,7 +519,7 @@ def _feature_problems(path: str, f: dict, label: bool) -> list[str]:
         if dtype == "string":
             p.append(f"{path}.preprocess: applies to numeric features; a string feature needs a `vocabulary` instead")
         norm = pre.get("normalize")
-        if norm:
+        if norm and norm != AUTO:
             channels = shape[-1] if shape and shape[-1] is not None else None
             for key in ("mean", "std"):
                 values = norm[key] if isinstance(norm[key], list) else [norm[key]]
@@ -467,7 +586,9 @@ def _build(name: str, f: dict, role: str) -> Feature:
     if pre:
         norm = pre.get("normalize")
         normalize = None
-        if norm:
+        if norm == AUTO:
+            normalize = Normalize()
+        elif norm:
             as_tuple = lambda v: tuple(float(x) for x in (v if isinstance(v, list) else [v]))  # noqa: E731
             normalize = Normalize(mean=as_tuple(norm["mean"]), std=as_tuple(norm["std"]))
         preprocess = Preprocess(scale=pre.get("scale"), normalize=normalize)
@@ -481,7 +602,10 @@ def _build(name: str, f: dict, role: str) -> Feature:
             brightness=float(aug.get("brightness", 0.0)),
             contrast=float(aug.get("contrast", 0.0)),
         )
-    vocab = tuple(f["vocabulary"]) if f.get("vocabulary") is not None else None
+    auto_vocabulary = None
+    if f.get("vocabulary") == AUTO:
+        auto_vocabulary = AutoVocabulary(max_tokens=f.get("max_tokens"), min_count=f.get("min_count", 1))
+    vocab = tuple(f["vocabulary"]) if f.get("vocabulary") not in (None, AUTO) else None
     task = num_classes = None
     if role == "label":
         task = _task(f)
@@ -506,4 +630,5 @@ def _build(name: str, f: dict, role: str) -> Feature:
         augment=augment if augment and augment.active else None,
         task=task,
         num_classes=num_classes,
+        auto_vocabulary=auto_vocabulary,
     )

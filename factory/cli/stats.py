@@ -1,0 +1,105 @@
+"""``factory stats``: per-feature summaries of record files, and the ``auto`` statistics training would compute."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from factory.features.spec import FeatureSpec
+
+# Vocabulary entries printed in the text report (--json has them all).
+SHOWN_VOCABULARY = 20
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--features", required=True, metavar="SPEC", help="feature spec YAML file")
+    parser.add_argument(
+        "--input", required=True, action="extend", nargs="+", metavar="FILES",
+        help="record files or globs (quote globs: 'records/train-*'); may be repeated",
+    )
+    parser.add_argument(
+        "--compression", choices=("none", "gzip", "zlib"), type=str.lower, default=None,
+        help="record compression (default: from each file's extension: .gz GZIP, .zz ZLIB)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON document")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate the spec (before TensorFlow loads), read every record once, print the report."""
+    spec = FeatureSpec.from_yaml(args.features)
+    from factory.features.stats import summarize
+
+    report = summarize(spec, args.input, compression=args.compression)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(spec, report))
+    return 0
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "-"
+    return str(value) if isinstance(value, int) else f"{value:.6g}"
+
+
+def _list(values: list) -> str:
+    return "[" + ", ".join(_num(v) for v in values) + "]"
+
+
+def format_report(spec: FeatureSpec, report: Mapping[str, Any]) -> str:
+    """The text form of ``summarize``'s report: one block per feature."""
+    files = report["files"]
+    lines = [f"{report['records']} records in {len(files)} file{'' if len(files) == 1 else 's'}"]
+    for f in spec.all():
+        s = report["features"][f.name]
+        role = "" if f.role == "feature" else f" ({f.role})"
+        lines += ["", f"{f.name}{role}: {f.describe()}"]
+        lines.append(f"  records {s['records']}, missing {s['missing']}, values {s['values']}")
+        if "distinct" in s:
+            lines.append(f"  distinct {s['distinct']}")
+            if s["top"]:
+                lines.append("  top values:")
+                width = max(len(repr(v)) for v, _ in s["top"])
+                lines += [f"    {value!r:<{width}}  {count}" for value, count in s["top"]]
+        else:
+            lines.append(f"  min {_num(s['min'])}, max {_num(s['max'])}, mean {_num(s['mean'])}, std {_num(s['std'])}")
+        stats = s.get("statistics")
+        if stats is None:
+            continue
+        if "error" in stats:
+            lines.append(f"  {f.auto_statistic}: auto -> cannot be computed: {stats['error']}")
+        elif "normalize" in stats:
+            norm = stats["normalize"]
+            scaled = " (after scale)" if f.preprocess.scale is not None else ""
+            lines.append(f"  normalize: auto -> mean {_list(norm['mean'])}, std {_list(norm['std'])}{scaled}")
+            if stats.get("constant_channels"):
+                lines.append(f"    constant (std 0, divided by 1.0): channel {', '.join(map(str, stats['constant_channels']))}")
+        else:
+            vocab = stats["vocabulary"]
+            shown = ", ".join(repr(v) for v in vocab[:SHOWN_VOCABULARY]) + (", ..." if len(vocab) > SHOWN_VOCABULARY else "")
+            lines.append(f"  vocabulary: auto -> {len(vocab)} of {stats['distinct']} values: {shown}")
+            left = stats["left_out"]
+            if left["distinct"]:
+                note = "" if f.oov_buckets else "; training would stop on them: set `oov_buckets: 1` (or more)"
+                values = "value" if left["distinct"] == 1 else "values"
+                lines.append(f"    left out: {left['distinct']} {values} seen {left['values']} times{note}")
+    return "\n".join(lines)
+
+
+EPILOG = f"""\
+Reads every record once and prints, per feature (labels and the weight too):
+  records, missing (records without the feature; for a variable-length one,
+  empty ones) and values; min, max, mean and std of numbers (decoded pixels for
+  png/jpeg images); the number of distinct strings and the 10 most frequent.
+For `preprocess.normalize: auto` and `vocabulary: auto` features it also prints
+the statistics training computes from data.train: mean and std per channel
+(after `scale`, over what training reads: defaults for missing values, real
+values of padded sequences), or the vocabulary, most frequent first. Only the
+first {SHOWN_VOCABULARY} vocabulary entries are printed; --json gives all of them.
+
+example:
+  factory stats --features conf/features/x.yaml --input 'records/train-*'
+"""
