@@ -51,15 +51,20 @@ def _split_argv(argv: Sequence[str]) -> tuple[list[str], bool, str, list[str]]:
 def _trial_overrides(overrides: list[str]) -> list[list[str]]:
     """Override lists that cover every value of every sweep once (others at their first value)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
 
     parsed = OverridesParser.create().parse_overrides(overrides)
     base, sweeps = [], []
     for override in parsed:
         if override.is_sweep_override():
-            try:
-                values = list(override.sweep_string_iterator())
-            except Exception:  # interval() and other non-enumerable sweeps: left to the sweeper
-                continue
+            sweep = override.value()
+            if isinstance(sweep, IntervalSweep):  # Optuna's interval(): its two ends stand for it
+                values = [str(sweep.start), str(sweep.end)]
+            else:
+                try:
+                    values = list(override.sweep_string_iterator())
+                except Exception:  # other non-enumerable sweeps: left to the sweeper
+                    continue
             sweeps.append((override, values))
             base.append(f"{override.get_key_element()}={values[0]}")
         else:
@@ -165,11 +170,30 @@ def _job(cfg) -> float:
         raise SystemExit(err.exit_code) from None
 
 
+def _register_resolvers() -> None:
+    """``${factory_direction:MONITOR,MODE}``: ``maximize`` or ``minimize``, for Optuna's ``direction``.
+
+    ``MODE`` ``auto`` is resolved by ``factory.policies.Monitor`` exactly as the
+    early-stop policy resolves it, so a sweep optimises the metric the way the
+    runs themselves judge it. Registered before anything composes a config.
+    """
+    from omegaconf import OmegaConf
+
+    def direction(monitor: str, mode: str = "auto") -> str:
+        from factory.policies import Monitor
+
+        return "maximize" if Monitor(monitor, mode, config_key="early_stop").mode == "max" else "minimize"
+
+    if not OmegaConf.has_resolver("factory_direction"):
+        OmegaConf.register_new_resolver("factory_direction", direction)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``factory-train``; ``argv`` defaults to ``sys.argv[1:]``. Returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     argv = list(sys.argv[1:] if argv is None else argv)
+    _register_resolvers()
     informational = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--version", "--shell-completion", "-sc"}
     try:
         if not informational.intersection(a.partition("=")[0] for a in argv):
