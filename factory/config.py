@@ -49,6 +49,7 @@ class TrainConfig:
     eval_every_steps: int = 100
     eval_steps: int | None = None
     steps_per_execution: int = 10
+    loss: str | None = None
     log_every_steps: int = 100
     shuffle_buffer: int = 10_000
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -226,6 +227,8 @@ def load_config(config: Mapping[str, Any], source: str | None = None, check_netw
             f"train.steps_per_execution: {train.steps_per_execution} is larger than train.eval_every_steps "
             f"({train.eval_every_steps}); evaluations happen between executions"
         )
+    if train.loss is not None and spec.labels and spec.labels[0].task != "regression":
+        problems.append(f"train.loss: '{train.loss}' is a regression loss; a {spec.labels[0].task} label trains with cross-entropy (drop train.loss)")
     if data.generate and not data.dir:
         problems.append("data.dir: `generate` needs a directory to write the records into")
     if not problems:  # the monitor also picks the best weights when early stopping is off

@@ -71,7 +71,7 @@ class Loop:
 
             self.spec = resolve_statistics(self.spec, list(cfg.data.train), cfg.data.compression, self.run_dir)
         task, num_outputs = head_spec(self.spec)
-        self.task = Task(task, num_outputs)
+        self.task = Task(task, num_outputs, cfg.train.loss)
         replicas = self.strategy.num_replicas_in_sync
         self.global_batch = cfg.train.batch_size
         if self.global_batch % replicas:
@@ -372,7 +372,9 @@ class Loop:
                     ref = reference_metrics(name, self.spec, self.transform, cfg.data.train, cfg.data.test, cfg.data.compression)
                     summary["reference"][name] = ref
                     log.info(f"test ({name}, scikit-learn, same split): " + ", ".join(f"{k} {fmt(v)}" for k, v in ref.items()))
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        tmp = self.run_dir / "summary.json.tmp"  # whole or absent: sweeps read it while trials run
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        tmp.replace(self.run_dir / "summary.json")
         reason = "stopped early" if stopped else "reached train.max_steps"
         best = self.early.best_value if self.early.best_value is not None else float("nan")
         log.info(

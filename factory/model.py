@@ -81,6 +81,18 @@ def build_model(spec: FeatureSpec, network: str, params: Mapping[str, Any] | Non
         representation = build(dict(inputs), num_outputs, **params)
     _check_representation(network, representation)
     logits = keras.layers.Dense(num_outputs, dtype="float32", name=HEAD)(representation)
+    label = spec.label
+    if label.task == "regression" and label.preprocess is not None and label.preprocess.normalize is not None:
+        # The network learns (y - mean) / std; its output is scaled back to the label's units,
+        # so losses, metrics and exported predictions need no further conversion.
+        norm = label.preprocess.normalize
+        if norm.mean is None:
+            raise ConfigError(f"labels.{label.name}.normalize: `auto` statistics are not resolved yet")
+        logits = keras.layers.Rescaling(
+            scale=list(norm.std) if len(norm.std) > 1 else norm.std[0],
+            offset=list(norm.mean) if len(norm.mean) > 1 else norm.mean[0],
+            dtype="float32", name="denormalize",
+        )(logits)
     try:
         model = keras.Model(inputs=inputs, outputs=logits, name=network)
     except ValueError as err:

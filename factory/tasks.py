@@ -18,9 +18,10 @@ AUC_THRESHOLDS = 200
 class Task:
     """The loss and the metrics of one label's task."""
 
-    def __init__(self, task: str, num_outputs: int):
+    def __init__(self, task: str, num_outputs: int, loss: str | None = None):
         self.task = task
         self.num_outputs = num_outputs
+        self.loss = loss or {"regression": "mse"}.get(task, "cross_entropy")
 
     # -- training ----------------------------------------------------------------------------
 
@@ -33,6 +34,8 @@ class Task:
         labels = tf.reshape(tf.cast(labels, tf.float32), tf.shape(logits))
         if self.task == "binary":
             return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits), axis=-1)
+        if self.loss == "mae":  # targets the reported MAE directly; robust to outliers
+            return tf.reduce_mean(tf.abs(logits - labels), axis=-1)
         return tf.reduce_mean(tf.square(logits - labels), axis=-1)
 
     # -- evaluation ---------------------------------------------------------------------------

@@ -95,7 +95,7 @@ def dataset(
     - ``mode="train"``: shuffles the file order and the records (buffer
       ``shuffle_buffer``), repeats forever, drops the last partial batch and
       applies the spec's augmentation. Defaults ``repeat=True``, ``drop_remainder=True``.
-    - ``mode="eval"``: one pass in file order, keeps the last partial batch,
+    - ``mode="eval"``: one pass, file after file, keeps the last partial batch,
       no augmentation. Defaults ``repeat=False``, ``drop_remainder=False``.
     - ``seed`` fixes the shuffling and the augmentation (None: a fresh random seed).
     - ``compression``: None infers each file's from its extension.
@@ -116,7 +116,13 @@ def dataset(
     required = [f for f in spec.all(with_labels) if f.required]
     augment = train and any(f.augment is not None for f in spec.features)
 
-    ds = _read_files(file_list, compression, shuffle=train, seed=seed, cycle_length=cycle_length)
+    compressions = {compression_of(f, compression) for f in file_list}
+    if not train and len(compressions) == 1:
+        # One pass in file order through a single reader: no per-record hand-off between
+        # interleave threads, which halves throughput on a small machine.
+        ds = tf.data.TFRecordDataset(file_list, compression_type=compressions.pop())
+    else:
+        ds = _read_files(file_list, compression, shuffle=train, seed=seed, cycle_length=cycle_length)
     if train:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
@@ -141,8 +147,10 @@ def dataset(
             raw = transform.augment(raw, tf.stack([tf.constant(seed, tf.int64), index]))
         return _split(spec, transform.preprocess(raw, labels=with_labels), with_labels)
 
-    ds = ds.enumerate() if augment else ds.map(lambda s: (tf.constant(0, tf.int64), s))
-    ds = ds.map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
+    if augment:  # the batch index seeds the augmentation
+        ds = ds.enumerate().map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
+    else:
+        ds = ds.map(lambda s: parse(tf.constant(0, tf.int64), s), num_parallel_calls=AUTOTUNE, deterministic=True)
     return ds.prefetch(AUTOTUNE)
 
 

@@ -249,7 +249,7 @@ class FeatureSpec:
     @property
     def auto_features(self) -> tuple[Feature, ...]:
         """The features with ``normalize: auto`` or ``vocabulary: auto``, in spec order."""
-        return tuple(f for f in self.features if f.auto_statistic is not None)
+        return tuple(f for f in (*self.features, *self.labels) if f.auto_statistic is not None)
 
     def with_statistics(self, statistics: Mapping[str, Any]) -> FeatureSpec:
         """The spec with every ``auto`` replaced by the computed constants.
@@ -275,10 +275,11 @@ class FeatureSpec:
             if not isinstance(entry, Mapping) or kind not in entry:
                 problems.append(f"features.{f.name}: the statistics hold no {kind} for this `{kind}: auto` feature")
                 continue
-            declared = raw["features"][f.name]
+            declared = raw["labels" if f.role == "label" else "features"][f.name]
             if kind == "normalize":
                 norm = entry["normalize"]
-                declared["preprocess"]["normalize"] = {"mean": list(norm["mean"]), "std": list(norm["std"])}
+                where = declared if f.role == "label" else declared["preprocess"]
+                where["normalize"] = {"mean": list(norm["mean"]), "std": list(norm["std"])}
             else:
                 declared["vocabulary"] = list(entry["vocabulary"])
                 # Only meaningful while the vocabulary is `auto`; the semantic check refuses them otherwise.
@@ -389,8 +390,10 @@ class FeatureSpec:
             return self
         raw = _plain(self.raw)
         for f in self.auto_features:
-            declared = raw["features"][f.name]
-            if f.auto_statistic == "normalize":
+            declared = raw["labels" if f.role == "label" else "features"][f.name]
+            if f.role == "label":
+                del declared["normalize"]
+            elif f.auto_statistic == "normalize":
                 del declared["preprocess"]["normalize"]
             else:
                 for key in ("vocabulary", "max_tokens", "min_count", "oov_buckets"):
@@ -545,6 +548,18 @@ def _label_problems(path: str, f: dict) -> list[str]:
     p: list[str] = []
     task = _task(f)
     dtype = f["dtype"]
+    norm = f.get("normalize")
+    if norm is not None and task != "regression":
+        p.append(f"{path}.normalize: only a regression label is normalized (this one is {task})")
+    elif isinstance(norm, dict):
+        size = math.prod(d for d in f["shape"] if d) if f["shape"] else 1
+        for key in ("mean", "std"):
+            values = norm[key] if isinstance(norm[key], list) else [norm[key]]
+            if len(values) not in (1, size):
+                p.append(f"{path}.normalize.{key}: {len(values)} values for a label of size {size}; give one value or {size}")
+        stds = norm["std"] if isinstance(norm["std"], list) else [norm["std"]]
+        if any(v <= 0 for v in stds):
+            p.append(f"{path}.normalize.std: must be positive, got {norm['std']!r}")
     if task == "classification":
         if "num_classes" not in f and "vocabulary" not in f:
             p.append(f"{path}.num_classes: a classification label needs `num_classes` (or a string `vocabulary`)")
@@ -582,6 +597,8 @@ def _build(name: str, f: dict, role: str) -> Feature:
         size = math.prod(shape) if shape else 1
         default = tuple(flat * size if len(flat) == 1 and size > 1 else flat)
     pre = f.get("preprocess")
+    if role == "label" and "normalize" in f:  # a label's normalize rescales the network's output
+        pre = {"normalize": f["normalize"]}
     preprocess = None
     if pre:
         norm = pre.get("normalize")

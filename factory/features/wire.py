@@ -1,8 +1,9 @@
 """tf.train.Example wire format, encoded straight from numpy.
 
 Building ``tf.train.Example`` protos in Python costs ~13 us a record; the wire
-format of an Example is simple enough to emit directly, and for numeric
-columns most of it can be produced for a whole column at once. The bytes parse
+format of an Example is simple enough to emit directly, and when every column
+is fixed-size numeric whole records are assembled in numpy
+(``examples_from_matrices``). The bytes parse
 with ``tf.io.parse_example`` and ``tf.train.Example.FromString`` like any
 other Example.
 
@@ -140,8 +141,7 @@ def examples_from_matrices(columns: Sequence[tuple[str, str, np.ndarray]]) -> li
     rows = columns[0][2].shape[0]
     if rows == 0:
         return []
-    # Per column: the payload bytes, and either a fixed length or per-row lengths.
-    parts = []  # (header, flat uint8 bytes, row offsets or None, fixed length or per-row lengths)
+    parts = []  # per column: (header, uint8 bytes, row offsets or None, fixed length or per-row lengths)
     for name, kind, values in columns:
         header = EntryHeader(name, kind)
         if kind == "float":
@@ -158,17 +158,22 @@ def examples_from_matrices(columns: Sequence[tuple[str, str, np.ndarray]]) -> li
     if not varying or (lengths == lengths[0]).all():
         signatures, group_of = lengths[:1], None
     else:
-        signatures, group_of = np.unique(lengths, axis=0, return_inverse=True)
-        group_of = group_of.reshape(-1)
+        signatures, group_of = _groups(lengths)
+        if len(signatures) > max(16, rows // 64):
+            # Varint widths all over the place: a layout per group would cost more than row by row.
+            return examples_from_columns([column_entries(name, kind, values) for name, kind, values in columns])
 
     blocks, record_lengths = [], []
-    order = None if group_of is None else np.argsort(group_of, kind="stable")
+    if group_of is not None:
+        # A stable sort of small ints is a radix sort in numpy.
+        order = np.argsort(group_of.astype(np.uint16) if len(signatures) < 1 << 16 else group_of, kind="stable")
+        counts = np.bincount(group_of, minlength=len(signatures)).tolist()
     start = 0
     for g, signature in enumerate(signatures):
         if group_of is None:
             members, count = None, rows
         else:
-            count = int(np.count_nonzero(group_of == g))
+            count = counts[g]
             members = order[start : start + count]
             start += count
         payload_len = [p[3] for p in parts]
@@ -186,6 +191,26 @@ def examples_from_matrices(columns: Sequence[tuple[str, str, np.ndarray]]) -> li
     sorted_sizes = sizes[order]
     starts[order] = np.cumsum(sorted_sizes) - sorted_sizes
     return [buf[s : s + n] for s, n in zip(starts.tolist(), sizes.tolist(), strict=True)]
+
+
+def _groups(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of a small int matrix ``[rows, k]`` and each row's index among them.
+
+    Rows are packed into one integer key and grouped by counting rather than
+    sorting (``np.unique(axis=0)`` sorts, and costs more than the encoding).
+    """
+    low = lengths.min(axis=0)
+    radix = lengths.max(axis=0) - low + 1
+    if float(np.prod(radix.astype(np.float64))) > 1 << 20:
+        signatures, group_of = np.unique(lengths, axis=0, return_inverse=True)
+        return signatures, group_of.reshape(-1)
+    weights = np.cumprod(np.concatenate([[1], radix[:-1]])).astype(np.int64)
+    key = (lengths - low) @ weights
+    present = np.flatnonzero(np.bincount(key))
+    index = np.empty(present[-1] + 1, dtype=np.int64)
+    index[present] = np.arange(len(present))
+    signatures = (present[:, None] // weights) % radix + low
+    return signatures, index[key]
 
 
 def _group_block(parts: list, payload_len: list[int], members: np.ndarray | None, count: int) -> np.ndarray:
