@@ -22,6 +22,7 @@ def mlp(
     activation: str = "relu",
     dropout: float = 0.0,
     batch_norm: bool = False,
+    wide: bool = False,
 ) -> keras.KerasTensor:
     """Dense layers of ``hidden`` units on ``dense_inputs(features)``.
 
@@ -30,6 +31,9 @@ def mlp(
     - ``dropout``: rate after each layer's activation, in [0, 1), default 0 (none).
     - ``batch_norm``: batch normalisation between each dense layer (then
       without bias) and its activation, default False.
+    - ``wide``: also pass the inputs straight to the head ("wide and deep"): the
+      model is a linear model plus what the hidden layers add, which suits
+      nearly linear tabular data. Default False.
     """
     import keras
 
@@ -39,7 +43,7 @@ def mlp(
     check_range("dropout", dropout, 0.0, 1.0, high_open=True)
     act = get_activation("activation", activation)
 
-    x = dense_inputs(features)
+    inputs = x = dense_inputs(features)
     for i, units in enumerate(hidden):
         x = keras.layers.Dense(units, use_bias=not batch_norm, name=layer_name(f"mlp_dense{i}"))(x)
         if batch_norm:
@@ -47,4 +51,6 @@ def mlp(
         x = keras.layers.Activation(act, name=layer_name(f"mlp_{activation}{i}"))(x)
         if dropout:
             x = keras.layers.Dropout(dropout, name=layer_name(f"mlp_dropout{i}"))(x)
+    if wide and hidden:
+        x = keras.layers.Concatenate(name=layer_name("mlp_wide"))([inputs, x])
     return x
