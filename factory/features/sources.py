@@ -1,24 +1,10 @@
-"""Records to write, read from CSV, JSON Lines and NPZ files.
+"""Records to write, read from CSV, JSON Lines and NPZ files: ``open_source``.
 
 Each reader turns its input into records (dicts of feature name -> value) that
-``RecordWriter`` then validates and encodes. Conversion follows the feature
-spec, feature by feature:
-
-- CSV cells are text. A scalar numeric feature holds one number; a non-scalar
-  numeric feature holds its values separated by spaces and/or commas
-  (``"0.1 0.2 0.3"``, ``"1,2,3"``) or a JSON list (``"[[1, 2], [3, 4]]"``); flat
-  values are reshaped to the declared shape. A scalar string feature takes the
-  cell as it is; a non-scalar one a JSON list or whitespace-separated tokens.
-  An empty cell is a missing value: the writer applies the spec's ``default``
-  or reports the feature as missing.
-- JSON Lines values are taken as they are (``null`` is missing), except that a
-  flat list for a multi-dimensional feature is reshaped.
-- For ``encoding: png|jpeg`` features, a CSV or JSON Lines field holds the path
-  of an image file (relative paths are resolved against the input file's
-  directory); its bytes are stored as they are, and the writer checks that
-  they are PNG/JPEG of the declared size.
-- NPZ archives hold one array per feature, keyed by feature name, whose first
-  axis counts the records; they are written as whole columns.
+``RecordWriter`` then validates and encodes. CSV and JSON Lines values are
+converted feature by feature as ``factory.features.conversion`` describes;
+NPZ archives hold one array per feature, keyed by feature name, whose first
+axis counts the records; they are written as whole columns.
 
 Where a problem is, messages say it the same way for each format:
 
@@ -37,17 +23,17 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Self, TextIO
 
 import numpy as np
 
 from factory.errors import RecordError
-from factory.features.spec import Feature, FeatureSpec
+from factory.features.conversion import BadValue, FieldConverter
+from factory.features.spec import FeatureSpec
 from factory.spec import did_you_mean
 
 FORMATS = ("csv", "jsonl", "npz")
@@ -97,11 +83,6 @@ class Row:
     error: str | None = None
 
 
-class _BadValue(Exception):
-    def __init__(self, feature: str, message: str):
-        super().__init__(f"feature '{feature}': {message}")
-
-
 def _unknown_names(path: Path, names: Sequence[str], spec: FeatureSpec, what: str, where: str = "") -> RecordError:
     declared = [f.name for f in spec.all()]
     name = names[0]
@@ -128,136 +109,22 @@ def _check_columns(path: Path, names: Sequence[str], spec: FeatureSpec, ignore_u
     return [n for n in names if n in declared]
 
 
-class _Field:
-    """Converts the text (CSV) or JSON value of one feature to what the writer takes."""
-
-    def __init__(self, feature: Feature, base_dir: Path):
-        self.f = feature
-        self.name = feature.name
-        self.base_dir = base_dir
-        self.numeric = feature.dtype != "string" and not feature.encoding
-        # Blank text is no value, except for strings, where spaces may be the value.
-        self.blank_is_missing = feature.dtype != "string"
-        self.scalar = feature.shape == ()
-        self.whole = not feature.variable and math.prod(feature.shape) == 1  # one value: never split
-
-    def bad(self, message: str) -> _BadValue:
-        return _BadValue(self.name, message)
-
-    # -- CSV text ---------------------------------------------------------------------------
-
-    def from_text(self, text: str) -> Any:
-        """The value of a non-empty CSV cell."""
-        if self.f.encoding:
-            return self.image_file(text)
-        if self.f.dtype == "string":
-            if self.scalar:
-                return text
-            if self.whole and not text.lstrip().startswith("["):
-                return np.full(self.f.shape, text, dtype=object)
-            return self.reshape(np.asarray(self.string_list(text), dtype=object))
-        text = text.strip()
-        if self.scalar:
-            return self.number(text)
-        if text.startswith("["):
-            return self.reshape_list(self.json_list(text))
-        return self.reshape(self.numbers(text.replace(",", " ").split()))
-
-    def numbers(self, tokens: list[str]) -> np.ndarray:
-        # numpy parses the whole list at once; only a failure goes token by token to name the culprit.
-        try:
-            return np.array(tokens, dtype=np.float64 if self.f.dtype == "float32" else np.int64)
-        except (ValueError, OverflowError):
-            return np.asarray([self.number(t) for t in tokens])
-
-    def number(self, token: str) -> int | float:
-        kind = "a number" if self.f.dtype == "float32" else "an integer"
-        try:
-            if self.f.dtype == "float32":
-                return float(token)
-            try:
-                return int(token)
-            except ValueError:
-                value = float(token)  # "3.0" is a whole number: accepted for integer features
-        except ValueError:
-            raise self.bad(f"expected {kind} ({self.f.describe()}), got {token[:40]!r}") from None
-        if not value.is_integer():
-            raise self.bad(f"expected {kind} ({self.f.describe()}), got {token[:40]!r}")
-        return value
-
-    def json_list(self, text: str) -> Any:
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as err:
-            raise self.bad(f"{text[:40]!r} is not a valid JSON list ({err.msg}); write the values separated by spaces or commas") from None
-
-    def string_list(self, text: str) -> Any:
-        stripped = text.strip()
-        if stripped.startswith("["):
-            return self.json_list(stripped)
-        return stripped.split()
-
-    def reshape(self, arr: np.ndarray) -> np.ndarray:
-        """Flat values -> the declared shape, when the count fits; otherwise unchanged for the writer to report."""
-        if arr.ndim != 1:
-            return arr
-        shape = self.f.shape
-        if self.f.variable:
-            inner = math.prod(shape[1:]) if len(shape) > 1 else 0
-            return arr.reshape(-1, *shape[1:]) if inner and arr.size % inner == 0 else arr
-        return arr.reshape(shape) if arr.size == math.prod(shape) else arr
-
-    def reshape_list(self, value: Any) -> Any:
-        if not isinstance(value, list) or not value or any(isinstance(v, list | dict) for v in value):
-            return value
-        try:
-            return self.reshape(np.asarray(value))
-        except ValueError:
-            return value
-
-    # -- JSON values --------------------------------------------------------------------------
-
-    def from_json(self, value: Any) -> Any:
-        """The value of a JSON Lines field (not None)."""
-        if self.f.encoding and isinstance(value, str):
-            return self.image_file(value)
-        if self.numeric:
-            # JSON types are known here, so the wrong ones are named plainly (the writer sees arrays).
-            if isinstance(value, str | bool | dict):
-                what = "numbers" if self.f.shape else ("a number" if self.f.dtype == "float32" else "an integer")
-                raise self.bad(f"expected {what} ({self.f.describe()}), got {type(value).__name__} {json.dumps(value)[:40]}")
-            if self.scalar and isinstance(value, float) and self.f.dtype != "float32" and not value.is_integer():
-                raise self.bad(f"expected an integer ({self.f.describe()}), got {value!r}")
-            if not self.scalar:
-                return self.reshape_list(value)
-        return value
-
-    # -- image files ---------------------------------------------------------------------------
-
-    def image_file(self, text: str) -> bytes:
-        name = text.strip()
-        given = Path(name).expanduser()
-        path = given if given.is_absolute() else self.base_dir / given
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            relative = "" if given.is_absolute() else f" ('{name}' is relative to the input file's directory)"
-            raise self.bad(f"image file not found: {path}{relative}") from None
-        except OSError as err:
-            raise self.bad(f"cannot read image file {path}: {err.strerror or err}") from None
-
-
-class _TextSource:
-    """Shared by the CSV and JSON Lines readers: the open file and the converters."""
-
+class _Source:
     format = ""
 
     def __init__(self, path: str | Path, spec: FeatureSpec, ignore_unknown: bool = False):
         self.path = Path(path)
         self.spec = spec
         self.ignore_unknown = ignore_unknown
+
+
+class _TextSource(_Source):
+    """Shared by the CSV and JSON Lines readers: the open file and one converter per feature."""
+
+    def __init__(self, path: str | Path, spec: FeatureSpec, ignore_unknown: bool = False):
+        super().__init__(path, spec, ignore_unknown)
         base_dir = self.path.resolve().parent
-        self.fields = {f.name: _Field(f, base_dir) for f in spec.all()}
+        self.fields = {f.name: FieldConverter(f, base_dir) for f in spec.all()}
         self._file: TextIO | None = None
 
     def _open(self) -> TextIO:
@@ -269,7 +136,7 @@ class _TextSource:
         except OSError as err:
             raise RecordError(f"cannot read {self.path}: {err.strerror or err}") from None
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         self._file = self._open()
         return self
 
@@ -332,11 +199,9 @@ class CsvSource(_TextSource):
             record: dict[str, Any] = {}
             try:
                 for i, field in self._columns:
-                    text = cells[i]
-                    if text == "" or (field.blank_is_missing and not text.strip()):
-                        continue  # missing: the writer applies the default or reports it
-                    record[field.name] = field.from_text(text)
-            except _BadValue as bad:
+                    if not field.is_missing(cells[i]):  # missing: the writer applies the default or reports it
+                        record[field.name] = field.from_text(cells[i])
+            except BadValue as bad:
                 yield Row(where, None, str(bad))
                 continue
             yield Row(where, record)
@@ -346,10 +211,6 @@ class JsonlSource(_TextSource):
     """One JSON object per line, keyed by feature name; iterate for ``Row``s. Blank lines are skipped."""
 
     format = "jsonl"
-
-    def __enter__(self) -> JsonlSource:
-        super().__enter__()
-        return self
 
     def __iter__(self) -> Iterator[Row]:
         for number, line in enumerate(self._lines(), 1):
@@ -373,13 +234,13 @@ class JsonlSource(_TextSource):
                     field = self.fields.get(key)
                     if field is not None and value is not None:
                         record[key] = field.from_json(value)
-            except _BadValue as bad:
+            except BadValue as bad:
                 yield Row(where, None, str(bad))
                 continue
             yield Row(where, record)
 
 
-class NpzSource:
+class NpzSource(_Source):
     """Arrays of a NumPy ``.npz`` archive keyed by feature name, the first axis counting records.
 
     After entering, ``columns`` holds the declared arrays (all loaded) and
@@ -389,9 +250,7 @@ class NpzSource:
     format = "npz"
 
     def __init__(self, path: str | Path, spec: FeatureSpec, ignore_unknown: bool = False):
-        self.path = Path(path)
-        self.spec = spec
-        self.ignore_unknown = ignore_unknown
+        super().__init__(path, spec, ignore_unknown)
         self.columns: dict[str, np.ndarray] = {}
         self.rows = 0
 

@@ -1,0 +1,187 @@
+"""The inputs of ``factory predict``, read and predicted batch by batch: ``batches``.
+
+JSON Lines, CSV and NPZ files are read with the feature spec stored in the
+export's manifest and go through ``serving_default``; TFRecord files go
+through ``tf_example`` as they are. Each batch is checked before TensorFlow
+runs it, and a problem names the file, the row or record, and the feature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from factory.cli.predict_images import checked_image, decode_images, image_value
+from factory.errors import RecordError
+from factory.features.spec import Feature, FeatureSpec
+from factory.predict import PredictError, Predictor, _first_line
+
+Batches = Iterator[tuple[int, dict[str, np.ndarray]]]
+
+
+def batches(
+    predictor: Predictor, path: str, kind: str, batch_size: int, ignore_unknown: bool = False, compression: str | None = None,
+) -> Batches:
+    """``(index of the batch's first record, outputs)`` for each ``batch_size`` records of ``path``.
+
+    ``kind`` is ``jsonl``, ``csv``, ``npz`` or ``tfrecord``. ``ignore_unknown``
+    (default False) drops columns/keys the spec does not declare; ``compression``
+    (TFRecord only; default None) infers it from each file's extension.
+    """
+    if kind == "tfrecord":
+        return _tfrecord_batches(predictor, path, batch_size, compression)
+    if kind == "npz":
+        return _npz_batches(predictor, path, batch_size, ignore_unknown)
+    return _text_batches(predictor, path, kind, batch_size, ignore_unknown)
+
+
+def _reader_spec(spec: FeatureSpec) -> FeatureSpec:
+    """The spec the CSV/JSON Lines/NPZ readers get: they only convert values here.
+
+    Every feature is optional to them (an empty default), so a missing one is
+    reported by the predictor, which knows what the export takes. Image fields,
+    labels and the weight are passed through untouched: an image may be a file,
+    base64 data or pixels, and labels are not used.
+    """
+
+    def passed(f: Feature) -> Feature:
+        return replace(f, dtype="string", shape=(), encoding=None, vocabulary=None, oov_buckets=0, default=(), preprocess=None, augment=None)
+
+    features = tuple(passed(f) if f.encoding else replace(f, default=()) for f in spec.features)
+    others = tuple(passed(f) for f in spec.all() if f.role != "feature")
+    return FeatureSpec(features=features, labels=others)
+
+
+# -- JSON Lines and CSV ---------------------------------------------------------------------------
+
+
+def _text_batches(predictor: Predictor, path: str, kind: str, batch_size: int, ignore_unknown: bool) -> Batches:
+    from factory.features.sources import open_source
+
+    base_dir = Path(path).expanduser().resolve().parent
+    with open_source(path, _reader_spec(predictor.spec), format=kind, ignore_unknown=ignore_unknown) as source:
+        rows: list[tuple[str, dict]] = []
+        start = 0
+        for row in source:
+            if row.error is not None:
+                raise RecordError(f"{path} {row.where}: {row.error}")
+            rows.append((row.where, row.record))
+            if len(rows) == batch_size:
+                yield start, predictor.predict(_columns(predictor, rows, path, base_dir))
+                start += len(rows)
+                rows = []
+        if rows:
+            yield start, predictor.predict(_columns(predictor, rows, path, base_dir))
+
+
+def _columns(predictor: Predictor, rows: list[tuple[str, dict]], source: str, base_dir: Path) -> dict[str, np.ndarray]:
+    """One batch of rows as checked arrays, one per input; an error names the row and the feature."""
+    declared = {f.name: f for f in predictor.spec.features}
+    columns = {}
+    for name, info in predictor.inputs.items():
+        feature = declared.get(name)
+        is_image = feature is not None and bool(feature.encoding)
+        values: list[np.ndarray | None] = []
+        encoded: list[tuple[int, bytes]] = []  # decoded together, in one call
+        for i, (where, record) in enumerate(rows):
+            value = record.get(name)
+            try:
+                if is_image and value is not None:
+                    value = image_value(feature, value, base_dir)
+                    if isinstance(value, bytes):
+                        encoded.append((i, value))
+                        values.append(None)
+                        continue
+                if value is None:
+                    value = predictor.default(name)
+                    if value is None:
+                        also = " (pixels, or an image file path or base64 PNG/JPEG data)" if is_image else ""
+                        raise PredictError(
+                            f"missing feature '{name}': expected {info.describe(batched=False)}{also}, got nothing; "
+                            f"the export takes {predictor.describe_inputs()}"
+                        )
+                values.append(info.convert(value, batched=False))
+            except PredictError as err:
+                raise PredictError(f"{source} {where}: {err}") from None
+        if encoded:
+            pixels = decode_images(feature, [data for _, data in encoded])
+            for (i, _), image in zip(encoded, pixels, strict=True):
+                values[i] = image
+        columns[name] = _stack(info.shape, values, feature)
+    return columns
+
+
+def _stack(shape: tuple, values: list[np.ndarray], feature: Feature | None) -> np.ndarray:
+    """Rows into one batch; variable-length rows are padded to the longest, as parsed records are."""
+    if not shape or shape[0] is not None or feature is None:
+        return np.stack(values)
+    longest = max(len(v) for v in values)
+    pad = feature.pad_value.encode() if isinstance(feature.pad_value, str) else feature.pad_value
+    out = np.full((len(values), longest, *shape[1:]), pad, dtype=values[0].dtype)
+    for i, v in enumerate(values):
+        out[i, : len(v)] = v
+    return out
+
+
+# -- NPZ ------------------------------------------------------------------------------------------
+
+
+def _npz_batches(predictor: Predictor, path: str, batch_size: int, ignore_unknown: bool) -> Batches:
+    from factory.features.sources import open_source
+
+    with open_source(path, _reader_spec(predictor.spec), format="npz", ignore_unknown=ignore_unknown) as source:
+        columns = {k: v for k, v in source.columns.items() if k not in predictor.ignored}
+        rows = source.rows
+    for lo in range(0, rows, batch_size):
+        chunk = {k: v[lo : lo + batch_size] for k, v in columns.items()}
+        try:
+            for name, values in chunk.items():
+                feature = predictor.spec[name]
+                if feature.encoding and values.dtype.kind in "SO":  # encoded images: bytes per record
+                    data = []
+                    for i, item in enumerate(values):
+                        try:
+                            data.append(checked_image(feature, bytes(item), "the value"))
+                        except (PredictError, TypeError) as err:
+                            raise PredictError(f"record {lo + i}: {err}") from None
+                    chunk[name] = decode_images(feature, data)
+            yield lo, predictor.predict(predictor.check(chunk, start=lo))
+        except PredictError as err:
+            raise PredictError(f"{path}: {err}") from None
+
+
+# -- TFRecord -------------------------------------------------------------------------------------
+
+
+def _tfrecord_batches(predictor: Predictor, pattern: str, batch_size: int, compression: str | None) -> Batches:
+    import tensorflow as tf
+
+    from factory.features.pipeline import compression_of, resolve_files
+
+    start = 0
+    for path in resolve_files(pattern):
+        ds = tf.data.TFRecordDataset(path, compression_type=compression_of(path, compression)).batch(batch_size)
+        iterator = iter(ds)
+        count = 0
+        while True:
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                break
+            except tf.errors.OpError as err:
+                raise RecordError(
+                    f"{path}: corrupt or truncated TFRecord file after {count} good records ({_first_line(err)}); "
+                    "check that a compressed file has the .gz/.zz extension or pass --compression"
+                ) from None
+            try:
+                outputs = predictor.predict_examples(batch.numpy().tolist())
+            except PredictError as err:
+                if err.index is None:
+                    raise
+                raise PredictError(f"{path}, record {count + err.index}: {err.detail}") from None
+            yield start, outputs
+            count += len(batch)
+            start += len(batch)
