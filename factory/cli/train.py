@@ -128,6 +128,13 @@ def check_command_line(argv: Sequence[str]) -> None:
     config_dir = str(resource_dir("conf"))
     if dirs:
         overrides = [*overrides, f"hydra.searchpath=[{','.join('file://' + os.path.abspath(d) for d in dirs)}]"]
+    sampling = any(o.startswith(("hydra/sweeper=", "+hparams_search=", "hparams_search=")) for o in overrides)
+    for o in overrides:
+        if "interval(" in o and not sampling:
+            raise ConfigError(
+                f"{o.split('=', 1)[0]}: interval() needs a sampling sweeper (+hparams_search=digits_optuna, "
+                "or hydra/sweeper=optuna); the basic sweeper takes lists, range() or choice()"
+            )
     try:
         trials = _trial_overrides(overrides)
     except HydraException as err:
