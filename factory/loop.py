@@ -183,6 +183,11 @@ class Loop:
         last_ckpt = step
         started = self._started = time.perf_counter()
         train_files = list(cfg.data.train)
+        evaluated = {r["step"] for r in read_json_lines(self.run_dir / "metrics.jsonl")}
+        if resumed and step and (step % tc.eval_every_steps == 0 or step == tc.max_steps) and step not in evaluated:
+            # Saved by Ctrl-C before (or during) this step's evaluation: do it now.
+            stopped = self._evaluate(step, writers["eval"]) and es.enabled
+            self._save(step)
         try:
             while step < tc.max_steps and not stopped:
                 next_eval = (step // tc.eval_every_steps + 1) * tc.eval_every_steps
@@ -214,6 +219,7 @@ class Loop:
                     last_ckpt = step
         except KeyboardInterrupt:
             progress.clear()
+            step = int(self.step.numpy())  # the interrupted call may have finished its steps
             self._save(step)
             log.info(f"interrupted at step {step}: checkpoint saved; run the same command to resume")
             raise

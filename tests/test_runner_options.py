@@ -83,3 +83,9 @@ def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path):
     assert checkpoints
     step = int(checkpoints[-1].name.split("-")[1].split(".")[0])
     assert step % 5 == 0 and step >= 50
+    # Resuming finishes the run with every evaluation in place, also one Ctrl-C cut short.
+    end = (step // 50 + 2) * 50
+    train(compose(*TINY, f"train.max_steps={end}", "train.eval_every_steps=50"), run_dir=run)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(50, end + 1, 50))
+    assert [r["eval"] for r in rows] == list(range(1, len(rows) + 1))
