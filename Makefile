@@ -27,6 +27,8 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/records_benchmark.py
+	$(PY) benchmarks/train_benchmark.py
+	$(PY) benchmarks/serving_benchmark.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info
