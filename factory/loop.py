@@ -11,11 +11,13 @@ from pathlib import Path
 import tensorflow as tf
 import yaml
 
+from factory.checkpoints import warm_start
 from factory.config import Config
 from factory.errors import ConfigError
 from factory.export import Exporter
 from factory.features.pipeline import compression_of, explain_errors, resolve_files
 from factory.features.transform import FeatureTransform
+from factory.interrupts import CtrlC
 from factory.optim import current_lr, make_optimizer
 from factory.progress import Progress
 from factory.publishing import Publisher
@@ -163,6 +165,7 @@ class Loop:
             min_delta=es.min_delta, baseline=es.baseline, start_from_eval=es.start_from_eval,
         )
         self.evals = 0
+        self._before_eval = None
         self.publisher = Publisher(
             cfg.export, self._make_exporter,
             keep_final_weights=lambda: tf.train.Checkpoint(model=self.model).write(self.final_path),
@@ -188,8 +191,11 @@ class Loop:
             # Saved by Ctrl-C before (or during) this step's evaluation: do it now.
             stopped = self._evaluate(step, writers["eval"]) and es.enabled
             self._save(step)
+        ctrl_c = CtrlC()
         try:
             while step < tc.max_steps and not stopped:
+                if ctrl_c.pressed:
+                    raise KeyboardInterrupt
                 next_eval = (step // tc.eval_every_steps + 1) * tc.eval_every_steps
                 chunk = min(tc.steps_per_execution, next_eval - step, tc.max_steps - step)
                 with explain_errors(self.spec, train_files, cfg.data.compression):
@@ -220,9 +226,16 @@ class Loop:
         except KeyboardInterrupt:
             progress.clear()
             step = int(self.step.numpy())  # the interrupted call may have finished its steps
+            if self._before_eval is not None:  # cut short mid-evaluation: undo its half
+                evals, early, exports = self._before_eval
+                self.evals = evals
+                self.early.load_state_dict(early)
+                self.publisher.load_state_dict(exports)
             self._save(step)
             log.info(f"interrupted at step {step}: checkpoint saved; run the same command to resume")
             raise
+        finally:
+            ctrl_c.release()
         progress.clear()
         if step != last_ckpt:
             self._save(step)
@@ -247,28 +260,9 @@ class Loop:
             write_json_lines(self.run_dir / "metrics.jsonl", metrics)
             return True
         if self.train_cfg.warm_start_from:
-            self._warm_start(self.train_cfg.warm_start_from)
+            prefix = warm_start(self.model, self.train_cfg.warm_start_from)
+            log.info(f"initialised the weights from {prefix}")
         return False
-
-    def _warm_start(self, source: str) -> None:
-        path = Path(source).expanduser()
-        prefix = None
-        for directory in (path / "checkpoints", path):
-            if directory.is_dir():
-                prefix = tf.train.latest_checkpoint(str(directory))
-                if prefix:
-                    break
-        if prefix is None and tf.io.gfile.exists(str(path) + ".index"):
-            prefix = str(path)
-        if prefix is None:
-            raise ConfigError(f"train.warm_start_from: no checkpoint found at {source!r}; give a run dir or a checkpoint prefix")
-        status = tf.train.Checkpoint(model=self.model).read(prefix)
-        try:
-            status.assert_existing_objects_matched()
-        except AssertionError as err:
-            raise ConfigError(f"train.warm_start_from: {prefix} does not match this network ({str(err)[:200]})") from None
-        status.expect_partial()
-        log.info(f"initialised the weights from {prefix}")
 
     def _make_exporter(self) -> Exporter:
         cfg = self.config
@@ -325,6 +319,9 @@ class Loop:
         return self.task.finalize(totals, prefix)
 
     def _evaluate(self, step: int, writer) -> bool:
+        # Until its row is in metrics.jsonl an evaluation has not happened: Ctrl-C before that
+        # rolls the policies back (see run), and the resumed run evaluates this step again.
+        self._before_eval = (self.evals, self.early.state_dict(), self.publisher.state_dict())
         metrics = self.evaluate(self.config.data.eval, max_batches=self.train_cfg.eval_steps)
         self.evals += 1
         previous_best = self.early.best_eval
@@ -342,6 +339,7 @@ class Loop:
         }
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
+        self._before_eval = None
         with writer.as_default(step=step):
             for k, v in metrics.items():
                 tf.summary.scalar(k, v)
