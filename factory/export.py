@@ -37,6 +37,7 @@ from factory.features.serving import (
 from factory.features.spec import FeatureSpec
 from factory.features.transform import FeatureTransform
 from factory.model import predictions
+from factory.processes import alive
 
 MANIFEST = Path("assets.extra") / "manifest.json"
 CURRENT = "current"
@@ -91,7 +92,7 @@ class Exporter:
             return
         for path in self.root.iterdir():
             kind, _, pid = path.name.rpartition("-")
-            if kind.startswith((".staging-", ".stale-", ".deleting-")) and pid.isdigit() and not _alive(int(pid)):
+            if kind.startswith((".staging-", ".stale-", ".deleting-")) and pid.isdigit() and not alive(int(pid)):
                 shutil.rmtree(path, ignore_errors=True)
 
     # -- paths ------------------------------------------------------------------------------------
@@ -250,15 +251,6 @@ class Exporter:
             },
         }
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def describe_signature(fn) -> dict[str, dict]:

@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from factory.errors import ConfigError, FactoryError
-from factory.spec import did_you_mean
+from factory.spec import did_you_mean, type_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from importlib.metadata import EntryPoint
@@ -291,19 +291,7 @@ def split_network_group(group: Mapping[str, Any], key: str = "network") -> tuple
     return group[SELECTOR], params
 
 
-def _kind(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "list"
-    return None
-
-
-_KIND_WORDS = {"bool": "true or false", "number": "a number", "string": "a string", "list": "a list"}
+_KIND_WORDS = {"boolean": "true or false", "number": "a number", "string": "a string", "list": "a list"}
 
 
 def accepted_params(name: str) -> dict[str, inspect.Parameter]:
@@ -354,8 +342,8 @@ def check_params(name: str, params: Mapping[str, Any], key: str = "network") -> 
         default = spec.default
         if default is inspect.Parameter.empty or default is None:
             continue
-        want, got = _kind(default), _kind(value)
-        if want is not None and want != got:
+        want, got = type_name(default), type_name(value)
+        if want in _KIND_WORDS and want != got:
             problems.append(
                 f"{key}.{param}: expected {_KIND_WORDS[want]} like the default {default!r}, got {value!r}"
             )

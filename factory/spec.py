@@ -66,7 +66,8 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
+    """The JSON-ish kind of a config value: null, boolean, number, string, list, mapping (else the Python type)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -112,7 +113,7 @@ def _describe(error) -> list[str]:
     if kind == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return [f"{path}: expected {expected}, got {_type_name(value)} {_short(value)}"]
+        return [f"{path}: expected {expected}, got {type_name(value)} {_short(value)}"]
     if kind == "pattern":
         hint = schema.get("description", f"must match {error.validator_value}")
         return [f"{path}: {_short(value)} is not a valid name: {hint}"]

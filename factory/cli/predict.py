@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from factory.cli.args import positive_int
 from factory.cli.predict_output import JsonLinesOutput
 from factory.cli.predict_readers import batches
 from factory.errors import RecordError
@@ -21,14 +22,6 @@ FORMATS = ("jsonl", "csv", "npz", "tfrecord")
 _TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecord.zz", ".tfrecords.gz", ".gz", ".zz")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +29,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, metavar="FILE", help="a .jsonl, .csv, .npz or .tfrecord file (TFRecord: or a quoted glob)")
     parser.add_argument("--format", choices=FORMATS, help="input format (default: from the extension)")
     parser.add_argument("--output", metavar="FILE", help="write the predictions here (default: standard output)")
-    parser.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE, metavar="N", help=f"examples per model call (default: {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="N", help=f"examples per model call (default: {DEFAULT_BATCH_SIZE})")
     parser.add_argument("--ignore-unknown", action="store_true", help="drop columns/keys the feature spec does not declare (default: an error)")
     parser.add_argument(
         "--compression", choices=("none", "gzip", "zlib"), type=str.lower, default=None,

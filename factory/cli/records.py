@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from factory.cli.args import positive_int
 from factory.errors import RecordError
 from factory.features.spec import FeatureSpec
 
@@ -25,14 +26,6 @@ LISTED_SHARDS = 3
 _RECORD_INDEX = re.compile(r"record (\d+): (.*)", re.DOTALL)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 
@@ -44,7 +37,7 @@ def write_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", required=True, metavar="FILE", help="one .csv, .jsonl or .npz file")
     parser.add_argument("--format", choices=("csv", "jsonl", "npz"), help="input format (default: from the extension)")
     parser.add_argument("--output", required=True, metavar="PREFIX", help="shards are written as PREFIX-00000-of-0000N.tfrecord")
-    parser.add_argument("--shards", type=_positive_int, default=1, metavar="N", help="number of shard files (default: 1)")
+    parser.add_argument("--shards", type=positive_int, default=1, metavar="N", help="number of shard files (default: 1)")
     parser.add_argument("--compression", choices=("none", "gzip", "zlib"), default="none", type=str.lower, help="shard compression (default: none)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing shards under PREFIX (default: refuse)")
     parser.add_argument("--skip-bad-rows", action="store_true", help="skip and count rows that do not match the spec (default: stop at the first)")

@@ -13,6 +13,7 @@ import numpy as np
 from factory.errors import RecordError
 from factory.features import images, wire
 from factory.features.spec import Feature, FeatureSpec, shape_str
+from factory.processes import alive
 from factory.spec import did_you_mean
 
 COMPRESSION_SUFFIX = {None: "", "GZIP": ".gz", "ZLIB": ".zz"}
@@ -279,15 +280,6 @@ def shard_paths(prefix: str | Path, shards: int, compression: str | None) -> lis
     return [prefix.with_name(f"{prefix.name}-{i:05d}-of-{shards:05d}{suffix}") for i in range(shards)]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 class RecordWriter:
     """Writes validated records round-robin into ``shards`` TFRecord files.
@@ -333,7 +325,7 @@ class RecordWriter:
         pattern = glob.escape(str(self.prefix.with_name("." + self.prefix.name))) + "-*.partial-*"
         for path in glob.glob(pattern):
             pid = path.rsplit("-", 1)[-1]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not alive(int(pid)):
                 Path(path).unlink(missing_ok=True)
 
     def write(self, record: Mapping[str, Any]) -> None:
