@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from factory.errors import ConfigError
-from factory.features.spec import FeatureSpec, _plain
-from factory.spec import did_you_mean, schema_problems
+from factory.features.spec import FeatureSpec
+from factory.spec import did_you_mean, plain, schema_problems
 
 # Evaluation metrics by task; each is reported with a `val_` prefix (and `test_` on the test split).
 TASK_METRICS = {
@@ -188,7 +188,7 @@ def load_config(config: Mapping[str, Any], source: str | None = None, check_netw
     its parameters against the registry; the built-in networks import without
     TensorFlow, so this stays fast unless a listed module imports it.
     """
-    raw = _plain(config)
+    raw = plain(config)
     if not isinstance(raw, dict):
         raise ConfigError(f"expected a mapping, got {type(config).__name__}", source)
     raw.pop("hydra", None)

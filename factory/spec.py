@@ -165,6 +165,15 @@ def validate(instance: Any, schema_file: str, source: str | None = None) -> None
         raise ConfigError(problems, source)
 
 
+def plain(value: Any) -> Any:
+    """Deep copy into plain dicts and lists (from Hydra's DictConfig, tuples, ...)."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
 def load_yaml(path: str | Path) -> Any:
     """Read a YAML file; a missing file or bad YAML is a ``ConfigError`` naming the file."""
     import yaml

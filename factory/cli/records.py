@@ -16,8 +16,8 @@ from factory.errors import RecordError
 from factory.features.spec import FeatureSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from factory.features.records import RecordWriter
     from factory.features.sources import CsvSource, JsonlSource, NpzSource, Row
+    from factory.features.writer import RecordWriter
 
 # Reasons printed for skipped rows; the rest are only counted.
 SHOWN_REASONS = 5

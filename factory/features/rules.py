@@ -1,0 +1,312 @@
+"""Feature-spec rules beyond the JSON Schema, and building ``Feature`` objects from validated dicts.
+
+``FeatureSpec.from_dict`` validates against ``schemas/feature_spec.schema.json``
+first; what a schema cannot express well (an encoding needs uint8 images, a
+default must fit the shape, a label's task needs what it needs...) is checked
+here, every problem with its dotted path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from factory.errors import ConfigError
+from factory.features.spec import (
+    AUTO,
+    IMAGE_CHANNELS,
+    Augment,
+    AutoVocabulary,
+    Feature,
+    FeatureSpec,
+    Normalize,
+    Preprocess,
+    shape_str,
+)
+from factory.spec import plain
+
+
+def _flatten(value: Any) -> list:
+    if isinstance(value, list | tuple):
+        return [x for v in value for x in _flatten(v)]
+    return [value]
+
+
+def _nested_shape(value: Any) -> tuple[int, ...] | None:
+    """Shape of a nested list, or None if it is ragged."""
+    if not isinstance(value, list | tuple):
+        return ()
+    inner = {_nested_shape(v) for v in value}
+    if len(inner) > 1 or None in inner:
+        return None
+    return (len(value), *(inner.pop() if inner else ()))
+
+
+def _value_problem(dtype: str, value: Any) -> str | None:
+    if dtype == "string":
+        return None if isinstance(value, str) else f"expected a string, got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"expected a number, got {value!r}"
+    if dtype in ("int64", "uint8") and float(value) != int(value):
+        return f"expected an integer, got {value!r}"
+    if dtype == "uint8" and not 0 <= value <= 255:
+        return f"{value!r} is outside the uint8 range 0..255"
+    return None
+
+
+def semantic_problems(spec: dict) -> list[str]:
+    """Rules that JSON Schema cannot express well, each with its dotted path."""
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    groups = [("features", spec["features"]), ("labels", spec.get("labels") or {})]
+    for group, entries in groups:
+        for name, f in entries.items():
+            path = f"{group}.{name}"
+            if name in seen:
+                problems.append(f"{path}: the name '{name}' is already used in {seen[name]}")
+            seen[name] = path
+            problems += _feature_problems(path, f, label=group == "labels")
+    if spec.get("weight"):
+        name = spec["weight"]["name"]
+        if name in seen:
+            problems.append(f"weight.name: the name '{name}' is already used in {seen[name]}")
+    return problems
+
+
+def _feature_problems(path: str, f: dict, label: bool) -> list[str]:
+    p: list[str] = []
+    dtype, shape = f["dtype"], f["shape"]
+    variable = bool(shape) and shape[0] is None
+    if any(d is None for d in shape[1:]):
+        p.append(f"{path}.shape: only the first dimension may be null (variable length), got {shape_str(shape)}")
+    if not variable:
+        for key in ("ragged", "max_length", "pad_value"):
+            if key in f:
+                p.append(f"{path}.{key}: only applies to variable-length features (a null first dimension in `shape`)")
+    elif f.get("ragged") and "max_length" in f:
+        p.append(f"{path}.max_length: a ragged feature is not padded; drop `max_length` or set `ragged: false`")
+
+    enc = f.get("encoding")
+    if enc:
+        if dtype != "uint8":
+            p.append(f"{path}.encoding: {enc} images decode to uint8; set `dtype: uint8` (got {dtype})")
+        if len(shape) != 3 or None in shape:
+            p.append(f"{path}.shape: an encoded image needs a fixed [height, width, channels] shape, got {shape_str(shape)}")
+        elif shape[2] not in IMAGE_CHANNELS[enc]:
+            allowed = ", ".join(map(str, IMAGE_CHANNELS[enc]))
+            p.append(f"{path}.shape: {enc} images have {allowed} channels, got {shape[2]}")
+        if "default" in f:
+            p.append(f"{path}.default: an encoded image cannot have a default; make the records carry it")
+
+    vocab = f.get("vocabulary")
+    if vocab is not None and dtype != "string":
+        p.append(f"{path}.vocabulary: a vocabulary maps strings to ids; set `dtype: string` (got {dtype})")
+    if "oov_buckets" in f and vocab is None:
+        p.append(f"{path}.oov_buckets: needs a `vocabulary`")
+    for key in ("max_tokens", "min_count"):
+        if key in f and vocab != AUTO:
+            p.append(f"{path}.{key}: only applies to `vocabulary: auto` (a vocabulary computed from the training records)")
+
+    if "pad_value" in f and variable:
+        problem = _value_problem(dtype, f["pad_value"])
+        if problem:
+            p.append(f"{path}.pad_value: {problem}")
+
+    if "default" in f and not enc:
+        default = f["default"]
+        got = _nested_shape(default)
+        if variable:
+            p.append(f"{path}.default: a variable-length feature defaults to empty; drop `default`")
+        elif got is None:
+            p.append(f"{path}.default: nested lists of unequal length")
+        elif got not in ((), tuple(shape)):
+            p.append(f"{path}.default: shape {shape_str(got)} does not match the feature's shape {shape_str(shape)}; give a scalar or a value of that shape")
+        else:
+            bad = next((m for v in _flatten(default) if (m := _value_problem(dtype, v))), None)
+            if bad:
+                p.append(f"{path}.default: {bad}")
+            elif vocab is not None and vocab != AUTO and f.get("oov_buckets", 0) == 0:
+                missing = [v for v in _flatten(default) if v not in vocab]
+                if missing:
+                    p.append(f"{path}.default: {missing[0]!r} is not in the vocabulary and there are no oov_buckets")
+
+    pre = f.get("preprocess")
+    if pre:
+        if dtype == "string":
+            p.append(f"{path}.preprocess: applies to numeric features; a string feature needs a `vocabulary` instead")
+        norm = pre.get("normalize")
+        if norm and norm != AUTO:
+            channels = shape[-1] if shape and shape[-1] is not None else None
+            for key in ("mean", "std"):
+                values = norm[key] if isinstance(norm[key], list) else [norm[key]]
+                if len(values) != 1 and (not shape or len(values) != channels):
+                    p.append(f"{path}.preprocess.normalize.{key}: {len(values)} values, but the last dimension has size {channels or 'none'}; give one value or one per channel")
+            stds = norm["std"] if isinstance(norm["std"], list) else [norm["std"]]
+            if any(s <= 0 for s in stds):
+                p.append(f"{path}.preprocess.normalize.std: must be positive, got {norm['std']!r}")
+
+    aug = f.get("augment")
+    if aug:
+        if dtype != "uint8" or len(shape) != 3 or None in shape:
+            p.append(f"{path}.augment: augmentation applies to images (uint8 with a fixed [height, width, channels] shape), got {dtype} {shape_str(shape)}")
+        elif aug.get("crop") and (aug["crop"][0] > shape[0] or aug["crop"][1] > shape[1]):
+            p.append(f"{path}.augment.crop: {aug['crop']} is larger than the image ({shape[0]}x{shape[1]})")
+
+    if label:
+        p += _label_problems(path, f)
+    return p
+
+
+def _label_problems(path: str, f: dict) -> list[str]:
+    p: list[str] = []
+    task = _task(f)
+    dtype = f["dtype"]
+    norm = f.get("normalize")
+    if norm is not None and task != "regression":
+        p.append(f"{path}.normalize: only a regression label is normalized (this one is {task})")
+    elif isinstance(norm, dict):
+        size = math.prod(d for d in f["shape"] if d) if f["shape"] else 1
+        for key in ("mean", "std"):
+            values = norm[key] if isinstance(norm[key], list) else [norm[key]]
+            if len(values) not in (1, size):
+                p.append(f"{path}.normalize.{key}: {len(values)} values for a label of size {size}; give one value or {size}")
+        stds = norm["std"] if isinstance(norm["std"], list) else [norm["std"]]
+        if any(v <= 0 for v in stds):
+            p.append(f"{path}.normalize.std: must be positive, got {norm['std']!r}")
+    if task == "classification":
+        if "num_classes" not in f and "vocabulary" not in f:
+            p.append(f"{path}.num_classes: a classification label needs `num_classes` (or a string `vocabulary`)")
+        if dtype not in ("int64", "string", "uint8"):
+            p.append(f"{path}.dtype: class ids are integers; use int64 (or string with a vocabulary), got {dtype}")
+        if dtype == "string" and "vocabulary" not in f:
+            p.append(f"{path}.vocabulary: a string label needs a `vocabulary` that maps it to class ids")
+        vocab = f.get("vocabulary")
+        if vocab is not None and "num_classes" in f and f["num_classes"] != len(vocab):
+            p.append(f"{path}.num_classes: {f['num_classes']} does not match the vocabulary's {len(vocab)} entries; drop `num_classes`")
+    elif task == "binary":
+        if dtype not in ("int64", "float32", "uint8"):
+            p.append(f"{path}.dtype: a binary label is 0/1 as int64 or float32, got {dtype}")
+    else:
+        if dtype == "string" or "vocabulary" in f:
+            p.append(f"{path}.dtype: a regression label is numeric, got {dtype}")
+        if "num_classes" in f:
+            p.append(f"{path}.num_classes: only for `task: classification`")
+    if f["shape"] and f["shape"][0] is None:
+        p.append(f"{path}.shape: a label needs a fixed shape, got {shape_str(f['shape'])}")
+    return p
+
+
+def _task(f: dict) -> str:
+    if "task" in f:
+        return f["task"]
+    return "classification" if ("num_classes" in f or "vocabulary" in f) else "regression"
+
+
+def build_feature(name: str, f: dict, role: str) -> Feature:
+    shape = tuple(f["shape"])
+    default = None
+    if "default" in f:
+        flat = _flatten(f["default"])
+        size = math.prod(shape) if shape else 1
+        default = tuple(flat * size if len(flat) == 1 and size > 1 else flat)
+    pre = f.get("preprocess")
+    if role == "label" and "normalize" in f:  # a label's normalize rescales the network's output
+        pre = {"normalize": f["normalize"]}
+    preprocess = None
+    if pre:
+        norm = pre.get("normalize")
+        normalize = None
+        if norm == AUTO:
+            normalize = Normalize()
+        elif norm:
+            as_tuple = lambda v: tuple(float(x) for x in (v if isinstance(v, list) else [v]))  # noqa: E731
+            normalize = Normalize(mean=as_tuple(norm["mean"]), std=as_tuple(norm["std"]))
+        preprocess = Preprocess(scale=pre.get("scale"), normalize=normalize)
+    aug = f.get("augment")
+    augment = None
+    if aug:
+        augment = Augment(
+            flip=aug.get("flip", "none"),
+            translate=aug.get("translate", 0),
+            crop=tuple(aug["crop"]) if aug.get("crop") else None,
+            brightness=float(aug.get("brightness", 0.0)),
+            contrast=float(aug.get("contrast", 0.0)),
+        )
+    auto_vocabulary = None
+    if f.get("vocabulary") == AUTO:
+        auto_vocabulary = AutoVocabulary(max_tokens=f.get("max_tokens"), min_count=f.get("min_count", 1))
+    vocab = tuple(f["vocabulary"]) if f.get("vocabulary") not in (None, AUTO) else None
+    task = num_classes = None
+    if role == "label":
+        task = _task(f)
+        if task == "classification":
+            num_classes = f.get("num_classes") or len(vocab)
+    pad_value = f.get("pad_value")
+    if shape and shape[0] is None and pad_value is None:
+        pad_value = "" if f["dtype"] == "string" else 0
+    return Feature(
+        name=name,
+        dtype=f["dtype"],
+        shape=shape,
+        role=role,
+        default=default,
+        encoding=f.get("encoding"),
+        vocabulary=vocab,
+        oov_buckets=f.get("oov_buckets", 0),
+        ragged=f.get("ragged", False),
+        max_length=f.get("max_length"),
+        pad_value=pad_value,
+        preprocess=preprocess,
+        augment=augment if augment and augment.active else None,
+        task=task,
+        num_classes=num_classes,
+        auto_vocabulary=auto_vocabulary,
+    )
+
+
+def resolve_auto(spec: FeatureSpec, statistics: Mapping[str, Any]) -> FeatureSpec:
+    """``FeatureSpec.with_statistics``: every ``auto`` replaced by the computed constants."""
+    if not spec.needs_statistics:
+        return spec
+    entries = statistics.get("features") if isinstance(statistics, Mapping) else None
+    if not isinstance(entries, Mapping):
+        raise ConfigError("statistics: expected a mapping with `features` (as compute_statistics returns)")
+    raw = plain(spec.raw)
+    problems = []
+    for f in spec.auto_features:
+        entry = entries.get(f.name)
+        kind = f.auto_statistic
+        if not isinstance(entry, Mapping) or kind not in entry:
+            problems.append(f"features.{f.name}: the statistics hold no {kind} for this `{kind}: auto` feature")
+            continue
+        declared = raw["labels" if f.role == "label" else "features"][f.name]
+        if kind == "normalize":
+            norm = entry["normalize"]
+            where = declared if f.role == "label" else declared["preprocess"]
+            where["normalize"] = {"mean": list(norm["mean"]), "std": list(norm["std"])}
+        else:
+            declared["vocabulary"] = list(entry["vocabulary"])
+            # Only meaningful while the vocabulary is `auto`; the semantic check refuses them otherwise.
+            declared.pop("max_tokens", None)
+            declared.pop("min_count", None)
+    if problems:
+        raise ConfigError(problems)
+    return type(spec).from_dict(raw)
+
+
+def drop_auto(spec: FeatureSpec) -> FeatureSpec:
+    """``FeatureSpec.without_auto``: the spec with ``auto`` statistics dropped."""
+    if not spec.needs_statistics:
+        return spec
+    raw = plain(spec.raw)
+    for f in spec.auto_features:
+        declared = raw["labels" if f.role == "label" else "features"][f.name]
+        if f.role == "label":
+            del declared["normalize"]
+        elif f.auto_statistic == "normalize":
+            del declared["preprocess"]["normalize"]
+        else:
+            for key in ("vocabulary", "max_tokens", "min_count", "oov_buckets"):
+                declared.pop(key, None)
+    return type(spec).from_dict(raw)
