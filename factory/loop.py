@@ -30,6 +30,7 @@ logging.getLogger("absl").setLevel(logging.WARNING)  # checkpoint saving logs at
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
+    """``train.strategy``: default (one device), mirrored, or multi_worker_mirrored (from ``TF_CONFIG``)."""
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker_mirrored":
@@ -38,6 +39,9 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 
 class Loop:
+    """One run: build from the config, restore if the run dir has a checkpoint, train, evaluate,
+    apply the early-stop and export policies, checkpoint, and finish with the test metrics."""
+
     def __init__(self, config: Config, run_dir: Path):
         self.config = config
         self.run_dir = run_dir
