@@ -209,12 +209,9 @@ def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 
 def _first_line(err: Exception) -> str:
-    """The informative line of a TensorFlow error (not "Graph execution error:" or a stack frame)."""
-    message = getattr(err, "message", None) or str(err)
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    noise = ("Graph execution error", "Detected at node", "File ", "[[{{")
-    useful = [line for line in lines if not line.startswith(noise)]
-    return (useful or lines or [type(err).__name__])[0].split(" [Op:")[0][:300]
+    from factory.features.pipeline import first_line  # TensorFlow is loaded by now
+
+    return first_line(err)
 
 
 def explain_error(err: Exception) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 from factory.cli.predict_images import checked_image, decode_images, image_value
 from factory.errors import RecordError
 from factory.features.spec import Feature, FeatureSpec
-from factory.predict import PredictError, Predictor, _first_line
+from factory.predict import PredictError, Predictor
 
 Batches = Iterator[tuple[int, dict[str, np.ndarray]]]
 
@@ -157,31 +157,16 @@ def _npz_batches(predictor: Predictor, path: str, batch_size: int, ignore_unknow
 
 
 def _tfrecord_batches(predictor: Predictor, pattern: str, batch_size: int, compression: str | None) -> Batches:
-    import tensorflow as tf
 
-    from factory.features.pipeline import compression_of, resolve_files
+    from factory.features.pipeline import record_batches, resolve_files
 
     start = 0
-    for path in resolve_files(pattern):
-        ds = tf.data.TFRecordDataset(path, compression_type=compression_of(path, compression)).batch(batch_size)
-        iterator = iter(ds)
-        count = 0
-        while True:
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                break
-            except tf.errors.OpError as err:
-                raise RecordError(
-                    f"{path}: corrupt or truncated TFRecord file after {count} good records ({_first_line(err)}); "
-                    "check that a compressed file has the .gz/.zz extension or pass --compression"
-                ) from None
-            try:
-                outputs = predictor.predict_examples(batch.numpy().tolist())
-            except PredictError as err:
-                if err.index is None:
-                    raise
-                raise PredictError(f"{path}, record {count + err.index}: {err.detail}") from None
-            yield start, outputs
-            count += len(batch)
-            start += len(batch)
+    for path, count, batch in record_batches(resolve_files(pattern), compression, batch_size, hint="pass --compression"):
+        try:
+            outputs = predictor.predict_examples(batch.numpy().tolist())
+        except PredictError as err:
+            if err.index is None:
+                raise
+            raise PredictError(f"{path}, record {count + err.index}: {err.detail}") from None
+        yield start, outputs
+        start += len(batch)

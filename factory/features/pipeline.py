@@ -180,10 +180,35 @@ def check_files(spec: FeatureSpec, files: str | Sequence[str], compression: str 
         transform.preprocess(transform.decode(parsed, labels=with_labels), labels=with_labels)
         return missing
 
-    for path in resolve_files(files):
-        ds = tf.data.TFRecordDataset(path, compression_type=compression_of(path, compression)).batch(256)
+    paths = resolve_files(files)
+    counts = dict.fromkeys(paths, 0)
+    for path, count, batch in record_batches(paths, compression, 256, hint="pass `compression`"):
+        try:
+            missing = check_batch(batch)
+        except tf.errors.OpError as err:
+            index = _locate(batch, check_batch)
+            raise RecordError(f"{path}, record {count + index}: {explain_error(err)}") from None
+        for name, mask in missing.items():
+            hits = tf.where(mask).numpy()
+            if len(hits):
+                raise RecordError(
+                    f"{path}, record {count + int(hits[0][0])}: lacks the required feature '{name}' "
+                    f"({spec[name].describe()}); write it, or give it a `default` in the feature spec"
+                )
+        counts[path] = count + int(batch.shape[0])
+    return counts
+
+
+def record_batches(
+    paths: Sequence[str], compression: str | None, batch_size: int, hint: str = "pass the compression"
+) -> Iterator[tuple[str, int, tf.Tensor]]:
+    """``(file, index of the batch's first record in it, batch of serialized records)``, file by file.
+
+    A corrupt or truncated file is a ``RecordError`` naming it and how many records were good.
+    """
+    for path in paths:
+        iterator = iter(tf.data.TFRecordDataset(path, compression_type=compression_of(path, compression)).batch(batch_size))
         count = 0
-        iterator = iter(ds)
         while True:
             try:
                 batch = next(iterator)
@@ -191,25 +216,11 @@ def check_files(spec: FeatureSpec, files: str | Sequence[str], compression: str 
                 break
             except tf.errors.OpError as err:
                 raise RecordError(
-                    f"{path}: corrupt or truncated TFRecord file after {count} good records ({_first_line(err)}); "
-                    "rewrite it, and check that a compressed file has the .gz/.zz extension or pass `compression`"
+                    f"{path}: corrupt or truncated TFRecord file after {count} good records ({first_line(err)}); "
+                    f"rewrite it, and check that a compressed file has the .gz/.zz extension or {hint}"
                 ) from None
-            try:
-                missing = check_batch(batch)
-            except tf.errors.OpError as err:
-                index = _locate(batch, check_batch)
-                raise RecordError(f"{path}, record {count + index}: {explain_error(err)}") from None
-            for name, mask in missing.items():
-                hits = tf.where(mask).numpy()
-                if len(hits):
-                    f = spec[name]
-                    raise RecordError(
-                        f"{path}, record {count + int(hits[0][0])}: lacks the required feature '{name}' "
-                        f"({f.describe()}); write it, or give it a `default` in the feature spec"
-                    )
+            yield path, count, batch
             count += int(batch.shape[0])
-        counts[path] = count
-    return counts
 
 
 def _locate(batch, fn) -> int:
@@ -222,9 +233,9 @@ def _locate(batch, fn) -> int:
     return 0
 
 
-def _first_line(err: Exception) -> str:
+def first_line(err: Exception) -> str:
     """The informative line of a TensorFlow error (not "Graph execution error:" or a stack frame)."""
-    message = getattr(err, "message", str(err))
+    message = getattr(err, "message", None) or str(err)
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
     noise = ("Graph execution error", "Detected at node", "File ", "[[{{")
     useful = [line for line in lines if not line.startswith(noise)]
@@ -247,7 +258,7 @@ def explain_error(err: Exception) -> str:
         if types:
             return f"feature '{name}' is stored as {types.group(1)} but the spec reads it as {types.group(2)}"
         return f"feature '{name}' does not match the spec: {detail}"
-    return _first_line(err)
+    return first_line(err)
 
 
 @contextlib.contextmanager
