@@ -218,8 +218,10 @@ def load_config(config: Mapping[str, Any], source: str | None = None, check_netw
         generate=data_raw.get("generate"),
         dir=data_raw.get("dir"),
     )
-    network_raw = dict(raw["network"])
-    network = NetworkConfig(name=network_raw.pop("name"), params=network_raw)
+    from factory.registry import split_network_group
+
+    name, params = split_network_group(raw["network"])
+    network = NetworkConfig(name=name, params=params)
     imports = tuple(raw.get("imports") or ())
 
     if train.steps_per_execution > train.eval_every_steps:

@@ -24,11 +24,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from factory.features.writer import RecordWriter
 
-DTYPES = ("float32", "int64", "uint8", "string")
 # How each spec dtype is stored in a tf.train.Example: the list kind of the Feature proto.
 STORAGE = {"float32": "float", "int64": "int64", "uint8": "int64", "string": "bytes"}
 IMAGE_CHANNELS = {"png": (1, 2, 3, 4), "jpeg": (1, 3)}
-TASKS = ("classification", "binary", "regression")
 
 
 def tf_dtype(dtype: str) -> tf.DType:
