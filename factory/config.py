@@ -56,7 +56,7 @@ class TrainConfig:
     lr_schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     checkpoint_every_steps: int | None = None
     keep_checkpoints: int = 3
-    checkpoint_input: bool = True
+    resume_input: str = "replay"
     deterministic: bool = False
     mixed_precision: str | None = None
     jit_compile: bool = False
@@ -231,6 +231,11 @@ def load_config(config: Mapping[str, Any], source: str | None = None, check_netw
         )
     if train.loss is not None and spec.labels and spec.labels[0].task != "regression":
         problems.append(f"train.loss: '{train.loss}' is a regression loss; a {spec.labels[0].task} label trains with cross-entropy (drop train.loss)")
+    if train.resume_input == "iterator" and train.strategy != "default":
+        problems.append(
+            f"train.resume_input: 'iterator' needs train.strategy=default (a distributed iterator cannot be "
+            f"checkpointed); use 'replay', which continues the input exactly under '{train.strategy}' too"
+        )
     if data.generate and not data.dir:
         problems.append("data.dir: `generate` needs a directory to write the records into")
     if not problems:  # the monitor also picks the best weights when early stopping is off

@@ -88,19 +88,12 @@ class Loop:
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
             self.state = tf.Variable("{}", dtype=tf.string, trainable=False, name="policy_state")
-        seed = cfg.seed if cfg.seed is not None else 0
         self.transform = FeatureTransform(self.spec)  # one set of lookup tables: training, eval, export
-        self.train_ds = self.spec.dataset(
-            list(cfg.data.train), mode="train", batch_size=self.global_batch, seed=seed,
-            shuffle_buffer=cfg.train.shuffle_buffer, compression=cfg.data.compression, transform=self.transform,
-        )
         self.distributed = self.strategy.num_replicas_in_sync > 1 or cfg.train.strategy != "default"
-        if self.distributed:
-            self.train_iter = iter(self.strategy.experimental_distribute_dataset(self.train_ds))
-        else:
-            self.train_iter = iter(self.train_ds)
         tracked = {"model": self.model, "optimizer": self.optimizer, "step": self.step, "state": self.state}
-        if cfg.train.checkpoint_input and not self.distributed:
+        self.train_iter = None
+        if cfg.train.resume_input == "iterator":  # the iterator's state (shuffle buffer and all) is in every checkpoint
+            self.train_iter = iter(self._train_dataset(skip=0))
             tracked["iterator"] = self.train_iter
         self.checkpoint = tf.train.Checkpoint(**tracked)
         self.manager = tf.train.CheckpointManager(
@@ -109,6 +102,26 @@ class Loop:
         self.best_path = str(self.run_dir / "checkpoints" / "best" / "weights")
         self.final_path = str(self.run_dir / "checkpoints" / "final" / "weights")
         self._compile_steps()
+
+    def _train_dataset(self, skip: int):
+        """The training input from batch ``skip`` on: its order is a function of the seed alone,
+        so skipping the batches already trained on (still serialized: not parsed, decoded or
+        augmented) continues the sequence exactly where a checkpoint left it."""
+        cfg = self.config
+        ds = self.spec.dataset(
+            list(cfg.data.train), mode="train", batch_size=self.global_batch,
+            seed=cfg.seed if cfg.seed is not None else 0, shuffle_buffer=cfg.train.shuffle_buffer,
+            compression=cfg.data.compression, transform=self.transform, skip_batches=skip,
+        )
+        return self.strategy.experimental_distribute_dataset(ds) if self.distributed else ds
+
+    def _start_input(self, step: int) -> None:
+        if self.train_iter is not None:  # resume_input: iterator, restored with the checkpoint
+            return
+        skip = step if self.train_cfg.resume_input == "replay" else 0
+        self.train_iter = iter(self._train_dataset(skip))
+        if skip:
+            log.info(f"input: continuing after the {skip} batches already trained on (train.resume_input=replay)")
 
     def _compile_steps(self) -> None:
         model, task, optimizer, strategy = self.model, self.task, self.optimizer, self.strategy
@@ -182,6 +195,7 @@ class Loop:
             "eval": tf.summary.create_file_writer(str(self.run_dir / "tensorboard" / "eval")),
         }
         step = int(self.step.numpy())
+        self._start_input(step)
         if resumed:
             log.info(f"resumed from step {step} (evaluation {self.evals}) in {self.run_dir}")
         progress = Progress(tc.max_steps, self.global_batch, tc.progress, tc.log_every_steps, start=step)

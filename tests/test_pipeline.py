@@ -72,6 +72,30 @@ def test_same_seed_same_batches_other_seed_other_batches(tmp_path, digits_like):
     assert any(not np.array_equal(xa["image"], xc["image"]) for (xa, _), (xc, _) in zip(a, c, strict=True))
 
 
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_skip_batches_continues_the_same_sequence_augmentation_included(tmp_path, digits_like, augment):
+    raw = dict(digits_like)
+    if not augment:
+        raw["features"] = {"image": {k: v for k, v in digits_like["features"]["image"].items() if k != "augment"}}
+    spec = FeatureSpec.from_dict(raw)
+    write_digits_like(spec, tmp_path / "d", n=40, shards=3)
+
+    def run(skip):  # 12 batches of 8 from 40 records: past an epoch, with a reshuffle
+        ds = spec.dataset(str(tmp_path / "d-*"), mode="train", batch_size=8, seed=5, shuffle_buffer=16, skip_batches=skip)
+        return batches(ds, 12 - skip)
+
+    whole = run(0)
+    for skip in (1, 7):
+        rest = run(skip)
+        assert len(rest) == 12 - skip
+        for (xa, ya), (xb, yb) in zip(whole[skip:], rest, strict=True):
+            np.testing.assert_array_equal(xa["image"], xb["image"])
+            np.testing.assert_array_equal(ya, yb)
+    assert not np.array_equal(whole[0][0]["image"], whole[1][0]["image"])
+    with pytest.raises(RecordError, match="skip_batches: expected a non-negative integer, got -1"):
+        spec.dataset(str(tmp_path / "d-*"), skip_batches=-1)
+
 @pytest.mark.parametrize(
     ("augment", "check"),
     [

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from conftest import TINY
 
@@ -21,21 +22,21 @@ OVERRIDES = [
 ]
 
 
-def script(run_dir: Path) -> str:
+def script(run_dir: Path, resume_input: str) -> str:
     return textwrap.dedent(
         f"""
         import sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from conftest import compose
         from factory.runner import train
-        train(compose(*{OVERRIDES!r}), run_dir={str(run_dir)!r})
+        train(compose(*{OVERRIDES!r}, "train.resume_input={resume_input}"), run_dir={str(run_dir)!r})
         """
     )
 
 
-def run(run_dir: Path, kill_after_evals: int | None = None) -> bool:
+def run(run_dir: Path, kill_after_evals: int | None = None, resume_input: str = "replay") -> bool:
     """Run training in a child process; with ``kill_after_evals`` SIGKILL it after that many evaluations."""
-    proc = subprocess.Popen([sys.executable, "-c", script(run_dir)], env=os.environ.copy(), stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-c", script(run_dir, resume_input)], env=os.environ.copy(), stdout=subprocess.DEVNULL)
     metrics = run_dir / "metrics.jsonl"
     killed = False
     try:
@@ -59,11 +60,12 @@ def weights(run_dir: Path) -> dict[str, np.ndarray]:
     return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if "model" in k or "optimizer" in k}
 
 
-def test_kill_9_and_resume_matches_an_uninterrupted_run(tmp_path):
-    run(tmp_path / "straight")
-    killed = run(tmp_path / "resumed", kill_after_evals=3)
+@pytest.mark.parametrize("resume_input", ["replay", "iterator"])
+def test_kill_9_and_resume_matches_an_uninterrupted_run(tmp_path, resume_input):
+    run(tmp_path / "straight", resume_input=resume_input)
+    killed = run(tmp_path / "resumed", kill_after_evals=3, resume_input=resume_input)
     assert killed and not (tmp_path / "resumed" / "summary.json").exists(), "the run finished before it was killed"
-    run(tmp_path / "resumed")
+    run(tmp_path / "resumed", resume_input=resume_input)
 
     straight = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
     resumed = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()

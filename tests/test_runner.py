@@ -114,7 +114,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_p
         tmp_path, {"features": {"x": {"dtype": "float32", "shape": [4]}}, "labels": {"y": {"dtype": "float32", "shape": []}}},
         200, lambda x: x.sum(axis=1),
     )
-    config = compose(*TINY, "train.max_steps=20", "early_stop.monitor=val_mae", "train.checkpoint_input=false")
+    config = compose(*TINY, "train.max_steps=20", "early_stop.monitor=val_mae", "train.resume_input=restart")
     config["features"] = spec
     config["data"] = {"train": str(tmp_path / "data" / "train-*"), "eval": str(tmp_path / "data" / "eval-*")}
     train(config, run_dir=tmp_path / "run")

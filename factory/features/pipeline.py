@@ -84,6 +84,7 @@ def dataset(
     drop_remainder: bool | None = None,
     cycle_length: int | None = None,
     transform: FeatureTransform | None = None,
+    skip_batches: int = 0,
 ) -> tf.data.Dataset:
     """Batches of ``(features, labels)``, or ``(features, labels, weights)`` when the spec declares a weight.
 
@@ -99,11 +100,16 @@ def dataset(
       no augmentation. Defaults ``repeat=False``, ``drop_remainder=False``.
     - ``seed`` fixes the shuffling and the augmentation (None: a fresh random seed).
     - ``compression``: None infers each file's from its extension.
+    - ``skip_batches``: start after that many batches, skipped before they are parsed (cheap:
+      the records are read but not decoded). With the same ``seed`` the rest of the sequence,
+      augmentation included, is the same as without skipping: this is how training resumes.
     """
     if mode not in MODES:
         raise RecordError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise RecordError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    if not isinstance(skip_batches, int) or skip_batches < 0:
+        raise RecordError(f"skip_batches: expected a non-negative integer, got {skip_batches!r}")
     train = mode == "train"
     repeat = train if repeat is None else repeat
     drop_remainder = train if drop_remainder is None else drop_remainder
@@ -139,7 +145,11 @@ def dataset(
         return _split(spec, transform.preprocess(raw, labels=with_labels), with_labels)
 
     if augment:  # the batch index seeds the augmentation
-        ds = ds.enumerate().map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
+        ds = ds.enumerate()
+    if skip_batches:
+        ds = ds.skip(skip_batches)
+    if augment:
+        ds = ds.map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
     else:
         ds = ds.map(lambda s: parse(tf.constant(0, tf.int64), s), num_parallel_calls=AUTOTUNE, deterministic=True)
     return ds.prefetch(AUTOTUNE)
