@@ -52,18 +52,21 @@ def summarize(*args: str, capsys) -> tuple[int, str, str]:
 # -- real sweeps ---------------------------------------------------------------------------------
 
 
-def test_joblib_multirun_trains_each_trial_in_a_worker_process_and_summarize_ranks_them(tmp_path, capsys):
+def test_joblib_multirun_trains_each_trial_in_a_fresh_process_and_summarize_ranks_them(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     result, pid = factory_train(
-        "-m", *QUICK, "export.best.enabled=true", "network.hidden=[8],[32]",
+        "-m", *QUICK, "export.best.enabled=true", "network.hidden=[8],[16],[32]",
         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert "Joblib.Parallel(n_jobs=2" in result.stdout
     dirs = trial_dirs(sweep)
-    assert [d.name for d in dirs] == ["0", "1"]
+    assert [d.name for d in dirs] == ["0", "1", "2"]
     assert all((d / "summary.json").is_file() for d in dirs)
-    assert all(writer_pid(d) != pid for d in dirs)  # trained in joblib's workers, not in factory-train
+    # Three trials on two reused joblib workers: each trial still trained in a process of its own.
+    pids = [writer_pid(d) for d in dirs]
+    assert len(set(pids)) == 3 and pid not in pids
+    assert all("eval 1 @ step 20" in (d / "train.log").read_text() for d in dirs)  # the trial's log is in its run dir
 
     code, out, _ = summarize(str(sweep), capsys=capsys)
     assert code == 0
@@ -72,9 +75,9 @@ def test_joblib_multirun_trains_each_trial_in_a_worker_process_and_summarize_ran
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("rank"))
     assert "best val_accuracy (max)" in lines[header]
-    rows = [line.split() for line in lines[header + 1 : header + 3]]
+    rows = [line.split() for line in lines[header + 1 : header + 4]]
     assert [r[1] for r in rows] == best_first
-    assert {r[3] for r in rows} == {"network.hidden=[8]", "network.hidden=[32]"}
+    assert {r[3] for r in rows} == {"network.hidden=[8]", "network.hidden=[16]", "network.hidden=[32]"}
     for row in rows:  # the export column names the best export, relative to the working directory or absolute
         assert Path(row[-1]).resolve() == Path(summaries[row[1]]["exports"]["best"]).resolve()
     with open(sweep / "summary.csv", newline="") as f:

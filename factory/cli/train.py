@@ -168,10 +168,18 @@ def _job(cfg) -> float:
     from factory.runner import train
 
     raw = OmegaConf.to_container(cfg, resolve=True)
-    run_dir = HydraConfig.get().runtime.output_dir
+    hydra_cfg = HydraConfig.get()
+    run_dir = hydra_cfg.runtime.output_dir
     raw["run_dir"] = run_dir
     try:
-        return train(load_config(raw), run_dir=run_dir)
+        config = load_config(raw)
+        if "joblib" in str(hydra_cfg.launcher.get("_target_", "")).lower():
+            # joblib's workers live on from trial to trial: one fresh process per trial, so
+            # TensorFlow and the trial's memory go when the trial ends.
+            from factory.cli.trial import run_in_child
+
+            return run_in_child(raw, run_dir, OmegaConf.to_container(hydra_cfg.job_logging, resolve=True))
+        return train(config, run_dir=run_dir)
     except FactoryError as err:
         logging.getLogger("factory").error(f"error: {err}")
         raise SystemExit(err.exit_code) from None
