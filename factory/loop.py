@@ -18,7 +18,7 @@ from factory.export import Exporter
 from factory.features.pipeline import compression_of, explain_errors, resolve_files
 from factory.features.transform import FeatureTransform
 from factory.interrupts import CtrlC
-from factory.optim import current_lr, make_optimizer
+from factory.optim import current_lr, make_optimizer, reapply_learning_rate
 from factory.progress import Progress
 from factory.publishing import Publisher
 from factory.runner import TrainingError, fmt, read_json_lines, write_json_lines
@@ -75,6 +75,8 @@ class Loop:
         if self.spec.needs_statistics:  # `normalize: auto`, `vocabulary: auto`: one pass over data.train
             from factory.features.stats import resolve_statistics
 
+            self._statistics_from_checkpoint()
+
             self.spec = resolve_statistics(self.spec, list(cfg.data.train), cfg.data.compression, self.run_dir)
         task, num_outputs = head_spec(self.spec)
         self.task = Task(task, num_outputs, cfg.train.loss)
@@ -102,6 +104,22 @@ class Loop:
         self.best_path = str(self.run_dir / "checkpoints" / "best" / "weights")
         self.final_path = str(self.run_dir / "checkpoints" / "final" / "weights")
         self._compile_steps()
+
+    def _statistics_from_checkpoint(self) -> None:
+        """A resumed run whose ``statistics.json`` is gone takes the statistics its weights were
+        trained with from the checkpoint, rather than computing new ones from today's data."""
+        path = self.run_dir / "statistics.json"
+        latest = tf.train.latest_checkpoint(str(self.run_dir / "checkpoints"))
+        if path.exists() or not latest:
+            return
+        reader = tf.train.load_checkpoint(latest)
+        key = "state/.ATTRIBUTES/VARIABLE_VALUE"
+        stats = json.loads(reader.get_tensor(key)).get("statistics") if reader.has_tensor(key) else None
+        if stats:
+            tmp = path.with_name(".statistics.json.tmp")
+            tmp.write_text(json.dumps(stats, indent=2) + "\n")
+            tmp.replace(path)
+            log.info(f"restored {path.name} from the checkpoint {latest}")
 
     def _train_dataset(self, skip: int):
         """The training input from batch ``skip`` on: its order is a function of the seed alone,
@@ -269,6 +287,12 @@ class Loop:
                     f"cannot resume from {latest}: it does not match this config ({str(err).splitlines()[0][:200]}). "
                     "Resume with the config the run was started with, or use another hydra.run.dir"
                 ) from None
+            previous_lr = reapply_learning_rate(self.optimizer, self.config)
+            if previous_lr is not None:
+                log.info(
+                    f"train.optimizer.learning_rate: {self.config.train.optimizer.learning_rate:g} from the config "
+                    f"replaces the checkpoint's {previous_lr:g}"
+                )
             state = json.loads(self.state.numpy().decode())
             self.early.load_state_dict(state["early_stop"])
             self.evals = state["evals"]
@@ -319,19 +343,35 @@ class Loop:
             )
             if max_batches:
                 ds = ds.take(max_batches)
-            if self.distributed:
-                ds = self.strategy.experimental_distribute_dataset(ds)
-            self._eval_datasets[key] = ds
+            self._eval_datasets[key] = {"dataset": ds, "batches": None, "iterator": None}
         return self._eval_datasets[key]
 
+    def _distribute(self, ds):
+        return self.strategy.experimental_distribute_dataset(ds) if self.distributed else ds
+
     def evaluate(self, files, prefix: str = "val_", max_batches: int | None = None) -> dict[str, float]:
-        """Metrics of the current weights over ``files`` (one pass, or ``max_batches``)."""
+        """Metrics of the current weights over ``files`` (one pass, or the first ``max_batches``).
+
+        The first evaluation makes one pass and counts the batches. Later ones pull that many
+        batches from one long-lived iterator over the repeated pass, the same batches each
+        time: creating an iterator (instantiating the parsing functions) costs more than
+        evaluating a small eval set.
+        """
         cfg = self.config
-        ds = self._eval_dataset(files, max_batches)
+        entry = self._eval_dataset(files, max_batches)
         totals = None
         with explain_errors(self.spec, list(files), cfg.data.compression):
-            for batch in ds:
-                totals = accumulate(totals, self.eval_step(batch))
+            if entry["batches"] is None:
+                count = 0
+                for batch in self._distribute(entry["dataset"]):
+                    totals = accumulate(totals, self.eval_step(batch))
+                    count += 1
+                entry["batches"] = count
+            else:
+                if entry["iterator"] is None:
+                    entry["iterator"] = iter(self._distribute(entry["dataset"].repeat()))
+                for _ in range(entry["batches"]):
+                    totals = accumulate(totals, self.eval_step(next(entry["iterator"])))
         if totals is None:
             raise TrainingError(f"data.{prefix.rstrip('_') if prefix != 'val_' else 'eval'}: the records are empty")
         return self.task.finalize(totals, prefix)

@@ -55,6 +55,28 @@ def warmup_schedule(schedule, warmup_steps):
     return Warmup()
 
 
+def reapply_learning_rate(optimizer, config: Config) -> float | None:
+    """After a restore: set a constant learning rate back to the config's value.
+
+    Keras keeps a constant learning rate in a variable, so a checkpoint carries it; a
+    run resumed with another ``train.optimizer.learning_rate`` gets the new value. Returns
+    the checkpoint's value when it differed, else None. Schedules are functions of the
+    step, so they follow the config already.
+    """
+    import keras
+
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer
+    variable = getattr(inner, "_learning_rate", None)
+    if not isinstance(variable, keras.Variable):  # a schedule
+        return None
+    wanted = np.float32(config.train.optimizer.learning_rate)
+    restored = np.float32(variable.numpy())
+    if restored == wanted:
+        return None
+    variable.assign(wanted)
+    return float(restored)
+
+
 def current_lr(optimizer) -> float:
     lr = optimizer.learning_rate
     return float(np.asarray(lr.numpy() if hasattr(lr, "numpy") else lr))

@@ -95,6 +95,26 @@ def test_rerun_on_a_finished_run_dir_resumes_without_training_again(tmp_path):
     assert second == first and read_metrics(tmp_path / "run") == rows
 
 
+def test_a_resumed_run_takes_the_learning_rate_from_the_config(tmp_path, caplog):
+    import tensorflow as tf
+
+    def checkpoint_lr(run_dir):
+        reader = tf.train.load_checkpoint(str(run_dir / "checkpoints"))
+        (key,) = [k for k in reader.get_variable_to_shape_map() if k.startswith("optimizer/") and "learning_rate" in k]
+        return float(reader.get_tensor(key))
+
+    train(compose(*TINY, "train.max_steps=20", "data.test=null"), run_dir=tmp_path / "run")
+    assert checkpoint_lr(tmp_path / "run") == pytest.approx(0.002)
+    with caplog.at_level("INFO", logger="factory"):
+        train(compose(*TINY, "train.max_steps=40", "data.test=null", "train.optimizer.learning_rate=0.0005"), run_dir=tmp_path / "run")
+    assert "train.optimizer.learning_rate: 0.0005 from the config replaces the checkpoint's 0.002" in caplog.text
+    assert checkpoint_lr(tmp_path / "run") == pytest.approx(0.0005)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="factory"):  # unchanged: nothing to say
+        train(compose(*TINY, "train.max_steps=60", "data.test=null", "train.optimizer.learning_rate=0.0005"), run_dir=tmp_path / "run")
+    assert "resumed from step 40" in caplog.text and "learning_rate" not in caplog.text
+
+
 def test_warm_start_initialises_weights_from_another_run(tmp_path):
     train(compose(*TINY), run_dir=tmp_path / "a")
     base = read_metrics(tmp_path / "a")

@@ -402,6 +402,15 @@ def test_a_run_computes_statistics_once_resumes_with_them_and_exports_them(tmp_p
     assert "computed statistics" not in caplog.text
     assert path.read_text() == saved and path.stat().st_mtime_ns == mtime
 
+    # statistics.json lost: the checkpoint's copy comes back instead of new statistics.
+    path.unlink()
+    caplog.clear()
+    config["train"]["max_steps"] = 50
+    with caplog.at_level(logging.INFO, logger="factory"):
+        train(config, run_dir=run)
+    assert "restored statistics.json from the checkpoint" in caplog.text and "computed statistics" not in caplog.text
+    assert json.loads(path.read_text()) == stats
+
     # The export carries the constants: its manifest, and its graph in a fresh process.
     export = run / "export" / "best" / "current"
     manifest = json.loads((export / "assets.extra" / "manifest.json").read_text())
