@@ -38,14 +38,30 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+def worker_role(strategy: tf.distribute.Strategy) -> str | None:
+    """None for the chief (or a single worker), else ``worker-<id>``."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if not task_type:
+        return None
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    if task_type == "chief" or (task_type == "worker" and resolver.task_id == 0 and not has_chief):
+        return None
+    return f"{task_type}-{resolver.task_id}"
+
+
 class Loop:
     """One run: build from the config, restore if the run dir has a checkpoint, train, evaluate,
     apply the early-stop and export policies, checkpoint, and finish with the test metrics."""
 
     def __init__(self, config: Config, run_dir: Path):
         self.config = config
-        self.run_dir = run_dir
         self.strategy = make_strategy(config.train.strategy)  # before any other op
+        self.multi_worker = config.train.strategy == "multi_worker_mirrored"
+        role = worker_role(self.strategy) if self.multi_worker else None
+        # Every worker saves checkpoints (saving is collective) and runs the same policies;
+        # the chief writes the run dir, the others a subdirectory each of their own.
+        self.run_dir = run_dir / role if role else run_dir
         self.spec = config.features
         self.train_cfg = config.train
         self._eval_datasets: dict = {}
@@ -89,7 +105,8 @@ class Loop:
             self.optimizer = make_optimizer(cfg)
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-            self.state = tf.Variable("{}", dtype=tf.string, trainable=False, name="policy_state")
+        # The policies' state (JSON) is this worker's own: outside the scope, nothing to mirror.
+        self.state = tf.Variable("{}", dtype=tf.string, trainable=False, name="policy_state")
         self.transform = FeatureTransform(self.spec)  # one set of lookup tables: training, eval, export
         self.distributed = self.strategy.num_replicas_in_sync > 1 or cfg.train.strategy != "default"
         tracked = {"model": self.model, "optimizer": self.optimizer, "step": self.step, "state": self.state}
@@ -126,12 +143,27 @@ class Loop:
         so skipping the batches already trained on (still serialized: not parsed, decoded or
         augmented) continues the sequence exactly where a checkpoint left it."""
         cfg = self.config
-        ds = self.spec.dataset(
-            list(cfg.data.train), mode="train", batch_size=self.global_batch,
-            seed=cfg.seed if cfg.seed is not None else 0, shuffle_buffer=cfg.train.shuffle_buffer,
-            compression=cfg.data.compression, transform=self.transform, skip_batches=skip,
-        )
-        return self.strategy.experimental_distribute_dataset(ds) if self.distributed else ds
+
+        def make(batch_size: int, skip_batches: int, shard=None):
+            return self.spec.dataset(
+                list(cfg.data.train), mode="train", batch_size=batch_size,
+                seed=cfg.seed if cfg.seed is not None else 0, shuffle_buffer=cfg.train.shuffle_buffer,
+                compression=cfg.data.compression, transform=self.transform, skip_batches=skip_batches, shard=shard,
+            )
+
+        if not self.distributed:
+            return make(self.global_batch, skip)
+
+        def per_worker(context: tf.distribute.InputContext):
+            # One pipeline per worker, reading its own part of the records, in per-replica
+            # batches; each step takes one batch per local replica.
+            local_replicas = self.strategy.num_replicas_in_sync // context.num_input_pipelines
+            return make(
+                context.get_per_replica_batch_size(self.global_batch), skip * local_replicas,
+                shard=(context.num_input_pipelines, context.input_pipeline_id),
+            )
+
+        return self.strategy.distribute_datasets_from_function(per_worker)
 
     def _start_input(self, step: int) -> None:
         if self.train_iter is not None:  # resume_input: iterator, restored with the checkpoint
@@ -175,12 +207,14 @@ class Loop:
                 self.step.assign_add(1)
             return total / tf.cast(steps, tf.float32)
 
+        def eval_fn(features, labels, weights=None):
+            return task.eval_sums(labels, model(features, training=False), weights)
+
         @tf.function
         def eval_step(batch):
-            def fn(features, labels, weights=None):
-                return task.eval_sums(labels, model(features, training=False), weights)
-
-            sums = strategy.run(fn, args=batch)
+            if self.multi_worker:  # every worker evaluates the whole eval set on its own: no collectives
+                return eval_fn(*batch)
+            sums = strategy.run(eval_fn, args=batch)
             return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in sums.items()}
 
         self.train_steps, self.eval_step = train_steps, eval_step
@@ -347,7 +381,10 @@ class Loop:
         return self._eval_datasets[key]
 
     def _distribute(self, ds):
-        return self.strategy.experimental_distribute_dataset(ds) if self.distributed else ds
+        # Several workers each evaluate every batch (evaluation is small next to training): a
+        # sharded evaluation would give the workers different numbers of batches, and a
+        # collective that one worker never joins hangs the others.
+        return self.strategy.experimental_distribute_dataset(ds) if self.distributed and not self.multi_worker else ds
 
     def evaluate(self, files, prefix: str = "val_", max_batches: int | None = None) -> dict[str, float]:
         """Metrics of the current weights over ``files`` (one pass, or the first ``max_batches``).
@@ -384,6 +421,9 @@ class Loop:
         self.evals += 1
         previous_best = self.early.best_eval
         stop = self.early.update(metrics)
+        if self.multi_worker:  # the workers stop together (their metrics are the same anyway)
+            flag = self.strategy.run(lambda: tf.constant(1.0 if stop else 0.0))
+            stop = bool(self.strategy.reduce(tf.distribute.ReduceOp.SUM, flag, axis=None) > 0)
         if self.early.best_eval != previous_best:
             tf.train.Checkpoint(model=self.model).write(self.best_path)
         info = {"step": step, "eval": self.evals, "metrics": metrics}

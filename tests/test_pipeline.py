@@ -96,6 +96,23 @@ def test_skip_batches_continues_the_same_sequence_augmentation_included(tmp_path
     with pytest.raises(RecordError, match="skip_batches: expected a non-negative integer, got -1"):
         spec.dataset(str(tmp_path / "d-*"), skip_batches=-1)
 
+
+@pytest.mark.parametrize("shards", [1, 4], ids=["records", "files"])
+def test_shards_are_disjoint_and_cover_every_record(tmp_path, digits_like, shards):
+    spec = FeatureSpec.from_dict(digits_like)
+    write_digits_like(spec, tmp_path / "d", n=40, shards=shards)  # random images: every row is unique
+    files = str(tmp_path / "d-*")
+
+    def rows(shard):  # one epoch, as (label, image bytes)
+        ds = spec.dataset(files, mode="eval", batch_size=8, shard=shard)
+        return [(int(y), x.tobytes()) for f, ys in ds for x, y in zip(f["image"].numpy(), ys.numpy(), strict=True)]
+
+    parts = [rows((2, i)) for i in range(2)]
+    assert all(parts) and sorted(parts[0] + parts[1]) == sorted(rows(None))
+    assert not set(parts[0]) & set(parts[1])
+    with pytest.raises(RecordError, match=r"shard: expected \(count, index\) with 0 <= index < count, got \(2, 2\)"):
+        spec.dataset(files, shard=(2, 2))
+
 @pytest.mark.parametrize(
     ("augment", "check"),
     [

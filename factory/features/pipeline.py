@@ -85,6 +85,7 @@ def dataset(
     cycle_length: int | None = None,
     transform: FeatureTransform | None = None,
     skip_batches: int = 0,
+    shard: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(features, labels)``, or ``(features, labels, weights)`` when the spec declares a weight.
 
@@ -103,6 +104,9 @@ def dataset(
     - ``skip_batches``: start after that many batches, skipped before they are parsed (cheap:
       the records are read but not decoded). With the same ``seed`` the rest of the sequence,
       augmentation included, is the same as without skipping: this is how training resumes.
+    - ``shard=(count, index)``: read only part ``index`` of ``count`` disjoint parts (one per
+      input pipeline of a multi-worker run): whole files when there are at least ``count``
+      files, else every ``count``-th record.
     """
     if mode not in MODES:
         raise RecordError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
@@ -117,6 +121,15 @@ def dataset(
         seed = random.SystemRandom().randrange(2**31)
     with_labels = labels and bool(spec.labels)
     file_list = resolve_files(files)
+    record_shard = None
+    if shard is not None:
+        count, index = shard
+        if not (isinstance(count, int) and isinstance(index, int) and 0 <= index < count):
+            raise RecordError(f"shard: expected (count, index) with 0 <= index < count, got {shard!r}")
+        if count > 1 and len(file_list) >= count:
+            file_list = file_list[index::count]
+        elif count > 1:
+            record_shard = (count, index)
     transform = transform or FeatureTransform(spec)
     features_spec = parsing.parse_spec(spec, labels=with_labels)
     augment = train and any(f.augment is not None for f in spec.features)
@@ -128,6 +141,8 @@ def dataset(
         ds = tf.data.TFRecordDataset(file_list, compression_type=compressions.pop())
     else:
         ds = _read_files(file_list, compression, shuffle=train, seed=seed, cycle_length=cycle_length)
+    if record_shard:
+        ds = ds.shard(*record_shard)
     if train:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
