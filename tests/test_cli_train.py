@@ -46,6 +46,29 @@ def test_config_errors_exit_2_fast_without_traceback_or_tensorflow(tmp_path, arg
     assert elapsed < 20  # generous for a loaded machine; typically about 0.5 s
 
 
+def test_sweep_parameters_in_a_config_file_are_checked_too(tmp_path):
+    (tmp_path / "conf" / "hparams_search").mkdir(parents=True)
+    (tmp_path / "conf" / "hparams_search" / "mine.yaml").write_text(
+        "# @package _global_\n"
+        "defaults:\n  - override /hydra/sweeper: optuna\n"
+        "hydra:\n  sweeper:\n    direction: maximize\n    n_trials: 2\n"
+        "    params:\n      train.optimizer.learnin_rate: interval(0.001, 0.01)\n      train.batch_size: choice(32, 64)\n"
+    )
+    result = factory_train("-m", "--config-dir", str(tmp_path / "conf"), "+hparams_search=mine", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (
+        "train.optimizer.learnin_rate: unknown key (did you mean 'learning_rate'?)" in result.stderr
+        and "(it comes from hydra.sweeper.params in a config file)" in result.stderr
+    )
+    assert not (tmp_path / "multirun").exists()
+    # The command line wins over a parameter of the same key, as in the sweeper.
+    mine = tmp_path / "conf" / "hparams_search" / "mine.yaml"
+    mine.write_text(mine.read_text().replace("learnin_rate", "learning_rate"))
+    result = factory_train("-m", "--config-dir", str(tmp_path / "conf"), "+hparams_search=mine", "train.batch_size=0", cwd=tmp_path)
+    assert result.returncode == 2 and "train.batch_size: 0 is below the minimum of 1" in result.stderr
+    assert "hydra.sweeper.params" not in result.stderr
+
+
 def test_config_errors_do_not_import_tensorflow():
     code = "import sys; from factory.cli.train import main; rc = main(['train.batchsize=3']); print(rc, 'tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

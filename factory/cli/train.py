@@ -105,7 +105,10 @@ def _keys_at(parent: str, overrides: list[str], config_dir: str, name: str) -> l
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    groups = [o for o in overrides if "=" in o and "." not in o.split("=", 1)[0].lstrip("+~")]
+    groups = [
+        o for o in overrides
+        if "=" in o and ("." not in o.split("=", 1)[0].lstrip("+~") or o.startswith("hydra.searchpath="))
+    ]
     try:
         with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
             cfg = compose(config_name=name, overrides=groups)
@@ -113,6 +116,24 @@ def _keys_at(parent: str, overrides: list[str], config_dir: str, name: str) -> l
         return [str(k) for k in node] if node is not None and hasattr(node, "keys") else []
     except Exception:
         return []
+
+
+def _sweeper_params(base: list[str], overrides: list[str], config_dir: str, name: str) -> list[str]:
+    """``hydra.sweeper.params`` set in config files (an ``hparams_search`` overlay, say) as
+    overrides, so that a sweep's every parameter is checked, not only those on the command line.
+    The command line wins over a parameter of the same key, as in the sweepers."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    try:
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            cfg = compose(config_name=name, overrides=base, return_hydra_config=True)
+        params = OmegaConf.select(cfg, "hydra.sweeper.params")
+        params = OmegaConf.to_container(params, resolve=False) if params is not None else {}
+    except Exception:  # a composition error: the trial checks report it
+        return []
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
+    return [f"{key}={value}" for key, value in (params or {}).items() if key not in given]
 
 
 def check_command_line(argv: Sequence[str]) -> None:
@@ -124,7 +145,7 @@ def check_command_line(argv: Sequence[str]) -> None:
 
     from factory.config import load_config
 
-    overrides, _, name, dirs = _split_argv(argv)
+    overrides, multirun, name, dirs = _split_argv(argv)
     config_dir = str(resource_dir("conf"))
     if dirs:
         overrides = [*overrides, f"hydra.searchpath=[{','.join('file://' + os.path.abspath(d) for d in dirs)}]"]
@@ -137,8 +158,12 @@ def check_command_line(argv: Sequence[str]) -> None:
             )
     try:
         trials = _trial_overrides(overrides)
+        from_config = _sweeper_params(trials[0], overrides, config_dir, name) if multirun else []
+        if from_config:
+            trials = _trial_overrides([*overrides, *from_config])
     except HydraException as err:
         raise ConfigError(f"command line: {str(err).strip().splitlines()[0]}") from None
+    config_keys = {p.split("=", 1)[0] for p in from_config}
     seen: set[str] = set()
     for trial in trials:
         try:
@@ -155,6 +180,10 @@ def check_command_line(argv: Sequence[str]) -> None:
                 problems = err.problems
         fresh = [p for p in problems if p not in seen]
         seen.update(fresh)
+        fresh = [
+            f"{p} (it comes from hydra.sweeper.params in a config file)" if p.split(":", 1)[0] in config_keys else p
+            for p in fresh
+        ]
         if fresh:
             sweep = f" (in the trial {' '.join(trial)})" if len(trials) > 1 else ""
             raise ConfigError([*fresh[:-1], fresh[-1] + sweep])
@@ -178,7 +207,9 @@ def _job(cfg) -> float:
             # TensorFlow and the trial's memory go when the trial ends.
             from factory.cli.trial import run_in_child
 
-            return run_in_child(raw, run_dir, OmegaConf.to_container(hydra_cfg.job_logging, resolve=True))
+            n_jobs = hydra_cfg.launcher.get("n_jobs") or 1
+            parallel = max(1, (os.cpu_count() or 1) + 1 + n_jobs) if n_jobs < 0 else n_jobs  # joblib: -1 is one per core
+            return run_in_child(raw, run_dir, OmegaConf.to_container(hydra_cfg.job_logging, resolve=True), parallel)
         return train(config, run_dir=run_dir)
     except FactoryError as err:
         logging.getLogger("factory").error(f"error: {err}")

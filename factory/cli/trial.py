@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import os
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -21,12 +22,21 @@ from pathlib import Path
 from typing import Any
 
 
-def run_in_child(config: Mapping[str, Any], run_dir: str, logging_config: Mapping[str, Any] | None) -> float:
-    """Train ``config`` in a new Python process; the best monitored value, or exit as the trial did."""
+def run_in_child(
+    config: Mapping[str, Any], run_dir: str, logging_config: Mapping[str, Any] | None, parallel: int = 1,
+) -> float:
+    """Train ``config`` in a new Python process; the best monitored value, or exit as the trial did.
+
+    With ``parallel`` trials at a time, each trial's TensorFlow gets its share of the CPU cores
+    for its op thread pool (unless ``TF_NUM_INTRAOP_THREADS`` is set) rather than all of them each.
+    """
     payload = json.dumps({"config": dict(config), "run_dir": run_dir, "logging": logging_config})
+    env = dict(os.environ)
+    if parallel > 1:
+        env.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, (os.cpu_count() or 1) // parallel)))
     for handler in logging.getLogger().handlers:  # keep the order of the lines in train.log
         handler.flush()
-    process = subprocess.run([sys.executable, "-m", "factory.cli.trial"], input=payload, text=True, check=False)
+    process = subprocess.run([sys.executable, "-m", "factory.cli.trial"], input=payload, text=True, check=False, env=env)
     if process.returncode:
         raise SystemExit(process.returncode)
     summary = json.loads((Path(run_dir) / "summary.json").read_text())
