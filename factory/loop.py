@@ -92,7 +92,6 @@ class Loop:
             from factory.features.stats import resolve_statistics
 
             self._statistics_from_checkpoint()
-
             self.spec = resolve_statistics(self.spec, list(cfg.data.train), cfg.data.compression, self.run_dir)
         task, num_outputs = head_spec(self.spec)
         self.task = Task(task, num_outputs, cfg.train.loss)
@@ -125,7 +124,9 @@ class Loop:
     def _statistics_from_checkpoint(self) -> None:
         """A resumed run whose ``statistics.json`` is gone takes the statistics its weights were
         trained with from the checkpoint, rather than computing new ones from today's data."""
-        path = self.run_dir / "statistics.json"
+        from factory.features.stats import STATISTICS_FILE
+
+        path = self.run_dir / STATISTICS_FILE
         latest = tf.train.latest_checkpoint(str(self.run_dir / "checkpoints"))
         if path.exists() or not latest:
             return
@@ -133,7 +134,7 @@ class Loop:
         key = "state/.ATTRIBUTES/VARIABLE_VALUE"
         stats = json.loads(reader.get_tensor(key)).get("statistics") if reader.has_tensor(key) else None
         if stats:
-            tmp = path.with_name(".statistics.json.tmp")
+            tmp = path.with_name(f".{STATISTICS_FILE}.tmp")
             tmp.write_text(json.dumps(stats, indent=2) + "\n")
             tmp.replace(path)
             log.info(f"restored {path.name} from the checkpoint {latest}")

@@ -31,6 +31,7 @@ BAD_COMMAND_LINES = [
     (["features.features.image.encoding=gif"], "features.features.image.encoding: 'gif' is not one of png, jpeg"),
     (["-m", "network=mlp,mpl"], "network: there is no config 'mpl'"),
     (["imports=[no_such_module_here]"], "imports[0]: cannot import 'no_such_module_here'"),
+    (["train.resume_input=iterator", "train.strategy=mirrored"], "train.resume_input: 'iterator' needs train.strategy=default"),
 ]
 
 
