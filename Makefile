@@ -29,6 +29,7 @@ bench: setup
 	$(PY) benchmarks/records_benchmark.py
 	$(PY) benchmarks/train_benchmark.py
 	$(PY) benchmarks/serving_benchmark.py
+	$(PY) benchmarks/sweep_benchmark.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info
