@@ -54,7 +54,8 @@ def test_progress_bar_and_plain_lines(tmp_path, capsys):
     assert "step 10/20" in out.out and "step 20/20" in out.out and "\r" not in out.err
 
 
-def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path, signum):
     run = tmp_path / "run"
     script = textwrap.dedent(
         f"""
@@ -71,13 +72,14 @@ def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path):
         while not (run / "metrics.jsonl").exists() and time.time() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)
-        os.kill(proc.pid, signal.SIGINT)
+        os.kill(proc.pid, signum)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
     assert "interrupted at step" in out and "run the same command to resume" in out
+    assert ("terminated: saving a checkpoint" in out) == (signum == signal.SIGTERM)
     assert "Traceback" not in err
     checkpoints = sorted((run / "checkpoints").glob("ckpt-*.index"))
     assert checkpoints

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -85,6 +86,39 @@ def test_joblib_multirun_trains_each_trial_in_a_fresh_process_and_summarize_rank
     assert [r["trial"] for r in table] == best_first
     assert [float(r["best_value"]) for r in table] == [summaries[n]["best_value"] for n in best_first]
     assert [r["export_best"] for r in table] == [summaries[n]["exports"]["best"] for n in best_first]
+
+
+def test_ctrl_c_during_a_joblib_sweep_leaves_every_trial_with_its_checkpoint(tmp_path):
+    sweep = tmp_path / "sweep"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+    args = [
+        *TINY, "train.max_steps=100000", "train.eval_every_steps=50", "data.test=null", "network.hidden=[8],[16]",
+        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}",
+    ]
+    logs = [sweep / str(n) / "train.log" for n in range(2)]
+    process = subprocess.Popen(
+        [str(BIN / "factory-train"), "-m", *args], cwd=tmp_path, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,  # its own process group, like a terminal's
+    )
+    try:
+        deadline = time.time() + 300
+        while not all(p.exists() and "eval 1 @" in p.read_text() for p in logs) and time.time() < deadline:
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, err
+    # joblib kills its workers at once; the trials, detached from them, still save.
+    deadline = time.time() + 120
+    while not all("interrupted at step" in p.read_text() for p in logs) and time.time() < deadline:
+        time.sleep(0.05)
+    for log in logs:
+        step = int(log.read_text().split("interrupted at step ")[1].split(":")[0])
+        checkpoints = log.parent / "checkpoints"
+        assert (checkpoints / f"ckpt-{step}.index").is_file(), sorted(p.name for p in checkpoints.iterdir())
+        assert not list(checkpoints.glob("*_temp*"))
 
 
 def test_optuna_sweep_minimises_val_loss_and_summarize_reads_its_trials(tmp_path, capsys):
