@@ -23,11 +23,15 @@ BIN = Path(sys.executable).parent
 QUICK = (*TINY, "train.max_steps=20", "data.test=null", "export.best.enabled=false")
 
 
+def clean_env() -> dict[str, str]:
+    """This environment without TF_* variables: factory-train sets its own."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+
+
 def factory_train(*args: str, cwd: Path, timeout: float = 600) -> tuple[subprocess.CompletedProcess, int]:
     """Run factory-train; returns the finished process and its pid."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
     with subprocess.Popen(
-        [str(BIN / "factory-train"), *args], cwd=cwd, env=env, text=True,
+        [str(BIN / "factory-train"), *args], cwd=cwd, env=clean_env(), text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     ) as process:
         out, err = process.communicate(timeout=timeout)
@@ -90,14 +94,13 @@ def test_joblib_multirun_trains_each_trial_in_a_fresh_process_and_summarize_rank
 
 def test_ctrl_c_during_a_joblib_sweep_leaves_every_trial_with_its_checkpoint(tmp_path):
     sweep = tmp_path / "sweep"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
     args = [
         *TINY, "train.max_steps=100000", "train.eval_every_steps=50", "data.test=null", "network.hidden=[8],[16]",
         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}",
     ]
     logs = [sweep / str(n) / "train.log" for n in range(2)]
     process = subprocess.Popen(
-        [str(BIN / "factory-train"), "-m", *args], cwd=tmp_path, env=env, text=True,
+        [str(BIN / "factory-train"), "-m", *args], cwd=tmp_path, env=clean_env(), text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,  # its own process group, like a terminal's
     )
     try:
