@@ -8,7 +8,7 @@ EXTRA  ?= cpu
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export TF_ENABLE_ONEDNN_OPTS ?= 0
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test test-fast lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,12 @@ run: setup
 
 test: setup
 	$(VENV)/bin/ruff check factory tests benchmarks
+	$(VENV)/bin/ruff format --check factory tests benchmarks
 	$(PY) -m pytest -q
+
+# The unit tier alone: no TensorFlow, well under a minute.
+test-fast: setup
+	$(PY) -m pytest -q tests/unit
 
 bench: setup
 	$(PY) benchmarks/records_benchmark.py

@@ -1,15 +1,15 @@
 """Serving benchmark: an exported SavedModel against the same Keras model called in-process.
 
-Trains a small digits model with ``factory.runner.train`` (or takes an existing
+Trains a small digits model with ``factory.training.runner.train`` (or takes an existing
 run with ``--run-dir``), loads ``RUN_DIR/export/best/current`` with
 ``tf.saved_model.load`` and measures per-request latency, in microseconds, of:
 
 - ``serving_default``: ``loaded.signatures["serving_default"](image=uint8 batch)``;
 - ``keras forward``: the baseline, the same network rebuilt with
-  ``factory.model.build_model`` and given the ``checkpoints/best/weights``, in a
+  ``factory.model.builder.build_model`` and given the ``checkpoints/best/weights``, in a
   ``tf.function(jit_compile=False)`` that runs the same preprocessing
   (``FeatureTransform.preprocess``), ``model(features, training=False)`` and the
-  output head (``factory.model.predictions``), called with the same tensor;
+  output head (``factory.model.builder.predictions``), called with the same tensor;
 - ``keras concrete``: for reference, the baseline's traced ``ConcreteFunction``
   called directly (no ``tf.function`` dispatch: the cheapest way to call the
   same graph from Python);
@@ -66,11 +66,11 @@ from omegaconf import OmegaConf
 
 from factory.config import Config, load_config
 from factory.features.pipeline import compression_of, resolve_files
-from factory.features.serving import DEFAULT_SIGNATURE, EXAMPLE_SIGNATURE, EXAMPLES_INPUT
 from factory.features.transform import FeatureTransform
-from factory.model import build_model, head_spec, predictions
-from factory.runner import train
-from factory.spec import resource_dir
+from factory.model.builder import build_model, head_spec, predictions
+from factory.names import DEFAULT_SIGNATURE, EXAMPLE_SIGNATURE, EXAMPLES_INPUT
+from factory.training.runner import train
+from factory.validation import resource_dir
 
 BATCHES = (1, 256)
 TARGET = 1.2  # serving_default / keras forward, at batch 1

@@ -33,10 +33,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from factory.config import load_config
-from factory.datasets import ensure_generated
-from factory.model import build_model
-from factory.runner import train
-from factory.spec import resource_dir
+from factory.features.bundled import ensure_generated
+from factory.model.builder import build_model
+from factory.training.runner import train
+from factory.validation import resource_dir
 
 NETWORKS = {"cnn": ["network=cnn"], "mlp": ["network=mlp", "network.hidden=[128,128]"]}
 

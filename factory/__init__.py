@@ -5,10 +5,10 @@ import it when first used.
 """
 
 from factory.errors import ConfigError, FactoryError, RecordError
-from factory.features.spec import Feature, FeatureSpec
-from factory.registry import register_network
-
-__version__ = "0.1.0"
+from factory.features.feature import Feature
+from factory.features.spec import FeatureSpec
+from factory.networks.registry import register_network
+from factory.version import __version__
 
 __all__ = [
     "ConfigError",
@@ -27,11 +27,11 @@ __all__ = [
 def __getattr__(name: str):
     # Lazy: `factory.train` and `factory.load_config` pull in more modules than a spec needs.
     if name == "train":
-        from factory.runner import train
+        from factory.training.runner import train
 
         return train
     if name == "load_export":
-        from factory.predict import load_export
+        from factory.serving.predictor import load_export
 
         return load_export
     if name == "load_config":

@@ -35,3 +35,7 @@ class ConfigError(FactoryError, ValueError):
 
 class RecordError(FactoryError, ValueError):
     """A record (to be written, or read from a file) that does not match the feature spec."""
+
+
+class TrainingError(FactoryError):
+    """Training cannot go on (a NaN loss, a broken checkpoint); the message says why and what is kept."""

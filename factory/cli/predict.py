@@ -16,7 +16,7 @@ from factory.cli.args import positive_int
 from factory.cli.predict_output import JsonLinesOutput
 from factory.cli.predict_readers import batches
 from factory.errors import RecordError
-from factory.predict import DEFAULT_BATCH_SIZE, Predictor
+from factory.serving.predictor import DEFAULT_BATCH_SIZE, Predictor
 
 FORMATS = ("jsonl", "csv", "npz", "tfrecord")
 _TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecord.zz", ".tfrecords.gz", ".gz", ".zz")

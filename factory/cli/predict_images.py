@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from factory.features import images
-from factory.features.spec import Feature
-from factory.predict import PredictError
+from factory.features.feature import Feature
+from factory.serving.predictor import PredictError
 
 # A value longer than this is not tried as a file path (it is base64 data).
 _MAX_PATH = 1024

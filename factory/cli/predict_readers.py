@@ -16,8 +16,9 @@ import numpy as np
 
 from factory.cli.predict_images import checked_image, decode_images, image_value
 from factory.errors import RecordError
-from factory.features.spec import Feature, FeatureSpec
-from factory.predict import PredictError, Predictor
+from factory.features.feature import Feature
+from factory.features.spec import FeatureSpec
+from factory.serving.predictor import PredictError, Predictor
 
 Batches = Iterator[tuple[int, dict[str, np.ndarray]]]
 

@@ -164,7 +164,7 @@ def _shard_summary(paths: Sequence[Path]) -> str:
 
 def run_write(args: argparse.Namespace) -> int:
     """Validate the spec, open the input, then write; nothing is written unless every kept row is good."""
-    from factory.features.records import normalize_compression
+    from factory.features.encoder import normalize_compression
     from factory.features.sources import open_source
 
     spec = FeatureSpec.from_yaml(args.features)

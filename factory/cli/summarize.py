@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from factory.summarize import format_table, read_sweep, write_csv
+from factory.sweeps.results import format_table, read_sweep, write_csv
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""``factory-train``: the Hydra app around ``factory.runner.train``.
+"""``factory-train``: the Hydra app around ``factory.training.runner.train``.
 
 The only module that imports Hydra. Before Hydra runs the job, the command
 line is checked by composing the config with Hydra's compose API and
@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from factory.errors import ConfigError, FactoryError
-from factory.spec import did_you_mean, resource_dir
+from factory.validation import did_you_mean, resource_dir
 
 CONFIG_NAME = "config"
 _HYDRA_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--info", "-i", "--package", "-p"}
@@ -194,7 +194,7 @@ def _job(cfg) -> float:
     from omegaconf import OmegaConf
 
     from factory.config import load_config
-    from factory.runner import train
+    from factory.training.runner import train
 
     raw = OmegaConf.to_container(cfg, resolve=True)
     hydra_cfg = HydraConfig.get()
@@ -205,7 +205,7 @@ def _job(cfg) -> float:
         if "joblib" in str(hydra_cfg.launcher.get("_target_", "")).lower():
             # joblib's workers live on from trial to trial: one fresh process per trial, so
             # TensorFlow and the trial's memory go when the trial ends.
-            from factory.cli.trial import run_in_child
+            from factory.sweeps.trial_process import run_in_child
 
             n_jobs = hydra_cfg.launcher.get("n_jobs") or 1
             parallel = max(1, (os.cpu_count() or 1) + 1 + n_jobs) if n_jobs < 0 else n_jobs  # joblib: -1 is one per core

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from factory.features.spec import Feature
+from factory.features.feature import Feature
 
 
 class BadValue(Exception):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tensorflow as tf
 
-from factory.features.spec import Feature, FeatureSpec, tf_dtype
+from factory.features.feature import Feature, tf_dtype
+
+if TYPE_CHECKING:  # pragma: no cover
+    from factory.features.spec import FeatureSpec
 
 # Stand-ins for "this record lacks the feature": the checked parse spec gives
 # required features these defaults, and the pipeline raises a clear error when

@@ -14,13 +14,16 @@ import contextlib
 import random
 import re
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
+if TYPE_CHECKING:  # pragma: no cover
+    from factory.features.spec import FeatureSpec
+
 from factory.errors import RecordError
 from factory.features import parsing
-from factory.features.records import normalize_compression
-from factory.features.spec import FeatureSpec
+from factory.features.encoder import normalize_compression
 from factory.features.transform import FeatureTransform
 
 AUTOTUNE = tf.data.AUTOTUNE

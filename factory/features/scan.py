@@ -12,7 +12,7 @@
   ``max_tokens`` most frequent.
 
 The same pass also gathers the values as stored, for ``factory stats``
-(``factory.features.summary``).
+(``factory.features.profile``).
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ import numpy as np
 import tensorflow as tf
 
 from factory.errors import RecordError
+from factory.features.feature import Feature
 from factory.features.parsing import storage_dtype
 from factory.features.pipeline import compression_of, explain_errors, resolve_files
-from factory.features.spec import Feature, FeatureSpec
+from factory.features.spec import FeatureSpec
 from factory.features.transform import decode_images
 
 log = logging.getLogger("factory")

@@ -34,7 +34,7 @@ import numpy as np
 from factory.errors import RecordError
 from factory.features.conversion import BadValue, FieldConverter
 from factory.features.spec import FeatureSpec
-from factory.spec import did_you_mean
+from factory.validation import did_you_mean
 
 FORMATS = ("csv", "jsonl", "npz")
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".npz": "npz"}

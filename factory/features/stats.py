@@ -8,7 +8,7 @@ file instead of recomputing. The constants then enter the spec
 (``FeatureSpec.with_statistics``), and from there the training pipeline and the
 exported signatures alike.
 
-``summarize`` (``factory.features.summary``) gives the per-feature summaries of
+``summarize`` (``factory.features.profile``) gives the per-feature summaries of
 ``factory stats``.
 """
 
@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from factory.errors import ConfigError
+from factory.features.profile import TOP_VALUES, summarize
 from factory.features.scan import FORMAT, Moments, compute_statistics, declared
 from factory.features.spec import FeatureSpec
-from factory.features.summary import TOP_VALUES, summarize
 
 log = logging.getLogger("factory")
 

@@ -14,9 +14,14 @@ Three stages, each a function of a dict of batched tensors:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import tensorflow as tf
 
-from factory.features.spec import Augment, Feature, FeatureSpec, shape_str
+from factory.features.feature import Augment, Feature, shape_str
+
+if TYPE_CHECKING:  # pragma: no cover
+    from factory.features.spec import FeatureSpec
 
 
 def _map_values(fn, x):

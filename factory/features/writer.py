@@ -6,17 +6,19 @@ import glob
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from factory.features.spec import FeatureSpec
 
 from factory.errors import RecordError
-from factory.features.records import (
+from factory.features.encoder import (
     COMPRESSION_SUFFIX,
     encode_columns,
     encode_record,
     encoders_for,
     normalize_compression,
 )
-from factory.features.spec import FeatureSpec
 from factory.processes import alive
 
 

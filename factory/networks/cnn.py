@@ -15,7 +15,7 @@ from factory.networks.common import (
     layer_name,
     to_float,
 )
-from factory.registry import register_network
+from factory.networks.registry import register_network
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras

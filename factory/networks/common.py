@@ -2,7 +2,7 @@
 
 A build function receives only tensors. What it may need to know beyond them
 (a vocabulary's size, which features are images) is in the feature spec, which
-``factory.model.build_model`` makes available while the network is being built::
+``factory.model.builder.build_model`` makes available while the network is being built::
 
     with building(spec):
         representation = build(features, num_outputs, **params)
@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from factory.errors import ConfigError, FactoryError
+from factory.names import HEAD  # the model's output layer: no network layer may take this name
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-    from factory.features.spec import Feature, FeatureSpec
+    from factory.features.feature import Feature
+    from factory.features.spec import FeatureSpec
 
 
 @dataclass
@@ -35,8 +37,6 @@ class _Context:
 
 
 _stack: list[_Context] = []
-# The model builder's output layer; no network layer may take this name.
-HEAD = "logits"
 
 
 @contextlib.contextmanager
@@ -59,7 +59,7 @@ def current_spec() -> FeatureSpec:
     """The feature spec of the model being built; ``FactoryError`` outside ``building``."""
     if not _stack:
         raise FactoryError(
-            "no feature spec is being built: call networks through factory.model.build_model "
+            "no feature spec is being built: call networks through factory.model.builder.build_model "
             "(or inside `with factory.networks.common.building(spec):`)"
         )
     return _stack[-1].spec
@@ -188,7 +188,7 @@ def activation(param: str, name: str) -> Any:
     try:
         return keras.activations.get(name)
     except (ValueError, TypeError):
-        from factory.spec import did_you_mean
+        from factory.validation import did_you_mean
 
         known = sorted(
             k for k in dir(keras.activations)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from factory.networks.common import dense_inputs
-from factory.registry import register_network
+from factory.networks.registry import register_network
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from factory.errors import ConfigError
 from factory.networks.common import activation as get_activation
 from factory.networks.common import check_range, dense_inputs, layer_name
-from factory.registry import register_network
+from factory.networks.registry import register_network
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from factory.errors import ConfigError, FactoryError
-from factory.spec import did_you_mean
+from factory.validation import did_you_mean
 
 __all__ = ["MetricError", "Monitor", "PolicyStateError"]
 

@@ -1,0 +1,274 @@
+"""Validating tf.train.Example encoding and the sharded, atomic TFRecord writer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from factory.features.spec import FeatureSpec
+
+from factory.errors import RecordError
+from factory.features import images, wire
+from factory.features.feature import Feature, shape_str
+from factory.validation import did_you_mean
+
+COMPRESSION_SUFFIX = {None: "", "GZIP": ".gz", "ZLIB": ".zz"}
+
+
+def normalize_compression(compression: str | None) -> str | None:
+    """``None``/``""``/``"none"`` -> None; ``"gzip"`` -> ``"GZIP"``; anything else is an error."""
+    if compression is None or str(compression).strip().lower() in ("", "none"):
+        return None
+    value = str(compression).strip().upper()
+    if value not in ("GZIP", "ZLIB"):
+        raise RecordError(f"compression: {compression!r} is not one of none, GZIP, ZLIB")
+    return value
+
+
+def _what(value: Any) -> str:
+    """A short description of a value for error messages."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return f"{value.dtype} {value.item()!r}"
+    if isinstance(value, np.ndarray):
+        kind = "string" if value.dtype.kind in "USO" else str(value.dtype)
+        return f"{kind} array of shape {shape_str(value.shape)}"
+    if isinstance(value, bytes):
+        return f"{len(value)} bytes"
+    if isinstance(value, str):
+        return f"string {value[:40]!r}"
+    if isinstance(value, list | tuple):
+        try:
+            return f"list of shape {shape_str(np.asarray(value).shape)}"
+        except ValueError:
+            return f"ragged list of length {len(value)}"
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+def _shape_ok(declared: tuple, got: tuple) -> bool:
+    return len(declared) == len(got) and all(d is None or d == g for d, g in zip(declared, got, strict=True))
+
+
+class _Encoder:
+    """Validates and encodes the values of one feature."""
+
+    def __init__(self, feature: Feature):
+        self.f = feature
+        self.kind = feature.storage
+        self.header = wire.EntryHeader(feature.name, self.kind)
+        self.vocab = set(feature.vocabulary) if feature.vocabulary is not None and feature.oov_buckets == 0 else None
+        if feature.default is not None:
+            default = np.asarray(feature.default, dtype=object if feature.dtype == "string" else None)
+            self.default_payload = self._payload(default.reshape(feature.shape), -1)
+        elif feature.variable:
+            empty = np.zeros((0, *feature.shape[1:]), dtype=np.float32 if feature.dtype == "float32" else np.int64)
+            self.default_payload = [] if self.kind == "bytes" else empty
+        else:
+            self.default_payload = None
+
+    def fail(self, index: int, message: str) -> RecordError:
+        where = f"record {index}: " if index >= 0 else ""
+        return RecordError(f"{where}feature '{self.f.name}': {message}")
+
+    def expected(self) -> str:
+        return f"expected {self.f.describe()}"
+
+    def entry(self, value: Any, index: int) -> bytes:
+        if value is None:
+            if self.default_payload is None:
+                raise self.fail(index, f"missing, and it has no default ({self.f.describe()}); add it to the record or give it a `default` in the feature spec")
+            payload = self.default_payload
+        else:
+            payload = self._payload(value, index)
+        if self.kind == "bytes":
+            data = wire.bytes_payload(payload)
+        elif self.kind == "float":
+            data = np.ascontiguousarray(payload, dtype="<f4").tobytes()
+        else:
+            flat, _ = wire.int64_varints(np.asarray(payload, dtype=np.int64).reshape(1, -1))
+            data = flat.tobytes()
+        return self.header(len(data)) + data
+
+    # -- per-value validation --------------------------------------------------------------
+
+    def _payload(self, value: Any, index: int):
+        f = self.f
+        if f.encoding:
+            return [self._image(value, index)]
+        if f.dtype == "string":
+            return self._strings(value, index)
+        arr = value if isinstance(value, np.ndarray) else None
+        if arr is None:
+            try:
+                arr = np.asarray(value)
+            except ValueError:
+                raise self.fail(index, f"{self.expected()}, got {_what(value)}") from None
+        self._check_numeric(arr, index, arr.shape)
+        return arr.reshape(-1)
+
+    def _check_numeric(self, arr: np.ndarray, index: int, shape: tuple, rows: bool = False) -> None:
+        f = self.f
+        kind = arr.dtype.kind
+        declared = (None, *f.shape) if rows else f.shape
+        # Floats are accepted for integer features only when they hold whole numbers (CSV, pandas);
+        # the whole-number scan runs only for those, not over every float32 column.
+        wrong_kind = kind not in "iuf" or (kind == "f" and f.dtype != "float32")
+        if wrong_kind and kind == "f" and (arr.size == 0 or (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)))):
+            wrong_kind = False
+        if wrong_kind:
+            if rows and kind == "f" and arr.ndim and arr.size:
+                # Name the first row holding a fraction, NaN or infinity.
+                whole = np.isfinite(arr) & (arr == np.round(arr))
+                index = int(np.argwhere(~whole)[0][0])
+                value = arr[index].reshape(-1)[~whole[index].reshape(-1)][0]
+                raise self.fail(index, f"{self.expected()}, got {value.item()!r} (not a whole number)")
+            raise self.fail(index, f"{self.expected()}, got {_what(arr) if not rows else str(arr.dtype) + ' values'}")
+        if not _shape_ok(declared, shape):
+            got = shape[1:] if rows else shape
+            raise self.fail(index, f"{self.expected()}, got shape {shape_str(got)}")
+        if f.dtype == "uint8" and arr.size:
+            bad = (arr < 0) | (arr > 255)
+            if bad.any():
+                where = np.argwhere(bad)[0]
+                row = int(where[0]) if rows else index
+                raise self.fail(row, f"value {arr[tuple(where)].item()!r} is outside the uint8 range 0..255")
+        if f.dtype == "int64" and kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+            raise self.fail(index, "value does not fit in int64")
+
+    def _strings(self, value: Any, index: int) -> list[bytes]:
+        f = self.f
+        if isinstance(value, str | bytes):
+            flat, shape = [value], ()
+        else:
+            arr = np.asarray(value, dtype=object)
+            flat, shape = arr.reshape(-1).tolist(), arr.shape
+        if not _shape_ok(f.shape, shape):
+            raise self.fail(index, f"{self.expected()}, got shape {shape_str(shape)}")
+        out = []
+        for item in flat:
+            if isinstance(item, str):
+                item = item.encode()
+            elif isinstance(item, np.bytes_ | np.str_):
+                item = item.encode() if isinstance(item, np.str_) else bytes(item)
+            if not isinstance(item, bytes):
+                raise self.fail(index, f"{self.expected()}, got {_what(item)}")
+            if self.vocab is not None and item.decode(errors="replace") not in self.vocab:
+                hint = did_you_mean(item.decode(errors="replace"), self.vocab)
+                raise self.fail(index, f"{item.decode(errors='replace')!r} is not in the vocabulary{hint} and the feature has no oov_buckets")
+            out.append(item)
+        return out
+
+    def _image(self, value: Any, index: int) -> bytes:
+        f = self.f
+        height, width, channels = f.shape
+        if isinstance(value, bytes | bytearray | memoryview):
+            data = bytes(value)
+            info = images.image_size(data)
+            if info is None:
+                raise self.fail(index, f"expected {f.encoding} bytes or a uint8 array of shape {shape_str(f.shape)}, got {len(data)} bytes that are neither PNG nor JPEG")
+            fmt, h, w, _c = info
+            if fmt != f.encoding:
+                raise self.fail(index, f"expected {f.encoding} bytes, got {fmt} bytes; re-encode the image or set `encoding: {fmt}`")
+            if h and (h, w) != (height, width):
+                raise self.fail(index, f"expected a {height}x{width} image, got {h}x{w}")
+            return data
+        arr = np.asarray(value)
+        if arr.ndim == 2 and channels == 1:
+            arr = arr[..., None]
+        if arr.shape != f.shape:
+            raise self.fail(index, f"{self.expected()}, got {_what(arr)}")
+        if arr.dtype != np.uint8:
+            if arr.dtype.kind not in "iu" or arr.min() < 0 or arr.max() > 255:
+                raise self.fail(index, f"expected uint8 pixels (0..255), got {_what(arr)} with values in {arr.min()}..{arr.max()}")
+            arr = arr.astype(np.uint8)
+        return images.encode_png(arr) if f.encoding == "png" else images.encode_jpeg(arr)
+
+    # -- whole columns -----------------------------------------------------------------
+
+    def column(self, values: Any, rows: int) -> np.ndarray | list[bytes]:
+        """Validate a whole column of ``rows`` values (``None``: the feature is absent from every row).
+
+        Returns, for a fixed-size numeric feature given as a numeric array (or
+        absent with a default), the validated ``[rows, size]`` matrix in its
+        storage dtype (float32 or int64), so whole records can be encoded at
+        once; otherwise the per-row map-entry bytes.
+        """
+        f = self.f
+        fixed_numeric = self.kind != "bytes" and not f.variable
+        if values is None:
+            if fixed_numeric and self.default_payload is not None:
+                default = np.asarray(self.default_payload, dtype=np.float32 if self.kind == "float" else np.int64)
+                return np.broadcast_to(default.reshape(1, -1), (rows, default.size))
+            return [self.entry(None, i) for i in range(rows)]
+        if fixed_numeric:
+            arr = np.asarray(values)
+            if arr.dtype == object:
+                return [self.entry(v, i) for i, v in enumerate(values)]
+            self._check_numeric(arr, 0, arr.shape, rows=True)
+            arr = arr.reshape(rows, f.size)
+            if self.kind == "float":
+                return np.ascontiguousarray(arr, dtype="<f4")
+            return arr.astype(np.int64, copy=False)
+        return [self.entry(v, i) for i, v in enumerate(values)]
+
+
+def encoders_for(spec: FeatureSpec) -> dict[str, _Encoder]:
+    return {f.name: _Encoder(f) for f in spec.all()}
+
+
+def _unknown(record: Mapping[str, Any], encoders: Mapping[str, _Encoder], index: int | None) -> None:
+    unknown = [k for k in record if k not in encoders]
+    if unknown:
+        where = f"record {index}: " if index is not None else ""
+        key = unknown[0]
+        raise RecordError(
+            f"{where}unknown feature '{key}'{did_you_mean(key, encoders)}; the spec declares {', '.join(encoders)}"
+        )
+
+
+def encode_record(spec: FeatureSpec, record: Mapping[str, Any], index: int = -1, encoders=None) -> bytes:
+    """Validate one record against the spec and return the serialized tf.train.Example."""
+    encoders = encoders or encoders_for(spec)
+    if not isinstance(record, Mapping):
+        raise RecordError(f"record {index}: expected a mapping of feature name to value, got {type(record).__name__}")
+    _unknown(record, encoders, index if index >= 0 else None)
+    return wire.example([enc.entry(record.get(name), index) for name, enc in encoders.items()])
+
+
+def encode_columns(spec: FeatureSpec, columns: Mapping[str, Any], start: int = 0, encoders=None) -> list[bytes]:
+    """Validate and encode a dict of equally long columns; numeric columns are encoded whole."""
+    encoders = encoders or encoders_for(spec)
+    _unknown(columns, encoders, None)
+    lengths = {name: len(v) for name, v in columns.items() if v is not None}
+    if not lengths:
+        raise RecordError("no columns to write")
+    rows = next(iter(lengths.values()))
+    if any(n != rows for n in lengths.values()):
+        detail = ", ".join(f"'{k}': {n}" for k, n in lengths.items())
+        raise RecordError(f"columns have different lengths ({detail})")
+    encoded = []
+    for name, enc in encoders.items():
+        try:
+            encoded.append(enc.column(columns.get(name), rows))
+        except RecordError as err:
+            # Row numbers inside a column are relative to this batch of columns.
+            raise RecordError(_shift_record_index(str(err), start)) from None
+    kinds = [enc.kind for enc in encoders.values()]
+    if all(isinstance(c, np.ndarray) for c in encoded):
+        # Every column is fixed-size numeric: whole records are assembled in numpy.
+        return wire.examples_from_matrices(list(zip(encoders, kinds, encoded, strict=True)))
+    encoded = [
+        wire.column_entries(name, kind, c) if isinstance(c, np.ndarray) else c
+        for name, kind, c in zip(encoders, kinds, encoded, strict=True)
+    ]
+    return wire.examples_from_columns(encoded)
+
+
+def _shift_record_index(message: str, start: int) -> str:
+    if start and message.startswith("record "):
+        number, rest = message[7:].split(":", 1)
+        return f"record {int(number) + start}:{rest}"
+    return message
+

@@ -1,0 +1,188 @@
+"""One feature of a spec: its dtype, shape, storage, preprocessing and augmentation. No TensorFlow.
+
+``Feature`` is what every generated piece (records, parse spec, pipelines, signatures,
+statistics) reads; ``FeatureSpec`` (``spec.py``) is the collection of them with the
+generators attached. ``rules.py`` builds ``Feature`` objects from validated dicts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import tensorflow as tf
+
+# How each spec dtype is stored in a tf.train.Example: the list kind of the Feature proto.
+STORAGE = {"float32": "float", "int64": "int64", "uint8": "int64", "string": "bytes"}
+IMAGE_CHANNELS = {"png": (1, 2, 3, 4), "jpeg": (1, 3)}
+
+
+def tf_dtype(dtype: str) -> tf.DType:
+    """The one mapping from a spec dtype name to a TensorFlow dtype."""
+    import tensorflow as tf
+
+    return {"float32": tf.float32, "int64": tf.int64, "uint8": tf.uint8, "string": tf.string}[dtype]
+
+
+def shape_str(shape: Sequence[int | None]) -> str:
+    return "[" + ", ".join("null" if d is None else str(d) for d in shape) + "]"
+
+
+# The value that asks for a statistic computed from the training records (`normalize: auto`,
+# `vocabulary: auto`); ``FeatureSpec.with_statistics`` replaces it with constants.
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Normalize:
+    """``(x - mean) / std`` per channel (last dimension); one value applies to every channel.
+
+    ``mean`` and ``std`` are ``None`` for ``normalize: auto`` until the spec is
+    resolved with ``FeatureSpec.with_statistics`` (using them unresolved fails).
+    """
+
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    @property
+    def auto(self) -> bool:
+        return self.mean is None
+
+
+@dataclass(frozen=True)
+class AutoVocabulary:
+    """``vocabulary: auto``: the most frequent training values, most frequent first (ties in string order).
+
+    ``max_tokens``: keep at most this many (default None: no limit);
+    ``min_count``: keep values seen at least this often (default 1).
+    """
+
+    max_tokens: int | None = None
+    min_count: int = 1
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Applied identically in training, evaluation and serving: cast to float32, scale, normalize."""
+
+    scale: float | None = None
+    normalize: Normalize | None = None
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random image augmentation; training pipeline only. See the schema for units."""
+
+    flip: str = "none"
+    translate: int = 0
+    crop: tuple[int, int] | None = None
+    brightness: float = 0.0
+    contrast: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return (
+            self.flip != "none"
+            or self.translate > 0
+            or self.crop is not None
+            or self.brightness > 0
+            or self.contrast > 0
+        )
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One named tensor of a record: a model input, a label or the example weight.
+
+    ``shape`` excludes the batch dimension; a ``None`` first dimension means
+    variable length. ``default`` is ``None`` for a required feature, otherwise a
+    flat tuple of values in row-major order (for a fixed shape, already
+    broadcast to the full size). ``auto_vocabulary`` is set (and ``vocabulary``
+    is ``None``) for ``vocabulary: auto`` until the spec is resolved.
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...]
+    role: str = "feature"  # "feature" | "label" | "weight"
+    default: tuple | None = None
+    encoding: str | None = None
+    vocabulary: tuple[str, ...] | None = None
+    oov_buckets: int = 0
+    ragged: bool = False
+    max_length: int | None = None
+    pad_value: Any = None
+    preprocess: Preprocess | None = None
+    augment: Augment | None = None
+    task: str | None = None
+    num_classes: int | None = None
+    auto_vocabulary: AutoVocabulary | None = None
+
+    @property
+    def auto_statistic(self) -> str | None:
+        """``"normalize"`` or ``"vocabulary"`` when the feature waits for statistics from the data, else None."""
+        if self.auto_vocabulary is not None:
+            return "vocabulary"
+        if self.preprocess is not None and self.preprocess.normalize is not None and self.preprocess.normalize.auto:
+            return "normalize"
+        return None
+
+    @property
+    def channels(self) -> int:
+        """Values per position of the last dimension: the number of per-channel statistics (1 for a scalar)."""
+        return self.shape[-1] if self.shape and self.shape[-1] is not None else 1
+
+    @property
+    def variable(self) -> bool:
+        """True when the first dimension is variable length."""
+        return bool(self.shape) and self.shape[0] is None
+
+    @property
+    def storage(self) -> str:
+        """The tf.train.Example list kind: ``float``, ``int64`` or ``bytes``."""
+        return "bytes" if self.encoding else STORAGE[self.dtype]
+
+    @property
+    def stored_shape(self) -> tuple[int | None, ...]:
+        """Shape of the value as stored in the record (an encoded image is one bytes value)."""
+        return () if self.encoding else self.shape
+
+    @property
+    def size(self) -> int | None:
+        """Number of stored values per record, or None for variable length."""
+        if self.variable:
+            return None
+        return math.prod(self.stored_shape)
+
+    @property
+    def required(self) -> bool:
+        return self.default is None and not self.variable
+
+    @property
+    def is_image(self) -> bool:
+        return self.dtype == "uint8" and len(self.shape) == 3 and None not in self.shape
+
+    @property
+    def output_dtype(self) -> str:
+        """Dtype the network (or the loss) receives after preprocessing."""
+        if self.vocabulary is not None or (self.role == "label" and self.task == "classification"):
+            return "int64"
+        if self.preprocess is not None or self.role == "weight":
+            return "float32"
+        if self.role == "label":
+            return "float32" if self.task in ("regression", "binary") else "int64"
+        return self.dtype
+
+    @property
+    def output_shape(self) -> tuple[int | None, ...]:
+        if self.variable and self.max_length is not None:
+            return (self.max_length, *self.shape[1:])
+        return self.shape
+
+    def describe(self) -> str:
+        """``uint8 [8, 8, 1] (png)`` - used in error messages."""
+        extra = f" ({self.encoding})" if self.encoding else ""
+        return f"{self.dtype} {shape_str(self.shape)}{extra}"

@@ -1,0 +1,42 @@
+"""Names that several layers share: an export's signatures, inputs and outputs, the metrics by
+task and the export tree's directory names. Plain constants: this module imports nothing.
+"""
+
+from __future__ import annotations
+
+# The signatures of every export (TF Serving calls the first one when a request names none).
+DEFAULT_SIGNATURE = "serving_default"
+EXAMPLE_SIGNATURE = "tf_example"
+# The one input of the `tf_example` signature: a 1-D string tensor of serialized tf.train.Example.
+EXAMPLES_INPUT = "examples"
+
+TASKS = ("classification", "binary", "regression")
+# The model's output layer and the raw scores among the outputs.
+HEAD = "logits"
+# The outputs of both signatures, by task (renamed with `export.output_names`).
+OUTPUTS = {
+    "classification": ("probabilities", "class_ids", HEAD),
+    "binary": ("probability", "class_ids", HEAD),
+    "regression": ("predictions",),
+}
+# Evaluation metrics by task, reported as `val_<name>` (and `test_<name>` on the test split).
+TASK_METRICS = {
+    "classification": ("loss", "accuracy"),
+    "binary": ("loss", "accuracy", "auc"),
+    "regression": ("loss", "mae", "mse"),
+}
+EVAL_PREFIX = "val_"
+TEST_PREFIX = "test_"
+
+# The export tree: RUN_DIR/export/<policy>/<version>/ holds a SavedModel and its manifest.
+EXPORT_POLICY_NAMES = ("best", "latest", "final")
+# Which policy an export dir (or a run dir) stands for, in order of preference.
+POLICY_PREFERENCE = ("best", "final", "latest")
+SAVED_MODEL = "saved_model.pb"
+MANIFEST = "assets.extra/manifest.json"
+CURRENT = "current"
+
+
+def metric_names(task: str, prefix: str = EVAL_PREFIX) -> list[str]:
+    """``['val_loss', 'val_accuracy']`` for a classification task, and so on."""
+    return [prefix + m for m in TASK_METRICS[task]]

@@ -1,0 +1,269 @@
+"""SavedModel exports: written aside, verified, then renamed into place.
+
+Layout: ``RUN_DIR/export/<policy>/<version>/`` (an increasing integer: TF
+Serving serves the highest) holds a complete SavedModel with the
+``serving_default`` and ``tf_example`` signatures and
+``assets.extra/manifest.json``. ``RUN_DIR/export/<policy>/current`` is a
+symlink to the version the policy stands behind (the best, the newest, the
+final); retention never deletes its target.
+
+Every export is loaded back and both signatures are run on records from the
+eval set before it is published; their outputs must match the in-memory model
+within ``tolerance``, or the export fails and nothing is published.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from factory.errors import FactoryError
+from factory.features.spec import FeatureSpec
+from factory.features.transform import FeatureTransform
+from factory.model.builder import predictions
+from factory.names import CURRENT, DEFAULT_SIGNATURE, EXAMPLE_SIGNATURE, EXAMPLES_INPUT, MANIFEST
+from factory.processes import alive
+from factory.serving.signatures import (
+    serving_functions,
+)
+from factory.version import __version__
+
+
+class ExportError(FactoryError):
+    """An export could not be written or did not verify; nothing was published."""
+
+
+class Exporter:
+    """Writes, verifies, publishes and prunes the exports of one run."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        spec: FeatureSpec,
+        transform: FeatureTransform,
+        model,
+        task: str,
+        sample: Sequence[bytes],
+        config: Mapping[str, Any],
+        output_names: Mapping[str, str] | None = None,
+        tolerance: float = 1e-5,
+        model_name: str = "model",
+    ):
+        self.root = Path(run_dir) / "export"
+        self.spec, self.transform, self.model, self.task = spec, transform, model, task
+        self.sample = list(sample)
+        self.config = dict(config)
+        self.renames = dict(output_names or {})
+        self.tolerance = tolerance
+        self.model_name = model_name
+        label_shape = tuple(spec.label.shape)
+
+        def forward(features):
+            outputs = predictions(task, model(features, training=False), label_shape)
+            return {self.renames.get(k, k): v for k, v in outputs.items()}
+
+        self.forward = forward
+        self.functions = serving_functions(spec, transform, forward)
+        self._remove_leftovers()
+
+    def _remove_leftovers(self) -> None:
+        """Staging and trash dirs of processes that died mid-export (never visible as versions)."""
+        if not self.root.is_dir():
+            return
+        for path in self.root.iterdir():
+            kind, _, pid = path.name.rpartition("-")
+            if kind.startswith((".staging-", ".stale-", ".deleting-")) and pid.isdigit() and not alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+
+    # -- paths ------------------------------------------------------------------------------------
+
+    def policy_dir(self, policy: str) -> Path:
+        return self.root / policy
+
+    def current(self, policy: str) -> int | None:
+        link = self.policy_dir(policy) / CURRENT
+        try:
+            return int(os.readlink(link))
+        except (OSError, ValueError):
+            return None
+
+    def versions(self, policy: str) -> list[int]:
+        directory = self.policy_dir(policy)
+        if not directory.is_dir():
+            return []
+        return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and not p.is_symlink())
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def write(self, policy: str, version: int, info: Mapping[str, Any]) -> Path:
+        """Export the current weights as ``<policy>/<version>``; returns the published directory."""
+        import keras
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = self.root / f".staging-{policy}-{version}-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            archive = keras.export.ExportArchive()
+            archive.track(self.model)
+            archive.track(self.transform)
+            for name, (fn, signature) in self.functions.items():
+                archive.add_endpoint(name, fn, input_signature=signature)
+            archive.write_out(str(staging), verbose=False)
+            signatures = self.verify(staging)
+            manifest = self.manifest(policy, version, info, signatures)
+            (staging / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            final = self.policy_dir(policy) / str(version)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists():  # left by a run killed after this export and before its checkpoint
+                stale = self.root / f".stale-{policy}-{version}-{os.getpid()}"
+                os.rename(final, stale)
+                shutil.rmtree(stale, ignore_errors=True)
+            os.rename(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        self.point(policy, version)
+        return final
+
+    def point(self, policy: str, version: int) -> None:
+        """Atomically point ``<policy>/current`` at ``version``."""
+        link = self.policy_dir(policy) / CURRENT
+        tmp = self.policy_dir(policy) / f".{CURRENT}-{os.getpid()}"
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(str(version), tmp)
+        os.replace(tmp, link)
+
+    def prune(self, policy: str, versions: Sequence[int]) -> list[int]:
+        """Delete exported versions (never the one ``current`` points at); returns those deleted."""
+        keep = self.current(policy)
+        deleted = []
+        for version in versions:
+            path = self.policy_dir(policy) / str(version)
+            if version != keep and path.is_dir():
+                trash = self.root / f".deleting-{policy}-{version}-{os.getpid()}"
+                os.rename(path, trash)  # gone from the policy dir at once, then removed
+                shutil.rmtree(trash, ignore_errors=True)
+                deleted.append(version)
+        return deleted
+
+    def remove_newer(self, policy: str, next_version: int) -> list[int]:
+        """Delete versions >= ``next_version``: exports written after the checkpoint a run resumes from."""
+        orphans = [v for v in self.versions(policy) if v >= next_version]
+        current = self.current(policy)
+        if current is not None and current >= next_version:
+            (self.policy_dir(policy) / CURRENT).unlink(missing_ok=True)
+            older = [v for v in self.versions(policy) if v < next_version]
+            if older:
+                self.point(policy, older[-1])
+        return self.prune(policy, orphans)
+
+    # -- verification -----------------------------------------------------------------------------
+
+    def sample_inputs(self) -> dict[str, tf.Tensor]:
+        """The verification records in the raw form ``serving_default`` takes."""
+        parsed = tf.io.parse_example(tf.constant(self.sample), self.spec.parse_spec(labels=False))
+        return self.transform.decode(parsed, labels=False)
+
+    def verify(self, path: Path) -> dict[str, dict]:
+        """Load the SavedModel at ``path``, run both signatures, compare with the in-memory model.
+
+        Returns the signatures' input/output descriptions for the manifest.
+        """
+        if not self.sample:
+            raise ExportError("export: no eval records to verify the export with; data.eval is empty")
+        raw = self.sample_inputs()
+        expected = {k: v.numpy() for k, v in self.forward(self.transform.preprocess(raw, labels=False)).items()}
+        loaded = tf.saved_model.load(str(path))
+        results = {
+            DEFAULT_SIGNATURE: loaded.signatures[DEFAULT_SIGNATURE](**raw),
+            EXAMPLE_SIGNATURE: loaded.signatures[EXAMPLE_SIGNATURE](**{EXAMPLES_INPUT: tf.constant(self.sample)}),
+        }
+        for signature, outputs in results.items():
+            if set(outputs) != set(expected):
+                raise ExportError(f"export: signature {signature} returns {sorted(outputs)}, expected {sorted(expected)}")
+            for name, want in expected.items():
+                got = outputs[name].numpy()
+                if got.shape != want.shape:
+                    raise ExportError(f"export: {signature} output '{name}' has shape {got.shape}, the model gives {want.shape}")
+                # Absolute below 1, relative above: float32 carries ~7 significant digits, so an output
+                # of 150 (a regression target) cannot agree to 1e-5 absolutely after a graph rewrite.
+                err = np.abs(got.astype(np.float64) - want.astype(np.float64))
+                scale = np.maximum(1.0, np.abs(want.astype(np.float64)))
+                diff = float(np.max(err / scale)) if got.size else 0.0
+                if diff > self.tolerance:
+                    raise ExportError(
+                        f"export: {signature} output '{name}' differs from the trained model by {diff:.3g} "
+                        "(relative to the output's size, when above 1) "
+                        f"(tolerance {self.tolerance:g}) on {len(self.sample)} eval records; the export was not published"
+                    )
+        return {name: describe_signature(loaded.signatures[name]) for name in results}
+
+    # -- manifest ---------------------------------------------------------------------------------
+
+    def manifest(self, policy: str, version: int, info: Mapping[str, Any], signatures: dict) -> dict[str, Any]:
+        import keras
+
+        raw = {k: v.numpy() for k, v in self.sample_inputs().items()}
+        instance = {name: _json_value(value[0]) for name, value in raw.items()}
+        url = f"http://localhost:8501/v1/models/{self.model_name}:predict"
+        return {
+            "format": 1,
+            "policy": policy,
+            "version": version,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **dict(info),
+            "task": self.task,
+            "label": {"name": self.spec.label.name, "num_classes": self.spec.label.num_classes},
+            "signatures": signatures,
+            "feature_spec": self.spec.to_dict(),
+            "config": self.config,
+            "versions": {"factory": __version__, "tensorflow": tf.__version__, "keras": keras.__version__},
+            "serving": {
+                "model_base_path": str(self.policy_dir(policy).resolve()),
+                "rest_url": url,
+                "rest_request": {"signature_name": DEFAULT_SIGNATURE, "instances": [instance]},
+                "rest_request_tf_example": {
+                    "signature_name": EXAMPLE_SIGNATURE,
+                    "instances": [{EXAMPLES_INPUT: {"b64": base64.b64encode(self.sample[0]).decode()}}],
+                },
+            },
+        }
+
+
+
+def describe_signature(fn) -> dict[str, dict]:
+    """``{"inputs": {name: {dtype, shape}}, "outputs": {...}}`` of a loaded signature (-1: any size)."""
+
+    def spec(t) -> dict:
+        return {"dtype": t.dtype.name, "shape": [-1 if d is None else int(d) for d in t.shape.as_list()]}
+
+    _, inputs = fn.structured_input_signature
+    return {
+        "inputs": {name: spec(t) for name, t in sorted(inputs.items())},
+        "outputs": {name: spec(t) for name, t in sorted(fn.structured_outputs.items())},
+    }
+
+
+def _json_value(value: np.ndarray) -> Any:
+    """One raw feature value as TF Serving's JSON wants it (bytes as {"b64": ...} unless UTF-8)."""
+    value = np.asarray(value)  # a scalar string arrives as plain bytes
+    if value.dtype.kind in "SO":
+        def text(b):
+            try:
+                return b.decode()
+            except UnicodeDecodeError:
+                return {"b64": base64.b64encode(b).decode()}
+
+        return text(value.item()) if value.ndim == 0 else [text(b) for b in value.reshape(-1)]
+    return value.tolist()

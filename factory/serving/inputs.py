@@ -1,0 +1,239 @@
+"""What an export's ``serving_default`` signature takes, and checking features against it. No TensorFlow.
+
+``TensorInfo`` describes one input or output and converts an array-like to
+exactly its dtype and shape; ``ServingInputs`` checks a whole batch of
+features (unknown and missing names, defaults from the feature spec, equal
+batch sizes, vocabularies). Every problem is a ``PredictError`` naming the
+feature, what was expected and what was received.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from factory.features.feature import Feature
+from factory.features.spec import FeatureSpec
+from factory.serving.manifest import PredictError
+from factory.validation import did_you_mean
+
+_RANGES = {"uint8": (0, 255), "int64": (np.iinfo(np.int64).min, np.iinfo(np.int64).max)}
+_FLOATS = ("float32", "float64", "float16")
+# Vocabulary entries listed in a message about a value outside it.
+_SHOWN_VOCABULARY = 20
+
+
+def _at(position: Iterable[int], start: int = 0) -> str:
+    """``[i + start, j, ...]``: a position in a batch whose first example is number ``start``."""
+    position = list(position)
+    if position:
+        position[0] += start
+    return "[" + ", ".join(str(d) for d in position) + "]"
+
+
+def _dtype_name(arr: np.ndarray) -> str:
+    if arr.dtype.kind in "US":
+        return "string"
+    return "object" if arr.dtype.kind == "O" else str(arr.dtype)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input or output of a signature: ``dtype`` (``uint8``, ``int64``, ``float32``, ``string``, ...)
+    and ``shape`` without the batch dimension (``None``: any size)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...]
+
+    @classmethod
+    def from_manifest(cls, name: str, entry: Mapping[str, Any]) -> TensorInfo:
+        """From a manifest entry ``{"dtype": ..., "shape": [batch, ...]}`` (a negative or null dim: any size)."""
+        shape = [None if d is None or d < 0 else int(d) for d in entry["shape"]]
+        return cls(name, str(entry["dtype"]), tuple(shape[1:]))
+
+    def describe(self, batched: bool = True) -> str:
+        """``uint8 of shape [batch, 8, 8, 1]`` (``batched=False``: ``uint8 of shape [8, 8, 1]``)."""
+        dims = (["batch"] if batched else []) + ["any" if d is None else str(d) for d in self.shape]
+        return f"{self.dtype} of shape [{', '.join(dims)}]"
+
+    def convert(self, value: Any, batched: bool = True, start: int = 0) -> np.ndarray:
+        """``value`` as an array of exactly this dtype and shape (plus a leading batch dimension if ``batched``).
+
+        Integers are accepted for float32; floats for an integer dtype only when
+        they are whole numbers (and in range: 0..255 for uint8); str or bytes for
+        string (kept as UTF-8 bytes). Raises ``PredictError`` naming the feature,
+        what was expected and what was received; positions in it count the batch
+        from ``start`` (default 0).
+        """
+        return _Converter(self, batched, start).convert(value)
+
+
+class _Converter:
+    def __init__(self, info: TensorInfo, batched: bool, start: int):
+        self.info, self.batched, self.start = info, batched, start
+
+    def fail(self, got: str, hint: str = "") -> PredictError:
+        return PredictError(f"feature '{self.info.name}': expected {self.info.describe(self.batched)}, got {got}{hint}")
+
+    def fail_at(self, got: str, position: Iterable[int], why: str = "") -> PredictError:
+        return self.fail(f"{got} at {_at(position, self.start if self.batched else 0)}{why}")
+
+    def convert(self, value: Any) -> np.ndarray:
+        info = self.info
+        if isinstance(value, Mapping):
+            raise self.fail(f"{type(value).__name__} {json.dumps(value)[:40]}")
+        if isinstance(value, str | bytes) and info.dtype != "string":
+            raise self.fail(f"{type(value).__name__} {value[:40]!r}")
+        try:
+            arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+        except (ValueError, TypeError):
+            raise self.fail("nested lists of unequal length") from None
+        got = f"{_dtype_name(arr)} of shape {_at(arr.shape)}"
+        want = ((None,) if self.batched else ()) + info.shape
+        if arr.ndim != len(want) or any(w is not None and w != g for w, g in zip(want, arr.shape, strict=False)):
+            hint = ""
+            if self.batched and arr.shape == tuple(info.shape):
+                hint = "; the first dimension counts examples: for a single example pass [x] or x[None]"
+            raise self.fail(got, hint)
+        return self._strings(arr, got) if info.dtype == "string" else self._numbers(arr, got)
+
+    def _strings(self, arr: np.ndarray, got: str) -> np.ndarray:
+        if arr.dtype.kind == "S":
+            return arr.astype(object)
+        if arr.dtype.kind == "U":
+            return np.char.encode(arr, "utf-8").astype(object) if arr.size else arr.astype(object)
+        if arr.dtype.kind != "O":
+            raise self.fail(got)
+        out = np.empty(arr.shape, dtype=object)
+        for position, item in np.ndenumerate(arr):
+            if isinstance(item, str | np.str_):
+                out[position] = str(item).encode()
+            elif isinstance(item, bytes | np.bytes_):
+                out[position] = bytes(item)
+            else:
+                raise self.fail_at(f"{type(item).__name__} {item!r}", position)
+        return out
+
+    def _numbers(self, arr: np.ndarray, got: str) -> np.ndarray:
+        info = self.info
+        if arr.dtype.kind == "O":
+            for position, item in np.ndenumerate(arr):
+                if isinstance(item, bool) or not isinstance(item, int | float | np.integer | np.floating):
+                    raise self.fail_at(f"{type(item).__name__} {item!r}", position)
+            arr = np.asarray(arr.tolist())
+        kind = arr.dtype.kind
+        if kind not in "iuf":
+            raise self.fail(got)
+        if info.dtype in _FLOATS:
+            return arr.astype(info.dtype, copy=False)
+        if info.dtype not in _RANGES:
+            raise PredictError(f"feature '{info.name}': the export takes {info.dtype}, which factory cannot feed")
+        low, high = _RANGES[info.dtype]
+        if kind == "f":
+            whole = np.isfinite(arr) & (arr == np.round(arr))
+            if not whole.all():
+                position = tuple(np.argwhere(~whole)[0])
+                raise self.fail_at(f"{got} with {arr[position].item()!r}", position, ", not a whole number")
+        # Only these can hold a value outside the range (int64 into uint8, uint64 into int64, floats).
+        if arr.size and (kind == "f" or (kind == "u" and info.dtype == "int64") or info.dtype == "uint8"):
+            outside = (arr < low) | (arr > high)
+            if outside.any():
+                position = tuple(np.argwhere(outside)[0])
+                raise self.fail_at(f"{got} with {arr[position].item()!r}", position, f", outside {low}..{high}")
+        return arr.astype(info.dtype, copy=False)
+
+
+class ServingInputs:
+    """The inputs of ``serving_default`` (``tensors``: ``{name: TensorInfo}``) and the feature spec behind them.
+
+    ``ignored`` holds the names of the spec's labels and weight: part of a
+    record, but not of the model's inputs.
+    """
+
+    def __init__(self, tensors: Mapping[str, TensorInfo], spec: FeatureSpec):
+        self.tensors = dict(tensors)
+        declared = {f.name: f for f in spec.features}
+        self.features: dict[str, Feature | None] = {name: declared.get(name) for name in self.tensors}
+        self.ignored = frozenset(f.name for f in spec.all() if f.role != "feature")
+
+    def describe(self) -> str:
+        """``image (uint8 of shape [batch, 8, 8, 1])``, comma-separated: for messages."""
+        return ", ".join(f"{name} ({info.describe()})" for name, info in self.tensors.items())
+
+    def default(self, name: str) -> np.ndarray | None:
+        """The spec's default for input ``name`` as one unbatched value in the input's dtype, or None if it has none.
+
+        A variable-length feature defaults to length 0, as in parsed records.
+        """
+        f, info = self.features.get(name), self.tensors[name]
+        if f is None:
+            return None
+        strings = info.dtype == "string"
+        if f.variable:
+            value = np.zeros((0, *f.shape[1:]), dtype=object if strings else np.int64)
+        elif f.default is None:
+            return None
+        else:
+            values = [str(v).encode() for v in f.default] if strings else list(f.default)
+            value = np.asarray(values, dtype=object if strings else None).reshape(f.shape)
+        return info.convert(value, batched=False)
+
+    def check(self, features: Mapping[str, Any], start: int = 0) -> dict[str, np.ndarray]:
+        """``features`` as ``{input name: array}`` of the exact dtypes, every input present.
+
+        Ignored names are dropped; any other unknown name, a missing input
+        (unless the spec gives it a default, which fills the batch), a wrong
+        dtype or shape, unequal batch sizes or a value outside a vocabulary
+        without ``oov_buckets`` raise ``PredictError``. Positions in messages
+        count examples from ``start`` (default 0).
+        """
+        if not isinstance(features, Mapping):
+            raise PredictError(
+                f"features: expected a mapping of feature name to array (a batch), got {type(features).__name__}; "
+                f"the export takes {self.describe()}"
+            )
+        unknown = [k for k in features if k not in self.tensors and k not in self.ignored]
+        if unknown:
+            name = str(unknown[0])
+            raise PredictError(f"unknown feature '{name}'{did_you_mean(name, self.tensors)}; the export takes {self.describe()}")
+        missing = [n for n in self.tensors if features.get(n) is None and self.default(n) is None]
+        if missing:
+            name = missing[0]
+            raise PredictError(
+                f"missing feature '{name}': expected {self.tensors[name].describe()}, got nothing; "
+                f"the export takes {self.describe()}"
+            )
+        arrays = {n: info.convert(features[n], start=start) for n, info in self.tensors.items() if features.get(n) is not None}
+        sizes = {n: a.shape[0] for n, a in arrays.items()}
+        if len(set(sizes.values())) > 1:
+            detail = ", ".join(f"'{n}' {s}" for n, s in sizes.items())
+            raise PredictError(f"features have different batch sizes ({detail}); the first dimension of every feature counts the same examples")
+        if not sizes:
+            raise PredictError(f"no features given; the export takes {self.describe()}")
+        batch = next(iter(sizes.values()))
+        for name in self.tensors:
+            if name not in arrays:
+                default = self.default(name)
+                arrays[name] = np.broadcast_to(default, (batch, *default.shape)).copy()
+        for name, arr in arrays.items():
+            self._check_vocabulary(name, arr, start)
+        return arrays
+
+    def _check_vocabulary(self, name: str, arr: np.ndarray, start: int) -> None:
+        f = self.features.get(name)
+        if f is None or f.vocabulary is None or f.oov_buckets or not arr.size:
+            return
+        vocabulary = {v.encode() for v in f.vocabulary}
+        for position, item in np.ndenumerate(arr):
+            if item not in vocabulary:
+                text = item.decode(errors="replace")
+                more = ", ..." if len(f.vocabulary) > _SHOWN_VOCABULARY else ""
+                raise PredictError(
+                    f"feature '{name}': {text!r} at {_at(position, start)} is not in the vocabulary"
+                    f"{did_you_mean(text, f.vocabulary)}; expected one of {', '.join(f.vocabulary[:_SHOWN_VOCABULARY])}{more}"
+                )

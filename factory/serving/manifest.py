@@ -1,0 +1,110 @@
+"""An export on disk: the version dir a path stands for, and its manifest. No TensorFlow.
+
+``find_export`` takes any directory of a run's export tree:
+
+- a version dir, ``RUN_DIR/export/<policy>/<version>`` (``saved_model.pb``);
+- a policy dir, ``RUN_DIR/export/<policy>``: the version its ``current`` link
+  points at, else the highest numbered version;
+- an export dir, ``RUN_DIR/export``: its ``best`` policy, else ``final``, else
+  ``latest``;
+- a run dir, ``RUN_DIR``: the same, through ``export/``.
+
+The manifest (``assets.extra/manifest.json``) says what the export takes and
+returns, so inputs can be checked before TensorFlow loads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from factory.errors import FactoryError
+from factory.names import CURRENT, MANIFEST, POLICY_PREFERENCE, SAVED_MODEL
+from factory.run_dir import EXPORT
+
+
+class PredictError(FactoryError, ValueError):
+    """Inputs that do not match what an export takes, or an export that cannot be found or read.
+
+    ``index`` is the position of the record at fault in the batch given to
+    ``Predictor.predict_examples`` (None otherwise) and ``detail`` the message without it.
+    """
+
+    def __init__(self, message: str, index: int | None = None, detail: str | None = None):
+        super().__init__(message)
+        self.index = index
+        self.detail = detail if detail is not None else message
+
+
+def _is_version(path: Path) -> bool:
+    return (path / SAVED_MODEL).is_file()
+
+
+def _policy_version(path: Path) -> Path | None:
+    """The version a policy dir stands for: ``current``'s target, else the highest numbered one."""
+    current = path / CURRENT
+    if (current.is_symlink() or current.is_dir()) and _is_version(current.resolve()):
+        return path / os.readlink(current) if current.is_symlink() else current
+    try:
+        numbered = [p for p in path.iterdir() if p.name.isdigit() and not p.is_symlink() and _is_version(p)]
+    except OSError:
+        return None
+    return max(numbered, key=lambda p: int(p.name)) if numbered else None
+
+
+def _export_version(path: Path) -> Path | None:
+    for policy in POLICY_PREFERENCE:
+        if (path / policy).is_dir():
+            found = _policy_version(path / policy)
+            if found is not None:
+                return found
+    return None
+
+
+def _run_version(path: Path) -> Path | None:
+    return _export_version(path / EXPORT)
+
+
+def find_export(path: str | os.PathLike) -> Path:
+    """The version dir ``path`` stands for (see the module docstring); ``PredictError`` if there is none.
+
+    ``path`` may also name the ``saved_model.pb`` file itself.
+    """
+    given = Path(path).expanduser()
+    if given.name == SAVED_MODEL and given.is_file():
+        given = given.parent
+    if not given.exists():
+        raise PredictError(f"export not found: {given} does not exist")
+    if not given.is_dir():
+        raise PredictError(f"{given} is a file, not an export directory; pass RUN_DIR/export/<policy>/<version> or a directory above it")
+    if _is_version(given):
+        return given
+    for look in (_policy_version, _export_version, _run_version):
+        found = look(given)
+        if found is not None:
+            return found
+    raise PredictError(
+        f"{given}: no export found; looked for {SAVED_MODEL} (a version dir, RUN_DIR/export/<policy>/<version>), "
+        f"a `{CURRENT}` link or numbered versions (a policy dir), {', '.join(p + '/' for p in POLICY_PREFERENCE)} "
+        "(an export dir, RUN_DIR/export) and export/ (a run dir). Train with an export policy enabled "
+        "(export.best.enabled=true) to write one"
+    )
+
+
+def read_manifest(version_dir: str | os.PathLike) -> dict[str, Any]:
+    """The export's ``assets.extra/manifest.json`` as a dict; ``PredictError`` if it is missing or not a manifest."""
+    path = Path(version_dir) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PredictError(
+            f"{path.parent.parent}: a SavedModel without {MANIFEST}; factory loads exports written by a "
+            "factory run (RUN_DIR/export/<policy>/<version>)"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise PredictError(f"{path}: cannot read the export's manifest ({err})") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("feature_spec"), dict):
+        raise PredictError(f"{path}: not an export manifest (no `feature_spec`); was it written by factory?")
+    return manifest

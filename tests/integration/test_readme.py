@@ -1,0 +1,82 @@
+"""The README's commands, executed in order in a scratch directory, so the README cannot go stale.
+
+Every ```bash and ```python block runs (```console blocks are reference syntax for tools that are not
+here, such as docker and curl). The quick start (`make run`, `make test`) is skipped: it is what CI
+itself runs. `factory-train` lines get tiny settings appended so the whole README runs in about a
+minute; a line commented `# exits 2` must exit with status 2. A python block starting with
+`# file: NAME` is written to NAME instead of being run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import helpers
+
+REPO = helpers.REPO
+TINY = "train.max_steps=20 train.eval_every_steps=10 train.steps_per_execution=5 train.progress=none"
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def blocks() -> list[tuple[str, str]]:
+    return [(lang, body) for lang, body in FENCE.findall((REPO / "README.md").read_text())]
+
+
+def shrink(script: str) -> str:
+    """Tiny settings for every factory-train line; `# exits 2` lines must fail with status 2."""
+    out = []
+    for line in script.splitlines():
+        command, _, comment = line.partition("  #")
+        if line.startswith("factory-train"):
+            if "exits 2" in comment:
+                line = f"if {command.strip()}; then exit 1; else test $? -eq 2; fi"
+            else:
+                line = f"{command.rstrip()} {TINY}"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def test_readme_has_a_quick_start_of_two_commands():
+    quick = blocks()[0][1].split("\n")
+    commands = [line.split("#")[0].strip() for line in quick if line.strip()]
+    assert commands == ["make run", "make test"]
+
+
+@pytest.mark.timeout(1500)
+def test_every_readme_command_runs(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "conf").symlink_to(REPO / "conf")
+    env = {k: v for k, v in os.environ.items() if k not in ("FACTORY_CACHE", "PYTHONPATH")}
+    env.update(HOME=str(tmp_path / "home"), PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
+    ran = 0
+    for i, (lang, body) in enumerate(blocks()):
+        if i == 0 or lang not in ("bash", "python"):
+            continue
+        if lang == "python" and body.startswith("# file: "):
+            name = body.splitlines()[0][len("# file: "):].strip()
+            (work / name).write_text(body)
+            continue
+        argv = ["bash", "-euo", "pipefail", "-c", shrink(body)] if lang == "bash" else [sys.executable, "-c", body]
+        result = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, f"README block {i} ({lang}) failed:\n{body}\n--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
+        assert "Traceback" not in result.stderr, result.stderr[-3000:]
+        ran += 1
+    assert ran >= 10
+
+    # What the tour promised is there.
+    assert (work / "runs" / "iris" / "export" / "best" / "current" / "saved_model.pb").exists()
+    assert (work / "runs" / "towers" / "summary.json").exists()
+    with open(work / "multirun" / "iris" / "summary.csv") as f:
+        assert len(list(csv.DictReader(f))) == 4
+    predictions = [json.loads(line) for line in (work / "predictions.jsonl").read_text().splitlines()]
+    assert len(predictions) == 30 and {"index", "class_ids", "probabilities"} <= set(predictions[0])
+    assert len([p for p in (work / "multirun" / "dropout").iterdir() if p.name.isdigit()]) == 2
