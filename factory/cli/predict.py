@@ -16,6 +16,7 @@ from factory.cli.args import positive_int
 from factory.cli.predict_output import JsonLinesOutput
 from factory.cli.predict_readers import batches
 from factory.errors import RecordError
+from factory.features.sources import input_format as table_format
 from factory.serving.predictor import DEFAULT_BATCH_SIZE, Predictor
 
 FORMATS = ("jsonl", "csv", "npz", "tfrecord")
@@ -43,8 +44,6 @@ def input_format(path: str, format: str | None) -> str:
         return format
     if path.lower().endswith(_TFRECORD_SUFFIXES) or any(c in path for c in "*?["):
         return "tfrecord"
-    from factory.features.sources import input_format as table_format
-
     try:
         return table_format(path)
     except RecordError:

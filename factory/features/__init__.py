@@ -1,1 +1,10 @@
-"""Everything generated from the feature spec: records, parse spec, pipelines (and, later, serving)."""
+"""The feature spec and everything generated from it.
+
+Declaration (no TensorFlow): ``feature.py`` (one feature), ``spec.py`` (``FeatureSpec``),
+``rules.py`` (checks beyond the schema). Records (no TensorFlow): ``wire.py`` (the
+tf.train.Example wire format), ``encoder.py``, ``tfrecord.py`` (the container), ``writer.py``
+(sharded, atomic), ``conversion.py`` and ``sources.py`` (CSV, JSON Lines, NPZ in), ``images.py``.
+Reading (TensorFlow): ``parsing.py`` (the parse spec), ``transform.py`` (decode, augment,
+preprocess), ``pipeline.py`` (tf.data). Statistics from the data: ``scan.py`` (one pass),
+``statistics.py``, ``profile.py`` (``factory stats``). ``bundled.py`` writes the example datasets.
+"""

@@ -162,10 +162,6 @@ class Feature:
         return self.default is None and not self.variable
 
     @property
-    def is_image(self) -> bool:
-        return self.dtype == "uint8" and len(self.shape) == 3 and None not in self.shape
-
-    @property
     def output_dtype(self) -> str:
         """Dtype the network (or the loss) receives after preprocessing."""
         if self.vocabulary is not None or (self.role == "label" and self.task == "classification"):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from factory.errors import ConfigError, FactoryError
 from factory.names import HEAD  # the model's output layer: no network layer may take this name
+from factory.validation import did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -188,8 +189,6 @@ def activation(param: str, name: str) -> Any:
     try:
         return keras.activations.get(name)
     except (ValueError, TypeError):
-        from factory.validation import did_you_mean
-
         known = sorted(
             k for k in dir(keras.activations)
             if not k.startswith("_") and k not in ("get", "serialize", "deserialize")

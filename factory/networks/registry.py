@@ -125,11 +125,6 @@ def register_network(name: str) -> Callable[[F], F]:
     return decorator
 
 
-def unregister_network(name: str) -> None:
-    """Forget ``name`` (for tests and interactive sessions); unknown names are ignored."""
-    _networks.pop(name, None)
-
-
 # -- lookups -----------------------------------------------------------------------------------
 
 

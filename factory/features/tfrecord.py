@@ -1,0 +1,84 @@
+"""The TFRecord container, written without TensorFlow.
+
+A TFRecord file is a sequence of records, each framed as::
+
+    uint64 length (little-endian)
+    uint32 masked CRC-32C of the length bytes
+    bytes  data[length]
+    uint32 masked CRC-32C of the data
+
+(``tensorflow/core/lib/io/record_writer.cc``). ``GZIP`` and ``ZLIB`` compression
+wrap the whole stream, as ``tf.io.TFRecordOptions`` does, so ``tf.data.TFRecordDataset``
+reads these files like its own. CRC-32C comes from ``google-crc32c`` (C code).
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import zlib
+from collections.abc import Iterable
+from typing import BinaryIO
+
+import google_crc32c
+
+# The compression names TFRecordOptions takes, by the suffix a shard gets.
+COMPRESSION_SUFFIX = {None: "", "GZIP": ".gz", "ZLIB": ".zz"}
+_MASK_DELTA = 0xA282EAD8
+_LENGTH = struct.Struct("<Q")
+_CRC = struct.Struct("<I")
+
+
+def masked_crc(data: bytes) -> int:
+    """TFRecord's masked CRC-32C of ``data``."""
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def frame(data: bytes) -> bytes:
+    """One record, framed."""
+    length = _LENGTH.pack(len(data))
+    return length + _CRC.pack(masked_crc(length)) + data + _CRC.pack(masked_crc(data))
+
+
+class _ZlibFile:
+    """A write-only file that deflates into a zlib stream (TFRecord's ``ZLIB``)."""
+
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+        self._deflate = zlib.compressobj()
+
+    def write(self, data: bytes) -> None:
+        self._raw.write(self._deflate.compress(data))
+
+    def close(self) -> None:
+        self._raw.write(self._deflate.flush())
+        self._raw.close()
+
+
+class TFRecordFile:
+    """Writes framed records to ``path``; ``compression`` is None, ``"GZIP"`` or ``"ZLIB"``."""
+
+    def __init__(self, path: str | os.PathLike, compression: str | None = None):
+        if compression not in COMPRESSION_SUFFIX:
+            raise ValueError(f"compression: {compression!r} is not one of None, GZIP, ZLIB")
+        raw = open(path, "wb")  # noqa: SIM115 - closed by close()
+        if compression == "GZIP":
+            self._file = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0)
+            self._raw: BinaryIO | None = raw
+        elif compression == "ZLIB":
+            self._file, self._raw = _ZlibFile(raw), None
+        else:
+            self._file, self._raw = raw, None
+
+    def write(self, record: bytes) -> None:
+        self._file.write(frame(record))
+
+    def write_many(self, records: Iterable[bytes]) -> None:
+        self._file.write(b"".join(frame(r) for r in records))
+
+    def close(self) -> None:
+        self._file.close()
+        if self._raw is not None:  # GzipFile leaves the file it wraps open
+            self._raw.close()

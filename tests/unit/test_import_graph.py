@@ -1,0 +1,140 @@
+"""The package's layers import downward only, without cycles, and TensorFlow stays out of the
+layers that validate configs, decide policies and write records (read from the source, and
+checked once in a fresh interpreter)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests import helpers
+from tests.helpers import import_graph
+
+# Bottom to top. A module may import modules of its own layer or of a lower one.
+LAYERS = [
+    ("factory.errors", "factory.names", "factory.run_dir", "factory.validation", "factory.processes", "factory.version"),
+    ("factory.features", "factory.policies"),
+    ("factory.networks",),
+    ("factory.model",),
+    ("factory.config",),
+    ("factory.serving",),
+    ("factory.training",),
+    ("factory.sweeps",),
+    ("factory.cli",),
+]
+HEAVY = {"tensorflow", "keras"}
+# Modules that must not import TensorFlow or Keras, directly or through other modules (module-level imports).
+TF_FREE = (
+    "factory",
+    "factory.errors",
+    "factory.names",
+    "factory.run_dir",
+    "factory.validation",
+    "factory.processes",
+    "factory.features.feature",
+    "factory.features.spec",
+    "factory.features.rules",
+    "factory.features.encoder",
+    "factory.features.writer",
+    "factory.features.wire",
+    "factory.features.images",
+    "factory.features.conversion",
+    "factory.features.sources",
+    "factory.policies",
+    "factory.networks",
+    "factory.networks.registry",
+    "factory.config",
+    "factory.serving.manifest",
+    "factory.serving.inputs",
+    "factory.serving.predictor",
+    "factory.sweeps.results",
+    "factory.cli",
+    "factory.cli.train",
+)
+# Packages a function may import on first use: heavy (TensorFlow, Hydra's app) or optional (scikit-learn).
+DEFERRABLE = {"tensorflow", "keras", "hydra", "omegaconf", "sklearn", "jsonschema", "referencing", "yaml", "importlib", "google"}
+# Factory modules imported inside a function although they do not import TensorFlow themselves, and why.
+DEFERRED_ON_PURPOSE = {
+    ("factory", "factory.training.runner"): "`factory.train`: the public API loads the trainer on first use",
+    ("factory", "factory.serving.predictor"): "`factory.load_export`: the public API loads the predictor on first use",
+    ("factory", "factory.config"): "`factory.load_config`: the public API loads config validation on first use",
+}
+
+
+def _layer(module: str) -> int:
+    for rank, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return rank
+    return len(LAYERS)  # the package itself: the public API on top
+
+
+EDGES = import_graph.edges()
+
+
+def test_the_graph_is_read():
+    modules = import_graph.modules()
+    assert "factory.training.runner" in modules and "factory.features.spec" in modules
+    assert any(e.source == "factory.features.spec" and e.target == "factory.features.rules" for e in EDGES)
+    assert any(e.deferred for e in EDGES)
+
+
+def test_no_cycles():
+    assert import_graph.cycles(EDGES) == []
+
+
+def test_layers_import_downward_only():
+    upward = [
+        f"{e.source} -> {e.target} (line {e.line})"
+        for e in EDGES
+        if e.target.startswith("factory") and _layer(e.target) > _layer(e.source)
+    ]
+    assert upward == []
+
+
+@pytest.mark.parametrize("module", TF_FREE)
+def test_tensorflow_stays_out(module):
+    assert module in import_graph.modules()
+    assert import_graph.reaches(module, EDGES, HEAVY) is None
+
+
+def _imports_tensorflow(module: str) -> bool:
+    return import_graph.reaches(module, EDGES, HEAVY) is not None or any(
+        e.source == module and e.target in HEAVY and not e.deferred for e in EDGES
+    )
+
+
+def test_function_level_imports_only_defer_tensorflow():
+    """An import inside a function exists to load TensorFlow (or a heavy, optional package) late."""
+    wrong = []
+    for e in EDGES:
+        if not e.deferred:
+            continue
+        if e.target.startswith("factory"):
+            if not _imports_tensorflow(e.target) and (e.source, e.target) not in DEFERRED_ON_PURPOSE:
+                wrong.append(f"{e.source}:{e.line} imports {e.target} inside a function; import it at the top")
+        elif e.target not in DEFERRABLE:
+            wrong.append(f"{e.source}:{e.line} imports {e.target} inside a function; import it at the top")
+    assert wrong == []
+
+
+def test_config_validation_and_records_run_without_tensorflow(tmp_path):
+    """Validating the default config, deciding policies and writing records load no TensorFlow."""
+    code = f"""
+import json, sys
+import numpy as np
+sys.path.insert(0, {str(helpers.REPO)!r})
+from tests.helpers import compose
+from factory.config import load_config
+from factory.policies import EarlyStopping
+config = load_config(compose())
+spec = config.features
+with spec.writer({str(tmp_path / "r")!r}) as w:
+    w.write_many({{"image": np.zeros((3, 8, 8, 1), np.uint8), "label": np.arange(3)}})
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    assert list(tmp_path.glob("r-*.tfrecord"))
