@@ -29,7 +29,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate the spec (before TensorFlow loads), read every record once, print the report."""
     spec = FeatureSpec.from_yaml(args.features)
-    from factory.features.stats import summarize
+    from factory.features.profile import summarize  # defers TensorFlow
 
     report = summarize(spec, args.input, compression=args.compression)
     if args.json:

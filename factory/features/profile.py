@@ -7,8 +7,9 @@ from typing import Any
 
 from factory.errors import RecordError
 from factory.features.feature import Feature
-from factory.features.scan import Moments, auto_entry, ranked, scan
+from factory.features.scan import scan
 from factory.features.spec import FeatureSpec
+from factory.features.statistics import Moments, ranked
 
 TOP_VALUES = 10
 
@@ -53,9 +54,9 @@ def summarize(spec: FeatureSpec, files: str | Sequence[str], compression: str | 
             summary["values"] = int(sum(data.values()))
             summary["distinct"] = len(values)
             summary["top"] = [[value, n] for value, n in values[:TOP_VALUES]]
-        if f.auto_statistic is not None:
+        if column.statistic is not None:
             try:
-                summary["statistics"] = auto_entry(f, column)
+                summary["statistics"] = column.statistic.entry()
             except RecordError as err:
                 summary["statistics"] = {"error": str(err)}
         out[f.name] = summary

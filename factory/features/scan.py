@@ -1,36 +1,43 @@
-"""One pass over the records, and the ``auto`` statistics computed from it: ``compute_statistics``.
+"""The ``auto`` statistics of the training records: one pass over them, once per run directory.
 
-- ``preprocess.normalize: auto``: mean and population standard deviation per
-  channel (the last dimension; one value for a scalar), in float64, over every
-  value training sees: a missing feature counts as its ``default``, a padded
-  variable-length feature counts its real values up to ``max_length`` (never
-  the padding), images count their decoded pixels. They are stored *after*
-  ``preprocess.scale``, because normalisation follows scaling. A constant
-  channel (std 0) gets std 1.0 and a warning.
-- ``vocabulary: auto``: the values by descending count, ties in string order;
-  values seen fewer than ``min_count`` times are left out, then all but the
-  ``max_tokens`` most frequent.
+``scan`` reads every record once and hands each feature's values to what asked for
+them: the summaries of ``factory stats`` (``factory.features.profile``) and the
+``fit`` of each ``auto`` feature's statistic (``factory.features.statistics``). A
+statistic sees what training reads: a missing feature counts as its ``default``, a
+padded variable-length feature its real values up to ``max_length`` (never the
+padding), an image its decoded pixels.
 
-The same pass also gathers the values as stored, for ``factory stats``
-(``factory.features.profile``).
+``compute_statistics`` is that pass for the ``auto`` features alone.
+``resolve_statistics`` runs it once per run directory and keeps the result in
+``RUN_DIR/statistics.json`` (``factory.run_dir.STATISTICS``; a plain JSON dict, so a
+checkpoint can carry it as well); a resumed run reads the file instead of
+recomputing. The constants then enter the spec (``FeatureSpec.with_statistics``),
+and from there the training pipeline and the exported signatures alike.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tensorflow as tf
 
-from factory.errors import RecordError
+from factory.errors import ConfigError, RecordError
 from factory.features.feature import Feature
 from factory.features.parsing import storage_dtype
 from factory.features.pipeline import compression_of, explain_errors, resolve_files
-from factory.features.spec import FeatureSpec
+from factory.features.statistics import KINDS, Moments, Statistic, count_text
 from factory.features.transform import decode_images
+from factory.run_dir import STATISTICS, read_json, write_json
+
+if TYPE_CHECKING:  # pragma: no cover
+    from factory.features.spec import FeatureSpec
 
 log = logging.getLogger("factory")
 
@@ -39,83 +46,30 @@ FORMAT = 1
 BATCH_SIZE = 1024
 
 
-# -- accumulators ---------------------------------------------------------------------------------
-
-
-class Moments:
-    """Count, min, max, mean and population std per channel, accumulated in float64.
-
-    Sums and sums of squares are taken around a shift (the first batch's mean),
-    which keeps the variance exact when the mean is large next to the spread.
-    """
-
-    def __init__(self, channels: int = 1):
-        self.channels = channels
-        self.count = 0
-        self.shift: np.ndarray | None = None
-        self.s1 = np.zeros(channels)
-        self.s2 = np.zeros(channels)
-        self.min = np.inf
-        self.max = -np.inf
-
-    def add(self, values: np.ndarray) -> None:
-        """``values``: any array whose size is a multiple of ``channels`` (channel last)."""
-        x = np.asarray(values, dtype=np.float64).reshape(-1, self.channels)
-        if not len(x):
-            return
-        if self.shift is None:
-            self.shift = x.mean(axis=0)
-        d = x - self.shift
-        self.s1 += d.sum(axis=0)
-        self.s2 += np.square(d).sum(axis=0)
-        self.count += len(x)
-        self.min = min(self.min, float(x.min()))
-        self.max = max(self.max, float(x.max()))
-
-    @property
-    def mean(self) -> np.ndarray:
-        return self.shift + self.s1 / self.count
-
-    @property
-    def std(self) -> np.ndarray:
-        m = self.s1 / self.count
-        return np.sqrt(np.maximum(self.s2 / self.count - m * m, 0.0))
-
-
-def ranked(counts: Mapping[str, int]) -> list[tuple[str, int]]:
-    """``(value, count)`` pairs by descending count, ties in string order."""
-    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-
-
 class Column:
-    """Everything gathered about one feature: the values as stored (``data``, if ``summary``)
-    and the values training sees (``train``, if ``auto``): a ``Counter`` of strings, else ``Moments``."""
+    """Everything gathered about one feature: the values as stored (``data``, if ``summary``:
+    ``Moments`` of one channel, or a ``Counter`` of text) and the ``statistic`` of an ``auto``
+    feature (if ``auto``), fitted on the values training reads."""
 
     def __init__(self, feature: Feature, summary: bool, auto: bool):
         self.f = feature
         self.records = 0
         self.missing = 0
-        self.text = feature.dtype == "string"
         self.data: Moments | Counter | None = None
         if summary:
-            self.data = Counter() if self.text else Moments(1)
-        self.train: Moments | Counter | None = None
-        if auto:
-            self.train = Counter() if self.text else Moments(feature.channels)
-        if feature.default is not None:
-            if self.text:
-                self.default: Any = Counter(str(v) for v in feature.default)
-            else:
-                self.default = np.asarray(feature.default, np.float64)
+            self.data = Counter() if feature.dtype == "string" else Moments(1)
+        self.statistic: Statistic | None = Statistic.of(feature) if auto else None
 
     def add(self, values: np.ndarray, lengths: np.ndarray) -> None:
         """One batch: the flat ``values`` of its records and the number of values per record."""
         missing = int(np.count_nonzero(lengths == 0))
         self.records += len(lengths)
         self.missing += missing
-        if self.data is not None:
-            self._add(self.data, values)
-        if self.train is None:
+        if isinstance(self.data, Moments):
+            self.data.add(values)
+        elif self.data is not None:
+            count_text(self.data, values, self.f.name)
+        if self.statistic is None:
             return
         f = self.f
         if f.variable and not f.ragged and f.max_length is not None:
@@ -123,29 +77,7 @@ class Column:
             inner = int(np.prod(f.shape[1:], dtype=np.int64)) if len(f.shape) > 1 else 1
             starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
             values = values[np.arange(len(values)) - starts < f.max_length * inner]
-        self._add(self.train, values)
-        if missing and f.default is not None:  # what training reads for a record without the feature
-            if self.text:
-                for value, n in self.default.items():
-                    self.train[value] += n * missing
-            else:
-                self.train.add(np.tile(self.default, missing))
-
-    def _add(self, target: Moments | Counter, values: np.ndarray) -> None:
-        if isinstance(target, Moments):
-            target.add(values)
-            return
-        if not len(values):
-            return
-        unique, counts = np.unique(values, return_counts=True)
-        for value, n in zip(unique, counts, strict=True):
-            try:
-                target[value.decode("utf-8")] += int(n)
-            except UnicodeDecodeError:
-                raise RecordError(
-                    f"feature '{self.f.name}': a stored value is not UTF-8 text ({value[:40]!r}); "
-                    "a vocabulary holds text, so write the values as UTF-8 strings"
-                ) from None
+        self.statistic.fit(values, missing)
 
 
 # -- the pass over the records --------------------------------------------------------------------
@@ -206,76 +138,7 @@ def _check_lengths(f: Feature, lengths: np.ndarray, path: str, offset: int) -> N
         )
 
 
-# -- auto statistics -------------------------------------------------------------------------------
-
-
-def declared(f: Feature) -> dict[str, Any]:
-    """What a feature's ``auto`` statistic depends on; a stored statistic is reused only while this is unchanged."""
-    out: dict[str, Any] = {
-        "statistic": f.auto_statistic,
-        "dtype": f.dtype,
-        "shape": list(f.shape),
-        "encoding": f.encoding,
-        "default": list(f.default) if f.default is not None else None,
-        "max_length": f.max_length,
-    }
-    if f.auto_statistic == "normalize":
-        out["scale"] = f.preprocess.scale
-    else:
-        out["max_tokens"] = f.auto_vocabulary.max_tokens
-        out["min_count"] = f.auto_vocabulary.min_count
-    return out
-
-
-def auto_entry(f: Feature, column: Column) -> dict[str, Any]:
-    """The statistics entry of ``auto`` feature ``f``: ``declared``, then ``normalize`` or ``vocabulary``.
-
-    ``RecordError`` when the records hold nothing to compute it from.
-    """
-    entry = _normalize_entry(f, column.train) if f.auto_statistic == "normalize" else _vocabulary_entry(f, column.train)
-    return {"declared": declared(f), **entry}
-
-
-def _normalize_entry(f: Feature, moments: Moments) -> dict[str, Any]:
-    if moments.count == 0:
-        raise RecordError(f"features.{f.name}: the training records hold no values to compute `normalize: auto` from")
-    mean, std = moments.mean, moments.std
-    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
-        raise RecordError(
-            f"features.{f.name}: the training records hold NaN or infinite values, so `normalize: auto` "
-            "has no mean and std; clean the records (or give `normalize: {mean, std}`)"
-        )
-    scale = f.preprocess.scale
-    if scale is not None:  # normalisation follows scaling: (x * scale - mean') / std'
-        mean, std = mean * scale, std * abs(scale)
-    constant = [int(c) for c in np.flatnonzero(std == 0)]
-    if constant:
-        which = "it is" if f.channels == 1 else f"channel{'s' if len(constant) > 1 else ''} {', '.join(map(str, constant))} are"
-        log.warning(f"features.{f.name}: {which} constant in the training records (std 0); dividing by 1.0 instead")
-        std = np.where(std == 0, 1.0, std)
-    entry = {"normalize": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}, "count": int(moments.count)}
-    if constant:
-        entry["constant_channels"] = constant
-    return entry
-
-
-def _vocabulary_entry(f: Feature, counts: Counter) -> dict[str, Any]:
-    auto = f.auto_vocabulary
-    values = ranked(counts)
-    kept = [value for value, n in values if n >= auto.min_count]
-    if auto.max_tokens is not None:
-        kept = kept[: auto.max_tokens]
-    if not kept:
-        why = f"no value is seen {auto.min_count} times or more; lower `min_count`" if values else "they hold no values"
-        raise RecordError(f"features.{f.name}: `vocabulary: auto` found nothing to keep in the training records: {why}")
-    kept_set = set(kept)
-    left_out = [(value, n) for value, n in values if value not in kept_set]
-    return {
-        "vocabulary": kept,
-        "values": int(sum(counts.values())),
-        "distinct": len(values),
-        "left_out": {"distinct": len(left_out), "values": int(sum(n for _, n in left_out))},
-    }
+# -- the auto statistics ---------------------------------------------------------------------------
 
 
 def compute_statistics(spec: FeatureSpec, files: str | Sequence[str], compression: str | None = None) -> dict[str, Any]:
@@ -284,11 +147,99 @@ def compute_statistics(spec: FeatureSpec, files: str | Sequence[str], compressio
     ``{"format": 1, "records": N, "files": [...], "features": {name: entry}}``,
     an entry holding ``normalize: {mean, std}`` (lists, one value per channel,
     after ``scale``) or ``vocabulary: [...]``, and ``declared`` (what it was
-    computed for; see ``declared``). ``compression``: None (the default) infers
-    each file's from its extension. ``RecordError`` for unreadable records or a
-    feature without values.
+    computed for; see ``Statistic.declared``). ``compression``: None (the default)
+    infers each file's from its extension. ``RecordError`` for unreadable records
+    or a feature without values.
     """
     names = [f.name for f in spec.auto_features]
     paths, records, columns = scan(spec, files, compression, summary=(), auto=names)
-    features = {f.name: auto_entry(f, columns[f.name]) for f in spec.auto_features}
+    features = {f.name: columns[f.name].statistic.entry() for f in spec.auto_features}
     return {"format": FORMAT, "records": records, "files": paths, "features": features}
+
+
+# -- statistics.json in the run directory ---------------------------------------------------------
+
+
+def resolve_statistics(
+    spec: FeatureSpec, files: str | Sequence[str], compression: str | None, run_dir: str | os.PathLike,
+) -> FeatureSpec:
+    """``spec`` with its ``auto`` statistics filled in, computed once per run directory.
+
+    If ``run_dir/statistics.json`` exists (a resumed run, or a re-run) it is
+    read, and must have been computed for the same ``auto`` declarations
+    (``ConfigError`` otherwise: start a new run dir or delete the file).
+    Otherwise one pass over ``files`` (the training records; ``compression``
+    None infers it per file) computes them and the file is written atomically.
+    A vocabulary that leaves training values out needs ``oov_buckets``
+    (``ConfigError`` before anything is written).
+    """
+    path = Path(run_dir) / STATISTICS
+    if path.exists():
+        stats = load_statistics(path)
+        problems = statistics_problems(spec, stats)
+        if problems:
+            problems.append(
+                f"{STATISTICS}: the feature spec changed since the statistics were computed; "
+                f"start a new run dir, or delete {path} to compute them again from data.train"
+            )
+            raise ConfigError(problems, str(path))
+        log.info(f"reusing the statistics in {path} (from {stats['records']} training records)")
+        return spec.with_statistics(stats)
+
+    started = time.perf_counter()
+    stats = compute_statistics(spec, files, compression)
+    seconds = time.perf_counter() - started
+    problems = [p for f in spec.auto_features for p in Statistic.of(f).problems(stats["features"][f.name])]
+    if problems:
+        raise ConfigError(problems)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, stats)
+    log.info(f"computed statistics from {stats['records']} training records in {seconds:.2f} s: {describe(stats)}; saved in {path}")
+    return spec.with_statistics(stats)
+
+
+def load_statistics(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a ``statistics.json``; ``ConfigError`` naming the file when it is not one."""
+    path = Path(path)
+    try:
+        stats = read_json(path)
+    except (OSError, ValueError) as err:
+        raise ConfigError(
+            f"{path}: cannot read the statistics ({err}); delete the file to compute them again from data.train"
+        ) from None
+    if not isinstance(stats, dict) or stats.get("format") != FORMAT or not isinstance(stats.get("features"), dict):
+        raise ConfigError(
+            f"{path}: not a statistics file of format {FORMAT}; delete it to compute the statistics again from data.train"
+        )
+    return stats
+
+
+def statistics_problems(spec: FeatureSpec, stats: Mapping[str, Any]) -> list[str]:
+    """How ``spec``'s ``auto`` features differ from those ``stats`` were computed for (empty: they match)."""
+    problems = []
+    stored = stats.get("features", {})
+    for f in spec.auto_features:
+        entry = stored.get(f.name)
+        now = Statistic.of(f).declared()
+        if entry is None:
+            problems.append(f"features.{f.name}: `{f.auto_statistic}: auto` now, but the statistics were computed without it")
+            continue
+        before = entry.get("declared", {})
+        changed = [f"{key} {before.get(key)!r} -> {now[key]!r}" for key in now if before.get(key) != now[key]]
+        changed += [f"{key} {before[key]!r} -> (none)" for key in before if key not in now]
+        if changed:
+            problems.append(f"features.{f.name}: changed since the statistics were computed: {', '.join(changed)}")
+    auto = {f.name for f in spec.auto_features}
+    for name in stored:
+        if name not in auto:
+            problems.append(f"features.{name}: has statistics, but is no longer `auto` in the spec")
+    return problems
+
+
+def describe(stats: Mapping[str, Any]) -> str:
+    """``x: mean/std of 4 channels, s: vocabulary of 2 (of 5 values)`` for a log line."""
+    parts = []
+    for name, entry in stats.get("features", {}).items():
+        kind = next(k for k in KINDS.values() if k.kind in entry)
+        parts.append(f"{name}: {kind.describe(entry)}")
+    return ", ".join(parts)

@@ -83,7 +83,7 @@ class FeatureSpec:
     def with_statistics(self, statistics: Mapping[str, Any]) -> FeatureSpec:
         """The spec with every ``auto`` replaced by the computed constants.
 
-        ``statistics`` is the dict ``factory.features.stats.compute_statistics``
+        ``statistics`` is the dict ``factory.features.scan.compute_statistics``
         returns (the content of a run's ``statistics.json``): its ``features``
         maps each auto feature's name to ``{"normalize": {"mean": [...], "std": [...]}}``
         or ``{"vocabulary": [...]}``. The result's ``to_dict()`` holds the
@@ -178,7 +178,7 @@ class FeatureSpec:
             names = ", ".join(f"features.{f.name} ({f.auto_statistic}: auto)" for f in self.auto_features)
             raise ConfigError(
                 f"{names}: {what} needs the statistics computed from the training records; "
-                "resolve the spec first with factory.features.stats.resolve_statistics(spec, files, ...) "
+                "resolve the spec first with factory.features.scan.resolve_statistics(spec, files, ...) "
                 "or spec.with_statistics(compute_statistics(spec, files))"
             )
 

@@ -9,7 +9,9 @@ Three stages, each a function of a dict of batched tensors:
   batch (so a resumed run repeats the same augmentation).
 - ``preprocess``: raw -> model inputs. Vocabulary lookup, cast, scale,
   normalize, pad/truncate. Training, evaluation and both serving signatures
-  call this same method, so they cannot disagree.
+  call this same method, so they cannot disagree; the lookup and the
+  normalisation are the statistics' own ``apply``
+  (``factory.features.statistics``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING
 import tensorflow as tf
 
 from factory.features.feature import Augment, Feature, shape_str
+from factory.features.statistics import Normalization, Vocabulary
 
 if TYPE_CHECKING:  # pragma: no cover
     from factory.features.spec import FeatureSpec
@@ -34,17 +37,7 @@ class FeatureTransform(tf.Module):
     def __init__(self, spec: FeatureSpec):
         super().__init__(name="feature_transform")
         self.spec = spec
-        self._tables = {}
-        for f in spec.all():
-            if f.vocabulary is not None:
-                init = tf.lookup.KeyValueTensorInitializer(
-                    tf.constant(f.vocabulary, tf.string), tf.range(len(f.vocabulary), dtype=tf.int64)
-                )
-                if f.oov_buckets:
-                    table = tf.lookup.StaticVocabularyTable(init, f.oov_buckets)
-                else:
-                    table = tf.lookup.StaticHashTable(init, default_value=-1)
-                self._tables[f.name] = table
+        self._tables = {f.name: Vocabulary(f).table() for f in spec.all() if f.vocabulary is not None}
         # Attribute tracking for SavedModel export.
         self.tables = list(self._tables.values())
 
@@ -84,16 +77,7 @@ class FeatureTransform(tf.Module):
 
     def preprocess_one(self, f: Feature, x):
         if f.vocabulary is not None:
-            ids = _map_values(self._tables[f.name].lookup, x)
-            if not f.oov_buckets:
-                values = ids.flat_values if isinstance(ids, tf.RaggedTensor) else ids
-                check = tf.debugging.assert_non_negative(
-                    values,
-                    message=f"feature '{f.name}': a value is not in the vocabulary and the feature has no oov_buckets",
-                )
-                with tf.control_dependencies([check]):
-                    ids = tf.identity(ids) if not isinstance(ids, tf.RaggedTensor) else ids
-            x = ids
+            x = Vocabulary(f).apply(self._tables[f.name], x)
         if f.variable and not f.ragged and f.max_length is not None:
             # Padded vocabulary ids are -1 (not 0, which is the first vocabulary entry): one-hot
             # and embedding layers then see padding as "no token".
@@ -109,10 +93,8 @@ class FeatureTransform(tf.Module):
         x = _map_values(lambda v: tf.cast(v, tf.float32), x)
         if pre.scale is not None:
             x = x * pre.scale
-        if pre.normalize is not None:
-            mean = tf.constant(pre.normalize.mean, tf.float32)
-            std = tf.constant(pre.normalize.std, tf.float32)
-            x = _map_values(lambda v: (v - mean) / std, x)
+        if Normalization.applies_to(f):
+            x = _map_values(Normalization(f).apply, x)
         return x
 
 

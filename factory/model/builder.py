@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from factory.errors import ConfigError
 from factory.features.feature import shape_str
 from factory.features.spec import FeatureSpec
+from factory.features.statistics import Normalization
 from factory.names import HEAD, OUTPUTS
 from factory.networks.common import building
 from factory.networks.registry import check_params, get_network
@@ -56,8 +57,10 @@ def build_model(spec: FeatureSpec, network: str, params: Mapping[str, Any] | Non
     function's signature first (``ConfigError`` listing every problem).
 
     Raises ``ConfigError`` for ragged features (the built-in builder feeds
-    padded tensors), a feature named ``logits``, or a network that does not
-    return one ``[batch, units]`` float KerasTensor.
+    padded tensors) or a feature named ``logits`` (both before Keras is
+    imported), or a network that does not return one ``[batch, units]`` float
+    KerasTensor. A normalized regression label's output is taken back to the
+    label's units (``Normalization.invert``).
     """
     params = dict(params or {})
     build = get_network(network)
@@ -65,10 +68,6 @@ def build_model(spec: FeatureSpec, network: str, params: Mapping[str, Any] | Non
     if problems:
         raise ConfigError(problems)
     _, num_outputs = head_spec(spec)
-
-    import keras
-
-    inputs = {}
     for f in spec.features:
         if f.ragged:
             raise ConfigError(
@@ -77,24 +76,18 @@ def build_model(spec: FeatureSpec, network: str, params: Mapping[str, Any] | Non
             )
         if f.name == HEAD:
             raise ConfigError(f"features.{f.name}: the name '{HEAD}' is taken by the model's output layer; rename the feature")
-        inputs[f.name] = keras.Input(shape=f.output_shape, dtype=f.output_dtype, name=f.name)
+
+    import keras  # defers TensorFlow
+
+    inputs = {f.name: keras.Input(shape=f.output_shape, dtype=f.output_dtype, name=f.name) for f in spec.features}
 
     with building(spec, network):
         representation = build(dict(inputs), num_outputs, **params)
     _check_representation(network, representation)
     logits = keras.layers.Dense(num_outputs, dtype="float32", name=HEAD)(representation)
-    label = spec.label
-    if label.task == "regression" and label.preprocess is not None and label.preprocess.normalize is not None:
-        # The network learns (y - mean) / std; its output is scaled back to the label's units,
-        # so losses, metrics and exported predictions need no further conversion.
-        norm = label.preprocess.normalize
-        if norm.mean is None:
-            raise ConfigError(f"labels.{label.name}.normalize: `auto` statistics are not resolved yet")
-        logits = keras.layers.Rescaling(
-            scale=list(norm.std) if len(norm.std) > 1 else norm.std[0],
-            offset=list(norm.mean) if len(norm.mean) > 1 else norm.mean[0],
-            dtype="float32", name="denormalize",
-        )(logits)
+    if spec.label.task == "regression" and Normalization.applies_to(spec.label):
+        # Back to the label's units, so losses, metrics and exported predictions need no conversion.
+        logits = Normalization(spec.label).invert(logits)
     try:
         model = keras.Model(inputs=inputs, outputs=logits, name=network)
     except ValueError as err:
@@ -109,7 +102,7 @@ def build_model(spec: FeatureSpec, network: str, params: Mapping[str, Any] | Non
 
 
 def _check_representation(network: str, value: Any) -> None:
-    import keras
+    import keras  # defers TensorFlow
 
     if not isinstance(value, keras.KerasTensor):
         what = type(value).__name__
@@ -141,7 +134,7 @@ def predictions(task: str, logits: tf.Tensor, label_shape: tuple[int, ...] = ())
       (``probability > 0.5``, int64), ``logits``, all shaped like the label;
     - ``regression``: ``predictions`` (float32, shaped like the label).
     """
-    import tensorflow as tf
+    import tensorflow as tf  # defers TensorFlow
 
     logits = tf.cast(logits, tf.float32)
     shape = tf.concat([tf.shape(logits)[:1], tf.constant(list(label_shape), tf.int32)], axis=0)

@@ -13,7 +13,7 @@ from factory.errors import ConfigError, FactoryError
 from factory.features.spec import FeatureSpec
 from factory.model.builder import build_model, head_spec, predictions
 from factory.networks import registry
-from factory.networks.common import building, current_spec, dense_inputs, layer_name
+from factory.networks.common import dense_inputs
 from factory.networks.registry import register_network
 from tests import helpers
 
@@ -187,16 +187,6 @@ def test_layer_names_never_collide_with_feature_names(tmp_path):
     assert model(features).shape == (1, 1)
 
 
-def test_layer_name_is_unique_within_a_build(digits_spec):
-    with building(digits_spec):
-        assert [layer_name("block"), layer_name("block"), layer_name("image"), layer_name("logits")] == [
-            "block", "block_1", "image_1", "logits_1",
-        ]
-        assert current_spec() is digits_spec
-    with pytest.raises(FactoryError, match="no feature spec is being built"):
-        current_spec()
-
-
 def test_dense_inputs_needs_the_build_context():
     with pytest.raises(FactoryError, match="no feature spec is being built"):
         dense_inputs({"x": keras.Input(shape=(2,), name="x")})
@@ -224,10 +214,16 @@ def test_head_spec_and_model_output_size(label, head):
     assert model({"x": np.zeros((3, 2), np.float32)}).shape == (3, head[1])
 
 
-def test_a_classification_label_holds_one_class_id():
-    spec = spec_from({"x": {"dtype": "float32", "shape": [2]}}, {"target": {"dtype": "int64", "shape": [2], "num_classes": 4}})
-    with pytest.raises(ConfigError, match=r"labels\.target\.shape: a classification label holds one class id"):
-        head_spec(spec)
+def test_a_normalized_regression_label_is_predicted_in_its_units():
+    spec = spec_from(
+        {"x": {"dtype": "float32", "shape": [2]}},
+        {"y": {"dtype": "float32", "shape": [2], "normalize": {"mean": [100.0, -5.0], "std": [10.0, 0.5]}}},
+    )
+    model = build_model(spec, "linear", {})
+    x = np.array([[1.0, 2.0], [-3.0, 0.5]], np.float32)
+    logits = model.get_layer("logits")(x).numpy()  # what the network learns: (y - mean) / std
+    np.testing.assert_allclose(model({"x": x}).numpy(), logits * [10.0, 0.5] + [100.0, -5.0], rtol=1e-6)
+    assert model.get_layer("denormalize").dtype == "float32"
 
 
 def test_predictions_classification():
@@ -301,16 +297,10 @@ def test_a_name_clash_inside_a_custom_network_is_explained():
         build_model(spec, "clashing", {})
 
 
-def test_a_feature_called_logits_is_refused():
-    spec = spec_from({"logits": {"dtype": "float32", "shape": [2]}}, {"y": {"dtype": "float32", "shape": []}})
-    with pytest.raises(ConfigError, match="features.logits: the name 'logits' is taken"):
-        build_model(spec, "linear", {})
-
-
-def test_ragged_features_are_refused():
-    spec = spec_from({"ids": {"dtype": "int64", "shape": [None], "ragged": True}}, {"y": {"dtype": "float32", "shape": []}})
-    with pytest.raises(ConfigError, match=r"features\.ids\.ragged: the model builder feeds padded tensors; set `ragged: false` and a `max_length`"):
-        build_model(spec, "mlp", {})
+def test_cnn_needs_an_image():
+    spec = spec_from({"x": {"dtype": "float32", "shape": [3]}}, {"y": {"dtype": "float32", "shape": []}})
+    with pytest.raises(ConfigError, match=r"network\.name: 'cnn' needs at least one image feature .* x \(float32 \[3\]\); use mlp or linear"):
+        build_model(spec, "cnn", {})
 
 
 @pytest.mark.parametrize(
@@ -329,8 +319,3 @@ def test_bad_network_params(digits_spec, network, params, message):
     with pytest.raises(ConfigError, match=message):
         build_model(digits_spec, network, params)
 
-
-def test_cnn_needs_an_image():
-    spec = spec_from({"x": {"dtype": "float32", "shape": [3]}}, {"y": {"dtype": "float32", "shape": []}})
-    with pytest.raises(ConfigError, match=r"network\.name: 'cnn' needs at least one image feature .* x \(float32 \[3\]\); use mlp or linear"):
-        build_model(spec, "cnn", {})

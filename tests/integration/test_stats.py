@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 import textwrap
@@ -15,78 +14,10 @@ import pytest
 
 from factory import ConfigError, FeatureSpec, RecordError
 from factory.cli import main
-from tests.helpers import TINY, compose
-
-# -- the spec --------------------------------------------------------------------------------------
 
 
 def spec_with(**feature):
     return {"features": {"x": feature}, "labels": {"y": {"dtype": "float32", "shape": []}}}
-
-
-BAD_SPECS = [
-    (spec_with(dtype="float32", shape=[3], preprocess={"normalize": "automatic"}), "features.x.preprocess.normalize: 'automatic' is not one of auto"),
-    (spec_with(dtype="float32", shape=[3], preprocess={"normalize": {"mean": 0}}), "features.x.preprocess.normalize.std: required key is missing"),
-    (spec_with(dtype="string", shape=[], vocabulary="automatic"), "features.x.vocabulary: 'automatic' is not one of auto"),
-    (spec_with(dtype="string", shape=[], max_tokens=5), "features.x.max_tokens: only applies to `vocabulary: auto`"),
-    (spec_with(dtype="string", shape=[], vocabulary=["a"], min_count=2), "features.x.min_count: only applies to `vocabulary: auto`"),
-    (spec_with(dtype="string", shape=[], vocabulary="auto", max_tokens=0), "features.x.max_tokens: 0 is below the minimum of 1"),
-    (spec_with(dtype="string", shape=[], vocabulary="auto", min_count=0), "features.x.min_count: 0 is below the minimum of 1"),
-    (spec_with(dtype="float32", shape=[], vocabulary="auto"), "features.x.vocabulary: a vocabulary maps strings to ids"),
-    (spec_with(dtype="string", shape=[], preprocess={"normalize": "auto"}), "features.x.preprocess: applies to numeric features"),
-    (
-        {"features": {"x": {"dtype": "float32", "shape": []}}, "labels": {"y": {"dtype": "string", "shape": [], "vocabulary": "auto"}}},
-        "labels.y.vocabulary: expected array, got string 'auto'",  # a label's classes are listed
-    ),
-]
-
-
-@pytest.mark.parametrize(("spec", "expected"), BAD_SPECS, ids=[e.split(":")[0] + "|" + e.split(":")[1][:25] for _, e in BAD_SPECS])
-def test_schema_and_rules_reject_bad_auto_declarations(spec, expected):
-    with pytest.raises(ConfigError) as info:
-        FeatureSpec.from_dict(spec)
-    assert any(expected in p for p in info.value.problems), info.value.problems
-
-
-def test_auto_declarations_are_accepted_and_need_statistics():
-    spec = FeatureSpec.from_dict({
-        "features": {
-            "x": {"dtype": "float32", "shape": [3], "preprocess": {"scale": 2, "normalize": "auto"}},
-            "s": {"dtype": "string", "shape": [], "vocabulary": "auto", "max_tokens": 3, "min_count": 2, "oov_buckets": 1},
-            "fixed": {"dtype": "float32", "shape": [], "preprocess": {"normalize": {"mean": 1, "std": 2}}},
-        },
-        "labels": {"y": {"dtype": "float32", "shape": []}},
-    })
-    assert spec.needs_statistics
-    assert [(f.name, f.auto_statistic) for f in spec.auto_features] == [("x", "normalize"), ("s", "vocabulary")]
-    assert spec["s"].vocabulary is None and spec["s"].auto_vocabulary.max_tokens == 3 and spec["s"].auto_vocabulary.min_count == 2
-    assert spec["x"].preprocess.normalize.auto and spec["fixed"].auto_statistic is None
-    assert not FeatureSpec.from_dict(spec_with(dtype="float32", shape=[3])).needs_statistics
-    # An unresolved spec cannot make a pipeline: it says how to resolve it.
-    with pytest.raises(ConfigError, match=r"features.x \(normalize: auto\), features.s \(vocabulary: auto\): dataset needs the statistics"):
-        spec.dataset("nothing-*")
-
-
-def test_with_statistics_makes_a_spec_that_round_trips():
-    spec = FeatureSpec.from_dict({
-        "features": {
-            "x": {"dtype": "float32", "shape": [2], "preprocess": {"normalize": "auto"}},
-            "s": {"dtype": "string", "shape": [], "vocabulary": "auto", "max_tokens": 2, "oov_buckets": 1},
-        },
-        "labels": {"y": {"dtype": "float32", "shape": []}},
-    })
-    stats = {"features": {"x": {"normalize": {"mean": [1.5, -2.0], "std": [0.5, 3.0]}}, "s": {"vocabulary": ["b", "a"]}}}
-    resolved = spec.with_statistics(stats)
-    assert not resolved.needs_statistics
-    assert resolved["x"].preprocess.normalize.mean == (1.5, -2.0) and resolved["x"].preprocess.normalize.std == (0.5, 3.0)
-    assert resolved["s"].vocabulary == ("b", "a") and resolved["s"].oov_buckets == 1
-    raw = resolved.to_dict()
-    assert raw["features"]["x"]["preprocess"]["normalize"] == {"mean": [1.5, -2.0], "std": [0.5, 3.0]}
-    assert raw["features"]["s"] == {"dtype": "string", "shape": [], "vocabulary": ["b", "a"], "oov_buckets": 1}
-    assert FeatureSpec.from_dict(json.loads(json.dumps(raw))) == resolved
-    assert spec.to_dict()["features"]["s"]["vocabulary"] == "auto"  # the original is untouched
-    with pytest.raises(ConfigError, match="features.s: the statistics hold no vocabulary"):
-        spec.with_statistics({"features": {"x": stats["features"]["x"]}})
 
 
 # -- the numbers -------------------------------------------------------------------------------------
@@ -132,7 +63,7 @@ def write_stats_table(tmp_path: Path, n: int = 12):
 
 
 def test_statistics_match_numpy(tmp_path):
-    from factory.features.stats import compute_statistics
+    from factory.features.scan import compute_statistics
 
     spec, data = write_stats_table(tmp_path)
     stats = compute_statistics(spec, str(tmp_path / "data" / "*.tfrecord"))
@@ -159,7 +90,7 @@ def test_statistics_match_numpy(tmp_path):
 
 
 def test_constant_feature_gets_std_one_and_a_warning(tmp_path, caplog):
-    from factory.features.stats import compute_statistics
+    from factory.features.scan import compute_statistics
 
     spec = FeatureSpec.from_dict({
         "features": {"c": {"dtype": "float32", "shape": [2], "preprocess": {"normalize": "auto"}}},
@@ -178,7 +109,7 @@ def test_constant_feature_gets_std_one_and_a_warning(tmp_path, caplog):
 
 
 def test_records_that_do_not_match_are_named(tmp_path):
-    from factory.features.stats import compute_statistics
+    from factory.features.scan import compute_statistics
 
     spec = FeatureSpec.from_dict(spec_with(dtype="float32", shape=[3], preprocess={"normalize": "auto"}))
     short = FeatureSpec.from_dict(spec_with(dtype="float32", shape=[2]))
@@ -194,7 +125,7 @@ def test_records_that_do_not_match_are_named(tmp_path):
 
 
 def test_resolve_statistics_computes_once_then_reuses_the_file(tmp_path, caplog):
-    from factory.features.stats import resolve_statistics
+    from factory.features.scan import resolve_statistics
 
     spec, data = write_stats_table(tmp_path)
     files = [str(tmp_path / "data" / "*.tfrecord")]
@@ -235,7 +166,7 @@ def test_resolve_statistics_computes_once_then_reuses_the_file(tmp_path, caplog)
 def test_a_changed_spec_does_not_reuse_the_statistics(tmp_path, change, expected):
     import copy
 
-    from factory.features.stats import resolve_statistics
+    from factory.features.scan import resolve_statistics
 
     spec, _ = write_stats_table(tmp_path)
     files = [str(tmp_path / "data" / "*.tfrecord")]
@@ -250,7 +181,7 @@ def test_a_changed_spec_does_not_reuse_the_statistics(tmp_path, change, expected
 
 
 def test_a_broken_statistics_file_is_named(tmp_path):
-    from factory.features.stats import resolve_statistics
+    from factory.features.scan import resolve_statistics
 
     spec, _ = write_stats_table(tmp_path)
     (tmp_path / "run").mkdir()
@@ -260,7 +191,7 @@ def test_a_broken_statistics_file_is_named(tmp_path):
 
 
 def test_a_vocabulary_that_leaves_values_out_needs_oov_buckets(tmp_path):
-    from factory.features.stats import resolve_statistics
+    from factory.features.scan import resolve_statistics
 
     spec_dict = {
         "features": {"s": {"dtype": "string", "shape": [], "vocabulary": "auto", "max_tokens": 2}},
@@ -344,113 +275,3 @@ def test_factory_stats_errors_exit_2(tmp_path, capsys):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.split() == ["2", "False"], result.stderr
     assert "features.x.preprocess.normalize: 'automatic' is not one of auto" in result.stderr
-
-
-# -- a training run ------------------------------------------------------------------------------------
-
-RUN_SPEC = {
-    "features": {
-        "x": {"dtype": "float32", "shape": [3], "preprocess": {"normalize": "auto"}},
-        "color": {"dtype": "string", "shape": [], "vocabulary": "auto", "max_tokens": 3, "oov_buckets": 1},
-    },
-    "labels": {"y": {"dtype": "float32", "shape": []}},
-}
-COLORS = np.array(["red", "green", "blue", "red", "green", "red", "grey"], dtype=object)
-
-
-def write_run_data(tmp_path: Path, n: int = 400):
-    rng = np.random.default_rng(0)
-    x = (rng.normal(size=(n, 3)) * [2.0, 0.5, 30.0] + [10.0, -1.0, 200.0]).astype(np.float32)
-    color = COLORS[rng.integers(0, len(COLORS), size=n)]
-    effect = {"red": 1.0, "green": -1.0, "blue": 0.5, "grey": 0.0}
-    y = ((x[:, 0] - 10) / 2 + np.array([effect[c] for c in color])).astype(np.float32)
-    spec = FeatureSpec.from_dict(RUN_SPEC).without_auto()  # the records hold plain strings and floats
-    split = n * 3 // 4
-    for name, rows in (("train", slice(0, split)), ("eval", slice(split, n))):
-        with spec.writer(tmp_path / "data" / name) as w:
-            w.write_many({"x": x[rows], "color": color[rows], "y": y[rows]})
-    return x[:split], color[:split]
-
-
-def test_a_run_computes_statistics_once_resumes_with_them_and_exports_them(tmp_path, caplog):
-    from factory.training.runner import train
-
-    x, color = write_run_data(tmp_path)
-    config = compose(*TINY, "train.max_steps=20", "train.eval_every_steps=10", "early_stop.monitor=val_mae")
-    config["features"] = RUN_SPEC
-    config["data"] = {"train": str(tmp_path / "data" / "train-*"), "eval": str(tmp_path / "data" / "eval-*")}
-    run = tmp_path / "run"
-    with caplog.at_level(logging.INFO, logger="factory"):
-        train(config, run_dir=run)
-    assert "computed statistics from 300 training records" in caplog.text
-    path = run / "statistics.json"
-    stats = json.loads(path.read_text())
-    x64 = x.astype(np.float64)
-    np.testing.assert_allclose(stats["features"]["x"]["normalize"]["mean"], x64.mean(axis=0), rtol=1e-12)
-    np.testing.assert_allclose(stats["features"]["x"]["normalize"]["std"], x64.std(axis=0), rtol=1e-10)
-    values, counts = np.unique(color.astype(str), return_counts=True)
-    ranked = sorted(zip(values.tolist(), counts.tolist(), strict=True), key=lambda vc: (-vc[1], vc[0]))
-    assert stats["features"]["color"]["vocabulary"] == [v for v, _ in ranked[:3]]
-    saved, mtime = path.read_text(), path.stat().st_mtime_ns
-
-    # Resume with more steps: the same statistics, read from the run dir.
-    caplog.clear()
-    config["train"]["max_steps"] = 40
-    with caplog.at_level(logging.INFO, logger="factory"):
-        train(config, run_dir=run)
-    assert "resumed from step 20" in caplog.text and "reusing the statistics in" in caplog.text
-    assert "computed statistics" not in caplog.text
-    assert path.read_text() == saved and path.stat().st_mtime_ns == mtime
-
-    # statistics.json lost: the checkpoint's copy comes back instead of new statistics.
-    path.unlink()
-    caplog.clear()
-    config["train"]["max_steps"] = 50
-    with caplog.at_level(logging.INFO, logger="factory"):
-        train(config, run_dir=run)
-    assert "restored statistics.json from the checkpoint" in caplog.text and "computed statistics" not in caplog.text
-    assert json.loads(path.read_text()) == stats
-
-    # The export carries the constants: its manifest, and its graph in a fresh process.
-    export = run / "export" / "best" / "current"
-    manifest = json.loads((export / "assets.extra" / "manifest.json").read_text())
-    declared = manifest["feature_spec"]["features"]
-    assert declared["x"]["preprocess"]["normalize"] == stats["features"]["x"]["normalize"]
-    assert declared["color"]["vocabulary"] == stats["features"]["color"]["vocabulary"]
-    resolved = FeatureSpec.from_dict(manifest["feature_spec"])
-    assert not resolved.needs_statistics and resolved["color"].vocabulary == tuple(stats["features"]["color"]["vocabulary"])
-
-    raw_x = np.array([[10.0, -1.0, 200.0], [12.5, 0.0, 150.0], [0.0, 0.0, 0.0], [7.0, -2.0, 260.0]], np.float32)
-    raw_color = ["red", "blue", "grey", "purple"]  # 'grey' was left out by max_tokens, 'purple' never seen: OOV bucket
-    code = textwrap.dedent(f"""
-        import json, sys
-        import tensorflow as tf
-        fn = tf.saved_model.load({str(export)!r}).signatures["serving_default"]
-        out = fn(x=tf.constant({raw_x.tolist()!r}, tf.float32), color=tf.constant({raw_color!r}))
-        print(json.dumps(out["predictions"].numpy().tolist()))
-        print(sorted(m for m in sys.modules if m.split(".")[0] == "factory"))
-    """)
-    env = {**os.environ, "PYTHONPATH": ""}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
-    served, modules = np.asarray(json.loads(lines[-2])), lines[-1]
-    assert modules == "[]"
-
-    # In this process: the same spec's transform and the best weights.
-    import tensorflow as tf
-
-    from factory.config import load_config
-    from factory.features.transform import FeatureTransform
-    from factory.model.builder import build_model
-
-    transform = FeatureTransform(resolved)
-    features = transform.preprocess({"x": tf.constant(raw_x), "color": tf.constant(raw_color)}, labels=False)
-    mean, std = (np.float32(stats["features"]["x"]["normalize"][k]) for k in ("mean", "std"))
-    np.testing.assert_allclose(features["x"].numpy(), (raw_x - mean) / std, rtol=1e-6)
-    vocab = stats["features"]["color"]["vocabulary"]
-    assert features["color"].numpy().tolist() == [vocab.index("red"), vocab.index("blue"), 3, 3]
-    model = build_model(resolved, "mlp", dict(load_config(config).network.params))
-    tf.train.Checkpoint(model=model).read(str(run / "checkpoints" / "best" / "weights")).expect_partial()
-    expected = model(features, training=False).numpy().reshape(-1)
-    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
