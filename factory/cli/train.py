@@ -1,6 +1,9 @@
 """``factory-train``: the Hydra app around ``factory.training.runner.train``.
 
-The only module that imports Hydra. Before Hydra runs the job, the command
+The only module that imports Hydra. Importing it registers, in Hydra's
+ConfigStore, the ``train``, ``early_stop`` and ``export`` groups' defaults from
+``factory.config.settings`` (``conf/`` holds no copy of them) and the
+``factory_direction`` resolver. Before Hydra runs the job, the command
 line is checked by composing the config with Hydra's compose API and
 validating it (``factory.config.load_config``), all without TensorFlow: a
 misspelt key or network name is reported in a fraction of a second, with a
@@ -17,7 +20,14 @@ import re
 import sys
 from collections.abc import Sequence
 
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+from factory.config import DEFAULTED_GROUPS, defaults, load_config
 from factory.errors import ConfigError, FactoryError
+from factory.policies import Monitor
+from factory.sweeps.trial_process import run_in_child
+from factory.training.runner import train
 from factory.validation import did_you_mean, resource_dir
 
 CONFIG_NAME = "config"
@@ -103,7 +113,6 @@ def _explain_hydra_error(err: Exception, overrides: list[str], config_dir: str, 
 def _keys_at(parent: str, overrides: list[str], config_dir: str, name: str) -> list[str]:
     """Keys under ``parent`` in the config composed with only the group choices of ``overrides``."""
     from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
     groups = [
         o for o in overrides
@@ -123,7 +132,6 @@ def _sweeper_params(base: list[str], overrides: list[str], config_dir: str, name
     overrides, so that a sweep's every parameter is checked, not only those on the command line.
     The command line wins over a parameter of the same key, as in the sweepers."""
     from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
     try:
         with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
@@ -140,10 +148,7 @@ def check_command_line(argv: Sequence[str]) -> None:
     """Compose and validate the config of every trial the command line describes; ConfigError if any is bad."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
-
-    from factory.config import load_config
 
     overrides, multirun, name, dirs = _split_argv(argv)
     config_dir = str(resource_dir("conf"))
@@ -191,10 +196,6 @@ def check_command_line(argv: Sequence[str]) -> None:
 
 def _job(cfg) -> float:
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
-    from factory.config import load_config
-    from factory.training.runner import train
 
     raw = OmegaConf.to_container(cfg, resolve=True)
     hydra_cfg = HydraConfig.get()
@@ -205,8 +206,6 @@ def _job(cfg) -> float:
         if "joblib" in str(hydra_cfg.launcher.get("_target_", "")).lower():
             # joblib's workers live on from trial to trial: one fresh process per trial, so
             # TensorFlow and the trial's memory go when the trial ends.
-            from factory.sweeps.trial_process import run_in_child
-
             n_jobs = hydra_cfg.launcher.get("n_jobs") or 1
             parallel = max(1, (os.cpu_count() or 1) + 1 + n_jobs) if n_jobs < 0 else n_jobs  # joblib: -1 is one per core
             return run_in_child(raw, run_dir, OmegaConf.to_container(hydra_cfg.job_logging, resolve=True), parallel)
@@ -216,22 +215,31 @@ def _job(cfg) -> float:
         raise SystemExit(err.exit_code) from None
 
 
-def _register_resolvers() -> None:
-    """``${factory_direction:MONITOR,MODE}``: ``maximize`` or ``minimize``, for Optuna's ``direction``.
+def register_with_hydra() -> None:
+    """Put what ``conf/`` composes from Python into Hydra; runs when this module is imported.
 
-    ``MODE`` ``auto`` is resolved by ``factory.policies.Monitor`` exactly as the
-    early-stop policy resolves it, so a sweep optimises the metric the way the
-    runs themselves judge it. Registered before anything composes a config.
+    - ``<group>/default`` for ``train``, ``early_stop`` and ``export``: plain dicts of
+      the defaults in ``factory.config.settings`` (not structured configs, so a bad
+      value reaches ``load_config`` and its messages). ``conf/config.yaml`` picks them
+      in its defaults list like any YAML option, and ``train.batch_size=128`` overrides
+      without ``+``.
+    - ``${factory_direction:MONITOR,MODE}``: ``maximize`` or ``minimize``, for Optuna's
+      ``direction``; ``MODE`` ``auto`` is resolved by ``factory.policies.Monitor``
+      exactly as the early-stop policy resolves it, so a sweep optimises the metric
+      the way the runs themselves judge it.
     """
-    from omegaconf import OmegaConf
+    store = ConfigStore.instance()
+    for group, settings in DEFAULTED_GROUPS.items():
+        store.store(group=group, name="default", node=defaults(settings), provider="factory")
 
     def direction(monitor: str, mode: str = "auto") -> str:
-        from factory.policies import Monitor
-
         return "maximize" if Monitor(monitor, mode, config_key="early_stop").mode == "max" else "minimize"
 
     if not OmegaConf.has_resolver("factory_direction"):
         OmegaConf.register_new_resolver("factory_direction", direction)
+
+
+register_with_hydra()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -239,7 +247,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     argv = list(sys.argv[1:] if argv is None else argv)
-    _register_resolvers()
     informational = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--version", "--shell-completion", "-sc"}
     try:
         if not informational.intersection(a.partition("=")[0] for a in argv):

@@ -6,10 +6,13 @@ the checkpoint, so a resumed run decides exactly as an uninterrupted one would.
 Nothing here imports TensorFlow or Keras.
 
 One ``Monitor`` (``monitor.py``) decides what "better" means for every policy;
-``early_stopping.py`` holds ``EarlyStopping`` and ``exports.py`` the export
-policies. The rules are those of Keras 3's callbacks with one evaluation in
-place of one epoch, except that bad settings and missing metrics raise where
-Keras warns. Evaluations are counted from 1 (``best_eval=1`` is the first
+``early_stopping.py`` holds ``EarlyStopping``, ``exports.py`` the export
+policies and ``retention.py`` the versions and retention they share. Every
+constructor argument is required: the values come from the config, whose
+defaults are declared once in ``factory.config.settings``.
+
+The rules are those of Keras 3's callbacks with one evaluation in place of one
+epoch, except that bad settings and missing metrics raise where Keras warns. Evaluations are counted from 1 (``best_eval=1`` is the first
 evaluation), where Keras counts epochs from 0.
 """
 

@@ -37,19 +37,19 @@ class EarlyStopping(BestSoFar):
     improvement; with a ``baseline`` the count runs from the first evaluation
     and only a value beyond the baseline resets it.
 
+    Every argument is required: the values come from the config's ``early_stop``
+    group, whose defaults are declared in ``factory.config.settings.EarlyStopConfig``.
+
     Args:
-        monitor: Metric to watch in the evaluation results. Defaults to
-            ``"val_loss"``.
-        mode: ``"auto"``, ``"min"`` or ``"max"``; see ``Monitor``. Defaults to ``"auto"``.
+        monitor: Metric to watch in the evaluation results.
+        mode: ``"auto"``, ``"min"`` or ``"max"``; see ``Monitor``.
         patience: Evaluations without improvement after which training stops.
-            Defaults to ``3`` (Keras: 0).
         min_delta: Minimum change that counts as an improvement; its sign is
-            ignored. Defaults to ``0.0``.
+            ignored.
         baseline: Value the metric must beat (by more than ``min_delta``)
-            before the count resets, or ``None``. Defaults to ``None``.
+            before the count resets, or ``None``.
         start_from_eval: Initial evaluations to ignore (a warm-up in which no
-            improvement is expected). Defaults to ``0``.
-        directions: Metric directions for ``mode="auto"``; see ``Monitor``. Defaults to ``None``.
+            improvement is expected).
 
     Raises:
         ConfigError: listing every bad argument at once (keys start with
@@ -63,18 +63,17 @@ class EarlyStopping(BestSoFar):
 
     def __init__(
         self,
-        monitor: str = "val_loss",
-        mode: str = "auto",
-        patience: int = 3,
-        min_delta: float = 0.0,
-        baseline: float | None = None,
-        start_from_eval: int = 0,
         *,
-        directions: Mapping[str, str] | None = None,
+        monitor: str,
+        mode: str,
+        patience: int,
+        min_delta: float,
+        baseline: float | None,
+        start_from_eval: int,
     ):
         key = self.config_key
         problems: list[str] = []
-        self._set_monitor(problems, monitor, mode, min_delta, directions=directions)
+        self._set_monitor(problems, monitor, mode, min_delta)
         problems += check_int(
             patience, f"{key}.patience", 0, "evaluations without improvement to allow"
         )

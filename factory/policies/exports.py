@@ -17,184 +17,11 @@ from factory.policies.monitor import (
     BestSoFar,
     PolicyStateError,
     check_choice,
-    check_int,
-    decode_float,
-    encode_float,
-    is_int,
-    require_state,
-    state_int,
 )
+from factory.policies.retention import ExportPolicy
 
 
-class _ExportPolicy:
-    """Version numbers, retention and pending deletions, shared by the export policies."""
-
-    config_key = "export"
-    _policy = ""
-    _STATE_KEYS = ("next_version", "last_version", "evals_seen", "exports", "pending_delete")
-
-    def __init__(self, keep: int, problems: list[str]):
-        problems += check_int(keep, f"{self.config_key}.keep", 1, "exported versions to retain")
-        if problems:
-            raise ConfigError(problems)
-        self._keep = int(keep)
-        self._next_version = 1
-        self._last_version: int | None = None
-        self._evals_seen = 0
-        # Retained exports, in retention order (best or newest first); each
-        # {"version": int, "eval": int | None, "value": float | None}.
-        self._exports: list[dict[str, Any]] = []
-        self._pending: list[int] = []
-        self._note = "no evaluation yet"
-
-    @property
-    def keep(self) -> int:
-        """How many exported versions are retained."""
-        return self._keep
-
-    @property
-    def next_version(self) -> int:
-        """Version number the next export gets unless the caller passes one."""
-        return self._next_version
-
-    @property
-    def last_version(self) -> int | None:
-        """Version of the most recent export, or None before the first."""
-        return self._last_version
-
-    @property
-    def evals_seen(self) -> int:
-        """Evaluations passed to ``update`` so far."""
-        return self._evals_seen
-
-    def retained(self) -> list[int]:
-        """Versions to keep on disk, in retention order (best or newest first)."""
-        return [entry["version"] for entry in self._exports]
-
-    def to_delete(self) -> list[int]:
-        """Exported versions no longer retained, ascending; they accumulate until ``prune()``."""
-        return list(self._pending)
-
-    def prune(self) -> list[int]:
-        """Return ``to_delete()`` and forget it: the caller deletes these versions now."""
-        pending, self._pending = self._pending, []
-        return pending
-
-    def update(self, metrics: Mapping[str, Any] | None = None, version: int | None = None) -> bool:
-        """Take one evaluation's results; True means export now, as ``last_version``.
-
-        Args:
-            metrics: The evaluation's results. Defaults to ``None`` (for policies that ignore them).
-            version: This export's version, >= ``next_version``. Defaults to ``None``
-                (``next_version``).
-
-        Raises:
-            MetricError: if a monitored metric is missing or not a number.
-            ValueError: if ``version`` is below ``next_version`` (versions only increase).
-            Either way the state is unchanged.
-        """
-        raise NotImplementedError
-
-    def finish(self, version: int | None = None) -> bool:
-        """Training ended; True means export now, as ``last_version``. Here always False."""
-        return False
-
-    def describe(self) -> str:
-        """One line explaining the last decision, for the runner's log."""
-        return self._note
-
-    def state_dict(self) -> dict[str, Any]:
-        """The policy's state as a strict-JSON-serialisable dict (NaN and infinities as strings)."""
-        return {
-            "policy": self._policy,
-            "next_version": self._next_version,
-            "last_version": self._last_version,
-            "evals_seen": self._evals_seen,
-            "exports": [{**e, "value": encode_float(e["value"])} for e in self._exports],
-            "pending_delete": list(self._pending),
-            "note": self._note,
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume from ``state_dict()`` output; all-or-nothing.
-
-        ``keep`` and ``min_delta`` come from this object; if ``keep`` shrank,
-        the exports that no longer fit go to ``to_delete()``.
-
-        Raises:
-            PolicyStateError: if the state belongs to another policy or is malformed.
-            ConfigError: if it was saved for another metric, direction or ``weights``.
-        """
-        require_state(state, self._policy, self._STATE_KEYS)
-        vars(self).update(self._parse_state(state))
-        self._trim()
-
-    def _parse_state(self, state: Mapping[str, Any]) -> dict[str, Any]:
-        """The attributes to restore from ``state``, all checked and none yet assigned."""
-        exports = state["exports"]
-        if not isinstance(exports, list):
-            raise PolicyStateError(f"saved {self._policy} state: exports must be a list")
-        parsed = []
-        for entry in exports:
-            if not isinstance(entry, Mapping) or not {"version", "eval", "value"} <= set(entry):
-                raise PolicyStateError(
-                    f"saved {self._policy} state: each export needs version, eval and value, "
-                    f"got {entry!r}"
-                )
-            version = state_int(entry, "version")
-            eval_ = state_int(entry, "eval", optional=True)
-            value = decode_float(entry["value"], "export value")
-            parsed.append({"version": version, "eval": eval_, "value": value})
-        pending = state["pending_delete"]
-        if not isinstance(pending, list) or not all(is_int(v) for v in pending):
-            raise PolicyStateError(
-                f"saved {self._policy} state: pending_delete must be a list of versions"
-            )
-        return {
-            "_next_version": state_int(state, "next_version"),
-            "_last_version": state_int(state, "last_version", optional=True),
-            "_evals_seen": state_int(state, "evals_seen"),
-            "_exports": parsed,
-            "_pending": [int(v) for v in pending],
-            "_note": str(state.get("note", "resumed")),
-        }
-
-    def _claim_version(self, version: int | None) -> int:
-        """The version an export would get (checked, not yet committed)."""
-        if version is None:
-            return self._next_version
-        if not is_int(version) or version < self._next_version:
-            raise ValueError(
-                f"export version must be a whole number >= {self._next_version} "
-                f"(versions only increase), got {version!r}"
-            )
-        return int(version)
-
-    def _record(self, version: int, eval_: int | None, value: float | None) -> None:
-        self._last_version = version
-        self._next_version = version + 1
-        self._exports.append({"version": version, "eval": eval_, "value": value})
-        self._trim()
-
-    def _order(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return sorted(entries, key=lambda entry: -entry["version"])
-
-    def _trim(self) -> None:
-        # Also run after loading a state: `keep` may have shrunk since it was
-        # saved, and what no longer fits must be deleted, not forgotten.
-        ordered = self._order(self._exports)
-        self._exports = ordered[: self._keep]
-        dropped = [entry["version"] for entry in ordered[self._keep :]]
-        self._pending = sorted(set(self._pending) | set(dropped))
-
-    def _retention_note(self) -> str:
-        note = f"keeping {', '.join(f'v{v}' for v in self.retained())}"
-        if self._pending:
-            note += f"; delete {', '.join(f'v{v}' for v in self._pending)}"
-        return note
-
-
-class BestExport(BestSoFar, _ExportPolicy):
+class BestExport(BestSoFar, ExportPolicy):
     """Export whenever the monitored metric improves; retain the ``keep`` best exports.
 
     An evaluation exports when it beats every earlier one by more than
@@ -203,38 +30,32 @@ class BestExport(BestSoFar, _ExportPolicy):
     ranked by their value (newer first among equals) and only the best
     ``keep`` are retained.
 
+    Every argument is required: the values come from the config's ``export.best``
+    group (``factory.config.settings.BestExportConfig``).
+
     Args:
-        monitor: Metric to rank exports by. Defaults to ``"val_loss"``.
-        mode: ``"auto"``, ``"min"`` or ``"max"``; see ``Monitor``. Defaults to ``"auto"``.
+        monitor: Metric to rank exports by.
+        mode: ``"auto"``, ``"min"`` or ``"max"``; see ``Monitor``.
         min_delta: Minimum improvement that triggers an export; its sign is
-            ignored. Defaults to ``0.0``.
-        keep: Number of best exports to retain, >= 1. Defaults to ``1``.
-        directions: Metric directions for ``mode="auto"``; see ``Monitor``. Defaults to ``None``.
+            ignored.
+        keep: Number of best exports to retain, >= 1.
 
     Raises:
         ConfigError: listing every bad argument at once (keys start with ``export.``).
     """
 
     _policy = "BestExport"
-    _STATE_KEYS = (*_ExportPolicy._STATE_KEYS, *BestSoFar._BEST_KEYS)
+    _STATE_KEYS = (*ExportPolicy._STATE_KEYS, *BestSoFar._BEST_KEYS)
 
-    def __init__(
-        self,
-        monitor: str = "val_loss",
-        mode: str = "auto",
-        min_delta: float = 0.0,
-        keep: int = 1,
-        *,
-        directions: Mapping[str, str] | None = None,
-    ):
+    def __init__(self, *, monitor: str, mode: str, min_delta: float, keep: int):
         problems: list[str] = []
-        self._set_monitor(problems, monitor, mode, min_delta, directions=directions)
+        self._set_monitor(problems, monitor, mode, min_delta)
         super().__init__(keep, problems)  # raises if the monitor had problems
 
-    def update(self, metrics: Mapping[str, Any], version: int | None = None) -> bool:
-        """True when this evaluation improves on every earlier one; see ``_ExportPolicy.update``."""
+    def update(self, metrics: Mapping[str, Any]) -> bool:
+        """True when this evaluation improves on every earlier one; see ``ExportPolicy.update``."""
         value = self._monitor.value(metrics)
-        candidate = self._claim_version(version)
+        candidate = self._next_version
         self._evals_seen += 1
         if not self._offer(value, self._evals_seen):
             self._note = f"no export: {self._verdict(value, False)}"
@@ -260,11 +81,11 @@ class BestExport(BestSoFar, _ExportPolicy):
         return {**super()._parse_state(state), **self._parse_best(state)}
 
 
-class LatestExport(_ExportPolicy):
+class LatestExport(ExportPolicy):
     """Export at every evaluation; retain the ``keep`` newest exports.
 
     Args:
-        keep: Number of newest exports to retain, >= 1. Defaults to ``1``.
+        keep: Number of newest exports to retain, >= 1 (the config's ``export.latest.keep``).
 
     Raises:
         ConfigError: if ``keep`` is not a whole number >= 1.
@@ -272,19 +93,19 @@ class LatestExport(_ExportPolicy):
 
     _policy = "LatestExport"
 
-    def __init__(self, keep: int = 1):
+    def __init__(self, *, keep: int):
         super().__init__(keep, [])
 
-    def update(self, metrics: Mapping[str, Any] | None = None, version: int | None = None) -> bool:
-        """Always True, without reading ``metrics``; see ``_ExportPolicy.update``."""
-        candidate = self._claim_version(version)
+    def update(self, metrics: Mapping[str, Any] | None = None) -> bool:
+        """Always True, without reading ``metrics``; see ``ExportPolicy.update``."""
+        candidate = self._next_version
         self._evals_seen += 1
         self._record(candidate, self._evals_seen, None)
         self._note = f"export v{candidate} (latest); {self._retention_note()}"
         return True
 
 
-class FinalExport(BestSoFar, _ExportPolicy):
+class FinalExport(BestSoFar, ExportPolicy):
     """Export once, when training ends (step limit or early stop).
 
     ``update`` never exports; ``keep_current_weights`` tells the runner whether
@@ -293,36 +114,28 @@ class FinalExport(BestSoFar, _ExportPolicy):
     ``min_delta``, for ``weights="last"`` always (``best_eval`` is then the
     latest evaluation). ``finish()`` returns True at most once, even across a resume.
 
+    Every argument is required: the values come from the config's ``export.final``
+    group (``factory.config.settings.FinalExportConfig``).
+
     Args:
         weights: ``"best"`` (the best evaluation's weights) or ``"last"`` (the
-            weights at the end of training). Defaults to ``"best"``.
-        monitor: Metric that decides the best weights; ignored for
-            ``weights="last"``. Defaults to ``"val_loss"``.
-        mode: ``"auto"``, ``"min"`` or ``"max"``; see ``Monitor``. Defaults to ``"auto"``.
-        min_delta: Minimum improvement for new best weights; its sign is
-            ignored. Defaults to ``0.0``.
-        directions: Metric directions for ``mode="auto"``; see ``Monitor``. Defaults to ``None``.
+            weights at the end of training).
+        monitor: Metric that decides the best weights; ignored for ``weights="last"``.
+        mode: ``"auto"``, ``"min"`` or ``"max"``; see ``Monitor``.
+        min_delta: Minimum improvement for new best weights; its sign is ignored.
 
     Raises:
         ConfigError: listing every bad argument at once (keys start with ``export.``).
     """
 
     _policy = "FinalExport"
-    _STATE_KEYS = (*_ExportPolicy._STATE_KEYS, "weights", *BestSoFar._BEST_KEYS, "done")
+    _STATE_KEYS = (*ExportPolicy._STATE_KEYS, "weights", *BestSoFar._BEST_KEYS, "done")
     _WEIGHTS = ("best", "last")
 
-    def __init__(
-        self,
-        weights: str = "best",
-        monitor: str = "val_loss",
-        mode: str = "auto",
-        min_delta: float = 0.0,
-        *,
-        directions: Mapping[str, str] | None = None,
-    ):
+    def __init__(self, *, weights: str, monitor: str, mode: str, min_delta: float):
         problems = check_choice(weights, f"{self.config_key}.weights", self._WEIGHTS)
         if weights != "last":
-            self._set_monitor(problems, monitor, mode, min_delta, directions=directions)
+            self._set_monitor(problems, monitor, mode, min_delta)
         super().__init__(1, problems)
         self._weights = weights
         self._keep_current = False
@@ -342,8 +155,8 @@ class FinalExport(BestSoFar, _ExportPolicy):
         """Whether ``finish()`` has already returned True."""
         return self._done
 
-    def update(self, metrics: Mapping[str, Any] | None = None, version: int | None = None) -> bool:
-        """Always False, but sets ``keep_current_weights``; see ``_ExportPolicy.update``."""
+    def update(self, metrics: Mapping[str, Any] | None = None) -> bool:
+        """Always False, but sets ``keep_current_weights``; see ``ExportPolicy.update``."""
         value = None if self._monitor is None else self._monitor.value(metrics or {})
         self._evals_seen += 1
         if value is None:  # weights="last": every evaluation's weights replace the last ones
@@ -355,11 +168,11 @@ class FinalExport(BestSoFar, _ExportPolicy):
             self._note = f"{self._verdict(value, self._keep_current)}: weights {kept}"
         return False
 
-    def finish(self, version: int | None = None) -> bool:
+    def finish(self) -> bool:
         """Training ended; True (at most once) means export now, as ``last_version``.
 
         False if the export already happened, or if ``weights="best"`` and no evaluation
-        produced a number. Raises ``ValueError`` if ``version`` is below ``next_version``.
+        produced a number.
         """
         if self._done:
             self._note = f"final export already written (v{self._last_version})"
@@ -368,7 +181,7 @@ class FinalExport(BestSoFar, _ExportPolicy):
             name = self._monitor.name
             self._note = f"no final export: no evaluation produced a number for {name}"
             return False
-        candidate = self._claim_version(version)
+        candidate = self._next_version
         self._done = True
         self._record(candidate, self._best_eval, self._best_value)
         which = f"eval {self._best_eval}" if self._best_eval is not None else "end of training"

@@ -28,7 +28,7 @@ from typing import Any
 from factory.errors import ConfigError, FactoryError
 from factory.validation import did_you_mean
 
-__all__ = ["MetricError", "Monitor", "PolicyStateError"]
+__all__ = ["DIRECTIONS", "MetricError", "Monitor", "PolicyStateError"]
 
 
 class MetricError(FactoryError, LookupError):
@@ -41,32 +41,10 @@ class PolicyStateError(FactoryError, ValueError):
 
 _MODES = ("auto", "min", "max")
 
-# Keras' `auto` mode minimises `loss` by name and otherwise asks the compiled
-# model for the metric object's declared `_direction`. Without a model at hand,
-# this table records what Keras 3.15 declares for its built-in metrics under
-# their default names and the string identifiers `compile(metrics=[...])`
-# accepts. Anything else needs `mode` or the `directions` argument.
-_MAXIMISED = frozenset(
-    {
-        "accuracy", "acc", "binary_accuracy", "categorical_accuracy",
-        "sparse_categorical_accuracy", "top_k_categorical_accuracy",
-        "sparse_top_k_categorical_accuracy", "auc", "precision", "recall",
-        "precision_at_recall", "recall_at_precision", "sensitivity_at_specificity",
-        "specificity_at_sensitivity", "f1_score", "fbeta_score", "io_u", "binary_io_u",
-        "mean_io_u", "one_hot_io_u", "one_hot_mean_io_u", "r2_score", "cosine_similarity",
-        "pearson_correlation", "concordance_correlation",
-    }
-)  # fmt: skip
-_MINIMISED = frozenset(
-    {
-        "loss", "mae", "mse", "mape", "msle", "mean_absolute_error", "mean_squared_error",
-        "root_mean_squared_error", "mean_absolute_percentage_error",
-        "mean_squared_logarithmic_error", "binary_crossentropy", "categorical_crossentropy",
-        "sparse_categorical_crossentropy", "bce", "kl_divergence", "poisson", "hinge",
-        "squared_hinge", "categorical_hinge", "logcosh",
-    }
-)  # fmt: skip
-_DIRECTION_WORDS = {"min": "min", "down": "min", "max": "max", "up": "max"}
+# What `auto` mode infers, by metric name without the `val_` prefix: the directions Keras
+# declares for the metrics factory evaluates (`factory.names.TASK_METRICS`). Any other
+# name needs `mode='min'` or `mode='max'`.
+DIRECTIONS = {"loss": "min", "mae": "min", "mse": "min", "accuracy": "max", "auc": "max"}
 
 
 # -- argument checks and messages ------------------------------------------------------------
@@ -167,21 +145,15 @@ class Monitor:
     """The monitored metric, its direction and the improvement test.
 
     Args:
-        monitor: Name of the metric in the evaluation results. Defaults to
-            ``"val_loss"``.
+        monitor: Name of the metric in the evaluation results.
         mode: ``"min"`` (lower is better), ``"max"`` (higher is better) or
-            ``"auto"``, which infers the direction as Keras does: the name
-            without a ``val_`` prefix is looked up in ``directions``, then among
-            Keras' built-in metrics (``loss`` and loss-like metrics are
-            minimised; accuracy, AUC, precision, recall and the like are
-            maximised). Defaults to ``"auto"``.
+            ``"auto"``, which takes the direction of the name without a ``val_``
+            prefix from ``DIRECTIONS`` (loss, mae and mse are minimised; accuracy
+            and auc maximised).
         min_delta: A value must beat the reference by more than this to count
             as an improvement; its sign is ignored, as in Keras. Defaults to
-            ``0.0``.
-        directions: ``{metric name: "min" | "max"}`` (Keras' ``"down"``/``"up"``
-            too) for custom metrics under ``mode="auto"``, names without the
-            ``val_`` prefix; they take precedence over the built-in table.
-            Defaults to ``None``.
+            ``0.0`` (no threshold: for callers that only need the direction;
+            the policies always pass their configured value).
         config_key: Dotted config path prefixed to error messages
             (``"early_stop"`` gives ``early_stop.mode: ...``). Defaults to
             ``None`` (bare argument names).
@@ -192,15 +164,7 @@ class Monitor:
             message asks for ``mode='min'`` or ``mode='max'``).
     """
 
-    def __init__(
-        self,
-        monitor: str = "val_loss",
-        mode: str = "auto",
-        min_delta: float = 0.0,
-        *,
-        directions: Mapping[str, str] | None = None,
-        config_key: str | None = None,
-    ):
+    def __init__(self, monitor: str, mode: str, min_delta: float = 0.0, *, config_key: str | None = None):
         self._config_key = config_key
         problems: list[str] = []
         if not isinstance(monitor, str) or not monitor:
@@ -210,17 +174,8 @@ class Monitor:
             )
         problems += check_choice(mode, config_path(config_key, "mode"), _MODES)
         problems += check_finite(min_delta, config_path(config_key, "min_delta"))
-        resolved_directions: dict[str, str] = {}
-        for name, word in (directions or {}).items():
-            if word in _DIRECTION_WORDS:
-                resolved_directions[name] = _DIRECTION_WORDS[word]
-            else:
-                problems.append(
-                    f"{config_path(config_key, 'directions')}.{name}: {word!r} is not one of "
-                    f"min, max, down, up{did_you_mean(str(word), _DIRECTION_WORDS)}"
-                )
         if not problems and mode == "auto":
-            mode = self._infer_mode(monitor, resolved_directions)
+            mode = DIRECTIONS.get(monitor.removeprefix("val_"))
             if mode is None:
                 problems.append(
                     f"{config_path(config_key, 'mode')}: cannot tell whether '{monitor}' should be "
@@ -238,17 +193,6 @@ class Monitor:
         # below reference - |min_delta|, in max mode above reference + |min_delta|.
         self._signed_delta = -self._min_delta if mode == "min" else self._min_delta
         self._op = operator.lt if mode == "min" else operator.gt
-
-    @staticmethod
-    def _infer_mode(monitor: str, directions: Mapping[str, str]) -> str | None:
-        name = monitor.removeprefix("val_")
-        if name in directions:
-            return directions[name]
-        if name in _MINIMISED:
-            return "min"
-        if name in _MAXIMISED:
-            return "max"
-        return None
 
     @property
     def name(self) -> str:
@@ -354,12 +298,10 @@ class BestSoFar:
         """Evaluation (counted from 1) that produced ``best_value``, or None."""
         return self._best_eval
 
-    def _set_monitor(
-        self, problems: list[str], *args: Any, directions: Mapping[str, str] | None = None
-    ) -> None:
-        """``_monitor = Monitor(*args, ...)``, or add its problems to ``problems`` instead."""
+    def _set_monitor(self, problems: list[str], monitor: str, mode: str, min_delta: float) -> None:
+        """``_monitor = Monitor(monitor, mode, min_delta)``, or add its problems to ``problems``."""
         try:
-            self._monitor = Monitor(*args, directions=directions, config_key=self.config_key)
+            self._monitor = Monitor(monitor, mode, min_delta, config_key=self.config_key)
         except ConfigError as error:
             problems.extend(error.problems)
 

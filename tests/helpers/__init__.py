@@ -43,6 +43,7 @@ def compose(*overrides: str) -> dict:
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf
 
+    import factory.cli.train  # noqa: F401  (registers the train, early_stop and export defaults with Hydra)
     from factory.validation import resource_dir
 
     with initialize_config_dir(config_dir=str(resource_dir("conf")), version_base="1.3"):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from factory.policies import EarlyStopping
-from tests.unit.test_policies_early_stopping import EARLY_STOP_CASES, run
+from tests.unit.test_policies_early_stopping import EARLY_STOP_CASES, early_stopping, run
 
 
 def test_early_stopping_matches_keras():
@@ -19,7 +18,7 @@ def test_early_stopping_matches_keras():
     for case_id, kwargs, values, stop, best, best_eval, wait, same in EARLY_STOP_CASES:
         if not same:
             continue
-        ours = EarlyStopping(**kwargs)
+        ours = early_stopping(**kwargs)
         callback = keras.callbacks.EarlyStopping(
             monitor=ours.monitor.name,
             mode=ours.monitor.mode,  # a dummy model has no metric objects for 'auto' to read

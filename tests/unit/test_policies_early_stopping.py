@@ -13,6 +13,16 @@ NAN = math.nan
 INF = math.inf
 
 
+# The arguments the tables leave out; a policy has no defaults of its own (the config's are
+# in factory.config.settings), so these are the tables' own.
+EARLY_STOP_ARGS = dict(monitor="val_loss", mode="auto", patience=3, min_delta=0.0, baseline=None, start_from_eval=0)
+
+
+def early_stopping(**kwargs) -> EarlyStopping:
+    """``EarlyStopping`` with ``EARLY_STOP_ARGS`` for the arguments not given."""
+    return EarlyStopping(**{**EARLY_STOP_ARGS, **kwargs})
+
+
 def run(policy, values, monitor="val_loss"):
     """Decisions of ``policy`` over one metric sequence, up to the first stop (as the runner does)."""
     decisions = []
@@ -67,7 +77,7 @@ IDS = [case[0] for case in EARLY_STOP_CASES]
     "kwargs, values, stop, best, best_eval, wait", [case[1:7] for case in EARLY_STOP_CASES], ids=IDS
 )
 def test_early_stopping_table(kwargs, values, stop, best, best_eval, wait):
-    policy = EarlyStopping(**kwargs)
+    policy = early_stopping(**kwargs)
     decisions = run(policy, values, policy.monitor.name)
 
     expected = [False] * (len(values) if stop is None else stop)
@@ -84,13 +94,13 @@ def test_early_stopping_table(kwargs, values, stop, best, best_eval, wait):
 @pytest.mark.parametrize("kwargs, values", [case[1:3] for case in EARLY_STOP_CASES], ids=IDS)
 def test_early_stopping_resumes_exactly(kwargs, values):
     """Saving and restoring at every cut point gives the uninterrupted run's decisions and state."""
-    reference = EarlyStopping(**kwargs)
+    reference = early_stopping(**kwargs)
     name = reference.monitor.name
     expected = run(reference, values, name)
     for cut in range(len(expected) + 1):
-        first = EarlyStopping(**kwargs)
+        first = early_stopping(**kwargs)
         decisions = run(first, values[:cut], name)
-        resumed = EarlyStopping(**kwargs)
+        resumed = early_stopping(**kwargs)
         resumed.load_state_dict(json_round_trip(first.state_dict()))
         assert resumed.describe() == first.describe()
         if not any(decisions):
@@ -100,10 +110,8 @@ def test_early_stopping_resumes_exactly(kwargs, values):
             assert resumed.state_dict() == reference.state_dict()
 
 
-
-
 def test_early_stopping_describe():
-    policy = EarlyStopping(patience=2)
+    policy = early_stopping(patience=2)
     assert policy.describe() == "val_loss: no evaluation yet"
     lines = []
     for value in [0.5, 0.39812, 0.412, NAN, 0.45]:
@@ -119,7 +127,7 @@ def test_early_stopping_describe():
 
 
 def test_early_stopping_describe_warm_up_and_baseline():
-    policy = EarlyStopping(patience=1, baseline=0.25, start_from_eval=1)
+    policy = early_stopping(patience=1, baseline=0.25, start_from_eval=1)
     notes = []
     for value in [0.1, 1234567.0, 1234567.0]:
         policy.update({"val_loss": value})

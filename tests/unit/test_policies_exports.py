@@ -13,6 +13,21 @@ from factory.policies import EXPORT_POLICIES, BestExport, FinalExport, LatestExp
 NAN = math.nan
 
 
+# The arguments the tables leave out (a policy has no defaults of its own).
+BEST_ARGS = dict(monitor="val_loss", mode="auto", min_delta=0.0, keep=1)
+FINAL_ARGS = dict(weights="best", monitor="val_loss", mode="auto", min_delta=0.0)
+
+
+def best_export(**kwargs) -> BestExport:
+    """``BestExport`` with ``BEST_ARGS`` for the arguments not given."""
+    return BestExport(**{**BEST_ARGS, **kwargs})
+
+
+def final_export(**kwargs) -> FinalExport:
+    """``FinalExport`` with ``FINAL_ARGS`` for the arguments not given."""
+    return FinalExport(**{**FINAL_ARGS, **kwargs})
+
+
 def run(policy, values, monitor="val_loss"):
     """Decisions of ``policy`` over one metric sequence."""
     return [policy.update({monitor: value, "other": 0.0}) for value in values]
@@ -39,7 +54,7 @@ IDS = [case[0] for case in BEST_EXPORT_CASES]
     "kwargs, values, decisions, retained, best", [case[1:] for case in BEST_EXPORT_CASES], ids=IDS
 )
 def test_best_export_table(kwargs, values, decisions, retained, best):
-    policy = BestExport(**kwargs)
+    policy = best_export(**kwargs)
     assert run(policy, values, policy.monitor.name) == decisions
     assert policy.retained() == retained
     assert policy.best_value == best
@@ -51,13 +66,13 @@ def test_best_export_table(kwargs, values, decisions, retained, best):
 
 @pytest.mark.parametrize("kwargs, values", [case[1:3] for case in BEST_EXPORT_CASES], ids=IDS)
 def test_best_export_resumes_exactly(kwargs, values):
-    reference = BestExport(**kwargs)
+    reference = best_export(**kwargs)
     name = reference.monitor.name
     expected = run(reference, values, name)
     for cut in range(len(values) + 1):
-        first = BestExport(**kwargs)
+        first = best_export(**kwargs)
         decisions = run(first, values[:cut], name)
-        resumed = BestExport(**kwargs)
+        resumed = best_export(**kwargs)
         resumed.load_state_dict(json_round_trip(first.state_dict()))
         decisions += run(resumed, values[cut:], name)
         assert decisions == expected, f"cut after {cut} evaluations"
@@ -65,7 +80,7 @@ def test_best_export_resumes_exactly(kwargs, values):
 
 
 def test_best_export_pending_deletions_and_prune():
-    policy = BestExport(keep=2)
+    policy = best_export(keep=2)
     deletions = []
     for value in [0.5, 0.4, 0.3, 0.2]:
         policy.update({"val_loss": value})
@@ -80,10 +95,10 @@ def test_best_export_pending_deletions_and_prune():
 
 
 def test_resumed_best_export_never_exports_worse():
-    first = BestExport(keep=2)
+    first = best_export(keep=2)
     for value in [0.5, 0.3]:
         first.update({"val_loss": value})
-    resumed = BestExport(keep=2)
+    resumed = best_export(keep=2)
     resumed.load_state_dict(json_round_trip(first.state_dict()))
     assert resumed.update({"val_loss": 0.4}) is False
     assert resumed.update({"val_loss": 0.3}) is False
@@ -95,7 +110,7 @@ def test_resumed_best_export_never_exports_worse():
 
 def test_best_export_retention_is_by_metric_value():
     """Given exports out of metric order, the best ones stay, whatever their age."""
-    policy = BestExport(keep=3)
+    policy = best_export(keep=3)
     for value in [0.5, 0.4, 0.3]:
         policy.update({"val_loss": value})
     state = json_round_trip(policy.state_dict())
@@ -105,37 +120,25 @@ def test_best_export_retention_is_by_metric_value():
         {"version": 2, "eval": 2, "value": 0.9},
         {"version": 3, "eval": 3, "value": 0.3},
     ]
-    smaller = BestExport(keep=2)
+    smaller = best_export(keep=2)
     smaller.load_state_dict(state)
     assert smaller.retained() == [1, 3]
     assert smaller.to_delete() == [2]
-    highest = BestExport(monitor="val_loss", mode="min", keep=1)
+    highest = best_export(monitor="val_loss", mode="min", keep=1)
     highest.load_state_dict(state)
     assert highest.retained() == [1]
     assert highest.to_delete() == [2, 3]
 
 
 def test_shrinking_keep_on_resume_deletes_the_worst():
-    first = BestExport(keep=3)
+    first = best_export(keep=3)
     for value in [0.5, 0.4, 0.3]:
         first.update({"val_loss": value})
     assert first.retained() == [3, 2, 1]
-    resumed = BestExport(keep=1)
+    resumed = best_export(keep=1)
     resumed.load_state_dict(json_round_trip(first.state_dict()))
     assert resumed.retained() == [3]
     assert resumed.to_delete() == [1, 2]
-
-
-def test_caller_supplied_versions_only_increase():
-    policy = BestExport()
-    assert policy.update({"val_loss": 1.0}, version=100) is True
-    assert (policy.last_version, policy.next_version) == (100, 101)
-    before = policy.state_dict()
-    with pytest.raises(ValueError, match="whole number >= 101"):
-        policy.update({"val_loss": 0.5}, version=50)
-    assert policy.state_dict() == before
-    assert policy.update({"val_loss": 0.5}) is True
-    assert policy.last_version == 101
 
 
 def test_latest_export_keeps_the_newest():
@@ -157,7 +160,7 @@ def test_latest_export_keeps_the_newest():
 
 
 def test_final_export_best_weights():
-    policy = FinalExport(weights="best")
+    policy = final_export(weights="best")
     kept = []
     for value in [0.5, 0.6, 0.4, 0.4, NAN]:
         assert policy.update({"val_loss": value}) is False  # never during training
@@ -170,25 +173,25 @@ def test_final_export_best_weights():
     assert policy.describe() == "final export v1 (best weights, eval 3)"
     assert policy.finish() is False
     # Resumed before the export: exports; resumed after it: does not export twice.
-    before = FinalExport()
+    before = final_export()
     before.load_state_dict(saved)
     assert before.finish() is True
-    after = FinalExport()
+    after = final_export()
     after.load_state_dict(json_round_trip(policy.state_dict()))
     assert after.finish() is False
     with pytest.raises(ConfigError, match="saved state exports the 'best' weights"):
-        FinalExport(weights="last").load_state_dict(saved)
+        final_export(weights="last").load_state_dict(saved)
 
 
 def test_final_export_last_weights_and_no_best():
-    last = FinalExport(weights="last", monitor="anything_at_all")
+    last = final_export(weights="last", monitor="anything_at_all")
     for _ in range(3):
         assert last.update() is False
         assert last.keep_current_weights
     assert last.finish() is True
     assert last.describe() == "final export v1 (last weights, eval 3)"
 
-    broken = FinalExport(weights="best")
+    broken = final_export(weights="best")
     broken.update({"val_loss": NAN})
     assert broken.finish() is False
     assert broken.describe() == "no final export: no evaluation produced a number for val_loss"

@@ -1,0 +1,126 @@
+"""``load_config``: a composed config dict in, a validated, frozen ``Config`` out, without TensorFlow.
+
+Absent keys take their defaults from ``settings.py``, so a dict that leaves out the
+``train``, ``early_stop`` and ``export`` groups trains what ``factory-train`` trains.
+The dict is checked against ``schemas/config.schema.json`` (which embeds the feature
+spec schema), then against the rules a schema cannot express (the monitored metric
+exists for this task, the network's parameters match its build function); every
+problem is reported at once with its dotted path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from factory.config.declaration import build, fill
+from factory.config.settings import SCHEMA_FILE, Config, EarlyStopConfig, ExportConfig, TrainConfig
+from factory.errors import ConfigError
+from factory.features.spec import FeatureSpec
+from factory.names import OUTPUTS, metric_names
+from factory.networks import plugins, registry
+from factory.policies import EXPORT_POLICIES
+from factory.validation import did_you_mean, plain, schema_problems
+
+
+def load_config(config: Mapping[str, Any], source: str | None = None, check_network: bool = True) -> Config:
+    """Validate a composed config dict (every problem at once) and build a ``Config``.
+
+    Keys left out take the defaults of ``factory.config.settings``; ``features``,
+    ``network`` and ``data`` (its ``train`` and ``eval``) are required. A ``hydra``
+    key is ignored. ``check_network`` also imports ``imports:`` and checks the network
+    name and its parameters against the registry; the built-in networks import
+    without TensorFlow, so this stays fast unless a listed module imports it.
+    """
+    raw = plain(config)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"expected a mapping, got {type(config).__name__}", source)
+    raw.pop("hydra", None)
+    raw = fill(raw, Config)
+    problems = schema_problems(raw, SCHEMA_FILE)
+    if problems:
+        # Feature-spec problems carry their place in the composed config.
+        raise ConfigError(problems, source)
+    try:
+        spec = FeatureSpec.from_dict(raw["features"], prefix="features")
+    except ConfigError as err:
+        raise ConfigError(err.problems, source) from None
+    config = build(Config, raw, features=spec, raw=raw)
+    config = dataclasses.replace(config, export=_follow(config.export, config.early_stop))
+
+    problems = []
+    if len(spec.labels) != 1:
+        problems.append(f"features.labels: training needs exactly one label, found {len(spec.labels)}")
+    problems += _train_problems(config.train, spec)
+    if config.data.generate and not config.data.dir:
+        problems.append("data.dir: `generate` needs a directory to write the records into")
+    if not problems:  # the monitor also picks the best weights when early stopping is off
+        problems += _monitor_problems("early_stop.monitor", config.early_stop.monitor, spec.label.task)
+    if not problems:
+        problems += _export_problems(config.export, spec.label.task)
+    if check_network:
+        try:
+            plugins.import_modules(list(config.imports))
+            problems += registry.check_params(config.network.name, dict(config.network.params))
+        except ConfigError as err:
+            problems += err.problems
+    if problems:
+        raise ConfigError(problems, source)
+    return config
+
+
+def _follow(export: ExportConfig, early: EarlyStopConfig) -> ExportConfig:
+    """``export`` with each policy's null ``monitor`` and ``mode`` set to early stopping's."""
+    groups = {}
+    for name in ("best", "final"):
+        group = getattr(export, name)
+        groups[name] = dataclasses.replace(
+            group,
+            monitor=early.monitor if group.monitor is None else group.monitor,
+            mode=early.mode if group.mode is None else group.mode,
+        )
+    return dataclasses.replace(export, **groups)
+
+
+def _train_problems(train: TrainConfig, spec: FeatureSpec) -> list[str]:
+    problems = []
+    if train.steps_per_execution > train.eval_every_steps:
+        problems.append(
+            f"train.steps_per_execution: {train.steps_per_execution} is larger than train.eval_every_steps "
+            f"({train.eval_every_steps}); evaluations happen between executions"
+        )
+    if train.loss is not None and spec.labels and spec.labels[0].task != "regression":
+        problems.append(f"train.loss: '{train.loss}' is a regression loss; a {spec.labels[0].task} label trains with cross-entropy (drop train.loss)")
+    if train.resume_input == "iterator" and train.strategy != "default":
+        problems.append(
+            f"train.resume_input: 'iterator' needs train.strategy=default (a distributed iterator cannot be "
+            f"checkpointed); use 'replay', which continues the input exactly under '{train.strategy}' too"
+        )
+    return problems
+
+
+def _monitor_problems(key: str, monitor: str, task: str) -> list[str]:
+    available = metric_names(task)
+    if monitor in available:
+        return []
+    return [f"{key}: no evaluation produces '{monitor}'{did_you_mean(monitor, available)}; a {task} run reports {', '.join(available)}"]
+
+
+def _export_problems(export: ExportConfig, task: str) -> list[str]:
+    problems = []
+    for name, args in export.policies.items():
+        if "monitor" in args and args.get("weights") != "last":
+            found = _monitor_problems(f"export.{name}.monitor", args["monitor"], task)
+            if found:
+                problems += found
+                continue
+        try:
+            EXPORT_POLICIES[name](**args)
+        except ConfigError as err:
+            problems += [p if p.startswith(f"export.{name}") else p.replace("export.", f"export.{name}.", 1) for p in err.problems]
+    outputs = OUTPUTS[task]
+    for key in export.output_names:
+        if key not in outputs:
+            problems.append(f"export.output_names.{key}: a {task} export has no output '{key}'{did_you_mean(key, outputs)}; outputs: {', '.join(outputs)}")
+    return problems
