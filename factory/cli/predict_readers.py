@@ -17,6 +17,7 @@ import numpy as np
 from factory.cli.predict_images import checked_image, decode_images, image_value
 from factory.errors import RecordError
 from factory.features.feature import Feature
+from factory.features.sources import open_source
 from factory.features.spec import FeatureSpec
 from factory.serving.predictor import PredictError, Predictor
 
@@ -60,8 +61,6 @@ def _reader_spec(spec: FeatureSpec) -> FeatureSpec:
 
 
 def _text_batches(predictor: Predictor, path: str, kind: str, batch_size: int, ignore_unknown: bool) -> Batches:
-    from factory.features.sources import open_source
-
     base_dir = Path(path).expanduser().resolve().parent
     with open_source(path, _reader_spec(predictor.spec), format=kind, ignore_unknown=ignore_unknown) as source:
         rows: list[tuple[str, dict]] = []
@@ -131,8 +130,6 @@ def _stack(shape: tuple, values: list[np.ndarray], feature: Feature | None) -> n
 
 
 def _npz_batches(predictor: Predictor, path: str, batch_size: int, ignore_unknown: bool) -> Batches:
-    from factory.features.sources import open_source
-
     with open_source(path, _reader_spec(predictor.spec), format="npz", ignore_unknown=ignore_unknown) as source:
         columns = {k: v for k, v in source.columns.items() if k not in predictor.ignored}
         rows = source.rows

@@ -13,10 +13,11 @@ import numpy as np
 
 from factory.cli.args import positive_int
 from factory.errors import RecordError
+from factory.features.encoder import normalize_compression
+from factory.features.sources import CsvSource, JsonlSource, NpzSource, Row, open_source
 from factory.features.spec import FeatureSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from factory.features.sources import CsvSource, JsonlSource, NpzSource, Row
     from factory.features.writer import RecordWriter
 
 # Reasons printed for skipped rows; the rest are only counted.
@@ -24,9 +25,6 @@ SHOWN_REASONS = 5
 # Shard paths listed one by one in the summary; more are shown as a glob.
 LISTED_SHARDS = 3
 _RECORD_INDEX = re.compile(r"record (\d+): (.*)", re.DOTALL)
-
-
-
 
 
 # -- factory write -------------------------------------------------------------------------------
@@ -164,9 +162,6 @@ def _shard_summary(paths: Sequence[Path]) -> str:
 
 def run_write(args: argparse.Namespace) -> int:
     """Validate the spec, open the input, then write; nothing is written unless every kept row is good."""
-    from factory.features.encoder import normalize_compression
-    from factory.features.sources import open_source
-
     spec = FeatureSpec.from_yaml(args.features)
     compression = normalize_compression(args.compression)
     bad = _BadRows(args.input, args.skip_bad_rows)

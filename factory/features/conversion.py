@@ -20,6 +20,7 @@ writer to report with the declared shape.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from factory.features.checks import NOT_A_NUMBER, number_problem
 from factory.features.feature import Feature
 
 
@@ -86,19 +88,21 @@ class FieldConverter:
 
     def number(self, token: str) -> int | float:
         """One number; for an integer feature a whole float such as ``3.0`` is accepted."""
-        kind = "a number" if self.f.dtype == "float32" else "an integer"
+        value: Any = token
         try:
-            if self.f.dtype == "float32":
-                return float(token)
-            try:
-                return int(token)
-            except ValueError:
-                value = float(token)
+            value = float(token) if self.f.dtype == "float32" else int(token)
         except ValueError:
-            raise self.bad(f"expected {kind} ({self.f.describe()}), got {token[:40]!r}") from None
-        if not value.is_integer():
-            raise self.bad(f"expected {kind} ({self.f.describe()}), got {token[:40]!r}")
+            with contextlib.suppress(ValueError):  # text that is no number stays text: the check names it
+                value = float(token)
+        self.check_number(value)
         return value
+
+    def check_number(self, value: Any) -> None:
+        """``BadValue`` unless ``value`` is a number the feature's dtype holds (see ``checks.number_problem``)."""
+        problem = number_problem(value, self.f.dtype)
+        if problem is not None:
+            fix = f"; expected {self.f.describe()}" if problem.why == NOT_A_NUMBER else ""
+            raise self.bad(f"{problem}{fix}")
 
     def json_list(self, text: str) -> Any:
         try:
@@ -137,12 +141,9 @@ class FieldConverter:
             return self.image_file(value)
         if self.numeric:
             # JSON types are known here, so the wrong ones are named plainly (the writer sees arrays).
-            if isinstance(value, str | bool | dict):
-                what = "numbers" if self.f.shape else ("a number" if self.f.dtype == "float32" else "an integer")
-                raise self.bad(f"expected {what} ({self.f.describe()}), got {type(value).__name__} {json.dumps(value)[:40]}")
-            if self.scalar and isinstance(value, float) and self.f.dtype != "float32" and not value.is_integer():
-                raise self.bad(f"expected an integer ({self.f.describe()}), got {value!r}")
-            if not self.scalar:
+            if not isinstance(value, list):
+                self.check_number(value)
+            elif not self.scalar:
                 return self.reshape_list(value)
         return value
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -12,6 +13,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 from factory.errors import RecordError
 from factory.features import images, wire
+from factory.features.checks import (
+    Problem,
+    Vocabulary,
+    describe,
+    numbers_problem,
+    shape_problem,
+    string_problem,
+)
 from factory.features.feature import Feature, shape_str
 from factory.validation import did_you_mean
 
@@ -28,29 +37,6 @@ def normalize_compression(compression: str | None) -> str | None:
     return value
 
 
-def _what(value: Any) -> str:
-    """A short description of a value for error messages."""
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        return f"{value.dtype} {value.item()!r}"
-    if isinstance(value, np.ndarray):
-        kind = "string" if value.dtype.kind in "USO" else str(value.dtype)
-        return f"{kind} array of shape {shape_str(value.shape)}"
-    if isinstance(value, bytes):
-        return f"{len(value)} bytes"
-    if isinstance(value, str):
-        return f"string {value[:40]!r}"
-    if isinstance(value, list | tuple):
-        try:
-            return f"list of shape {shape_str(np.asarray(value).shape)}"
-        except ValueError:
-            return f"ragged list of length {len(value)}"
-    return f"{type(value).__name__} {value!r}"[:80]
-
-
-def _shape_ok(declared: tuple, got: tuple) -> bool:
-    return len(declared) == len(got) and all(d is None or d == g for d, g in zip(declared, got, strict=True))
-
-
 class _Encoder:
     """Validates and encodes the values of one feature."""
 
@@ -58,7 +44,7 @@ class _Encoder:
         self.f = feature
         self.kind = feature.storage
         self.header = wire.EntryHeader(feature.name, self.kind)
-        self.vocab = set(feature.vocabulary) if feature.vocabulary is not None and feature.oov_buckets == 0 else None
+        self.vocab = Vocabulary(feature.vocabulary) if feature.vocabulary is not None and feature.oov_buckets == 0 else None
         if feature.default is not None:
             default = np.asarray(feature.default, dtype=object if feature.dtype == "string" else None)
             self.default_payload = self._payload(default.reshape(feature.shape), -1)
@@ -104,38 +90,30 @@ class _Encoder:
             try:
                 arr = np.asarray(value)
             except ValueError:
-                raise self.fail(index, f"{self.expected()}, got {_what(value)}") from None
+                raise self.fail(index, f"{self.expected()}, got {describe(value)}") from None
         self._check_numeric(arr, index, arr.shape)
         return arr.reshape(-1)
 
     def _check_numeric(self, arr: np.ndarray, index: int, shape: tuple, rows: bool = False) -> None:
+        """Kind, shape and values of a numeric array: one value (``rows=False``) or a column whose first axis counts records."""
         f = self.f
-        kind = arr.dtype.kind
-        declared = (None, *f.shape) if rows else f.shape
-        # Floats are accepted for integer features only when they hold whole numbers (CSV, pandas);
-        # the whole-number scan runs only for those, not over every float32 column.
-        wrong_kind = kind not in "iuf" or (kind == "f" and f.dtype != "float32")
-        if wrong_kind and kind == "f" and (arr.size == 0 or (np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)))):
-            wrong_kind = False
-        if wrong_kind:
-            if rows and kind == "f" and arr.ndim and arr.size:
-                # Name the first row holding a fraction, NaN or infinity.
-                whole = np.isfinite(arr) & (arr == np.round(arr))
-                index = int(np.argwhere(~whole)[0][0])
-                value = arr[index].reshape(-1)[~whole[index].reshape(-1)][0]
-                raise self.fail(index, f"{self.expected()}, got {value.item()!r} (not a whole number)")
-            raise self.fail(index, f"{self.expected()}, got {_what(arr) if not rows else str(arr.dtype) + ' values'}")
-        if not _shape_ok(declared, shape):
-            got = shape[1:] if rows else shape
-            raise self.fail(index, f"{self.expected()}, got shape {shape_str(got)}")
-        if f.dtype == "uint8" and arr.size:
-            bad = (arr < 0) | (arr > 255)
-            if bad.any():
-                where = np.argwhere(bad)[0]
-                row = int(where[0]) if rows else index
-                raise self.fail(row, f"value {arr[tuple(where)].item()!r} is outside the uint8 range 0..255")
-        if f.dtype == "int64" and kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
-            raise self.fail(index, "value does not fit in int64")
+        if arr.dtype.kind not in "iuf":
+            raise self.fail(index, f"{self.expected()}, got {str(arr.dtype) + ' values' if rows else describe(arr)}")
+        # A column's shape is checked per record: without its first (record) axis.
+        problem = shape_problem(f.shape, shape[1:] if rows else shape, f.describe())
+        if problem or (rows and not shape):
+            raise self.fail(index, problem or f"{self.expected()}, got shape []")
+        # Floats are accepted for integer features when they hold whole numbers (CSV, pandas);
+        # the scan runs only for integer features, not over every float32 column.
+        found = numbers_problem(arr, f.dtype)
+        if found is not None:
+            raise self._value_error(found, index, rows)
+
+    def _value_error(self, problem: Problem, index: int, rows: bool) -> RecordError:
+        """``problem`` in a value (record ``index``), or in a column (its row names the record)."""
+        if rows:
+            index, problem = problem.in_row()
+        return self.fail(index, str(problem))
 
     def _strings(self, value: Any, index: int) -> list[bytes]:
         f = self.f
@@ -144,20 +122,16 @@ class _Encoder:
         else:
             arr = np.asarray(value, dtype=object)
             flat, shape = arr.reshape(-1).tolist(), arr.shape
-        if not _shape_ok(f.shape, shape):
-            raise self.fail(index, f"{self.expected()}, got shape {shape_str(shape)}")
+        problem = shape_problem(f.shape, shape, f.describe())
+        if problem:
+            raise self.fail(index, problem)
         out = []
-        for item in flat:
-            if isinstance(item, str):
-                item = item.encode()
-            elif isinstance(item, np.bytes_ | np.str_):
-                item = item.encode() if isinstance(item, np.str_) else bytes(item)
-            if not isinstance(item, bytes):
-                raise self.fail(index, f"{self.expected()}, got {_what(item)}")
-            if self.vocab is not None and item.decode(errors="replace") not in self.vocab:
-                hint = did_you_mean(item.decode(errors="replace"), self.vocab)
-                raise self.fail(index, f"{item.decode(errors='replace')!r} is not in the vocabulary{hint} and the feature has no oov_buckets")
-            out.append(item)
+        for i, item in enumerate(flat):
+            found = string_problem(item) or (self.vocab.problem(item) if self.vocab is not None else None)
+            if found is not None:
+                position = tuple(int(d) for d in np.unravel_index(i, shape)) if shape else ()
+                raise self.fail(index, str(replace(found, position=position)))
+            out.append(item.encode() if isinstance(item, str) else bytes(item))
         return out
 
     def _image(self, value: Any, index: int) -> bytes:
@@ -178,10 +152,13 @@ class _Encoder:
         if arr.ndim == 2 and channels == 1:
             arr = arr[..., None]
         if arr.shape != f.shape:
-            raise self.fail(index, f"{self.expected()}, got {_what(arr)}")
+            raise self.fail(index, f"{self.expected()}, got {describe(arr)}")
         if arr.dtype != np.uint8:
-            if arr.dtype.kind not in "iu" or arr.min() < 0 or arr.max() > 255:
-                raise self.fail(index, f"expected uint8 pixels (0..255), got {_what(arr)} with values in {arr.min()}..{arr.max()}")
+            if arr.dtype.kind not in "iu":
+                raise self.fail(index, f"{self.expected()}, got {describe(arr)}")
+            found = numbers_problem(arr, "uint8")
+            if found is not None:
+                raise self.fail(index, str(found))
             arr = arr.astype(np.uint8)
         return images.encode_png(arr) if f.encoding == "png" else images.encode_jpeg(arr)
 

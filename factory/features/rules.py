@@ -9,8 +9,18 @@ here, every problem with its dotted path.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
+
+from factory.features.checks import (
+    Vocabulary,
+    flatten,
+    nested_shape,
+    number_problem,
+    shape_problem,
+    string_problem,
+)
 from factory.features.feature import (
     AUTO,
     IMAGE_CHANNELS,
@@ -22,36 +32,16 @@ from factory.features.feature import (
     shape_str,
 )
 
-if TYPE_CHECKING:  # pragma: no cover
-    pass
+
+def _value_problem(dtype: str, value: Any, position: tuple[int, ...] = ()) -> str | None:
+    """A default or pad value checked as a record's value would be (see ``checks``)."""
+    problem = string_problem(value, position) if dtype == "string" else number_problem(value, dtype, position)
+    return None if problem is None else str(problem)
 
 
-def _flatten(value: Any) -> list:
-    if isinstance(value, list | tuple):
-        return [x for v in value for x in _flatten(v)]
-    return [value]
-
-
-def _nested_shape(value: Any) -> tuple[int, ...] | None:
-    """Shape of a nested list, or None if it is ragged."""
-    if not isinstance(value, list | tuple):
-        return ()
-    inner = {_nested_shape(v) for v in value}
-    if len(inner) > 1 or None in inner:
-        return None
-    return (len(value), *(inner.pop() if inner else ()))
-
-
-def _value_problem(dtype: str, value: Any) -> str | None:
-    if dtype == "string":
-        return None if isinstance(value, str) else f"expected a string, got {value!r}"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return f"expected a number, got {value!r}"
-    if dtype in ("int64", "uint8") and float(value) != int(value):
-        return f"expected an integer, got {value!r}"
-    if dtype == "uint8" and not 0 <= value <= 255:
-        return f"{value!r} is outside the uint8 range 0..255"
-    return None
+def _positions(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Every position in a value of ``shape``, row-major (the order of ``flatten``)."""
+    return list(np.ndindex(*shape))
 
 
 def semantic_problems(spec: dict) -> list[str]:
@@ -114,21 +104,22 @@ def _feature_problems(path: str, f: dict, label: bool) -> list[str]:
 
     if "default" in f and not enc:
         default = f["default"]
-        got = _nested_shape(default)
+        got = nested_shape(default)
+        shape_wrong = got != () and shape_problem(shape, got, f"shape {shape_str(shape)} or a scalar")
         if variable:
             p.append(f"{path}.default: a variable-length feature defaults to empty; drop `default`")
         elif got is None:
             p.append(f"{path}.default: nested lists of unequal length")
-        elif got not in ((), tuple(shape)):
-            p.append(f"{path}.default: shape {shape_str(got)} does not match the feature's shape {shape_str(shape)}; give a scalar or a value of that shape")
+        elif shape_wrong:
+            p.append(f"{path}.default: {shape_wrong}")
         else:
-            bad = next((m for v in _flatten(default) if (m := _value_problem(dtype, v))), None)
+            values = list(zip(flatten(default), _positions(got), strict=True))
+            bad = next((m for v, at in values if (m := _value_problem(dtype, v, at))), None)
+            if bad is None and vocab is not None and vocab != AUTO and f.get("oov_buckets", 0) == 0:
+                vocabulary = Vocabulary(vocab)
+                bad = next((str(m) for v, at in values if (m := vocabulary.problem(v, at))), None)
             if bad:
                 p.append(f"{path}.default: {bad}")
-            elif vocab is not None and vocab != AUTO and f.get("oov_buckets", 0) == 0:
-                missing = [v for v in _flatten(default) if v not in vocab]
-                if missing:
-                    p.append(f"{path}.default: {missing[0]!r} is not in the vocabulary and there are no oov_buckets")
 
     pre = f.get("preprocess")
     if pre:
@@ -206,7 +197,7 @@ def build_feature(name: str, f: dict, role: str) -> Feature:
     shape = tuple(f["shape"])
     default = None
     if "default" in f:
-        flat = _flatten(f["default"])
+        flat = flatten(f["default"])
         size = math.prod(shape) if shape else 1
         default = tuple(flat * size if len(flat) == 1 and size > 1 else flat)
     pre = f.get("preprocess")

@@ -28,7 +28,6 @@ def shard_paths(prefix: str | Path, shards: int, compression: str | None) -> lis
     return [prefix.with_name(f"{prefix.name}-{i:05d}-of-{shards:05d}{suffix}") for i in range(shards)]
 
 
-
 class RecordWriter:
     """Writes validated records round-robin into ``shards`` TFRecord files.
 
@@ -64,7 +63,15 @@ class RecordWriter:
         import tensorflow as tf
 
         options = tf.io.TFRecordOptions(compression_type=self.compression or "")
-        self._writers = [tf.io.TFRecordWriter(str(p), options) for p in self._partials]
+        self._writers = []
+        try:
+            for partial in self._partials:
+                self._writers.append(tf.io.TFRecordWriter(str(partial), options))
+        except BaseException:
+            # Interrupted (Ctrl-C) or failed while opening: no caller holds the writer to abort it.
+            self.closed = False
+            self.abort()
+            raise
         self.encoders_for = encoders_for(spec)
         self.count = 0
         self.closed = False

@@ -10,29 +10,27 @@ feature, what was expected and what was received.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from factory.features.feature import Feature
+from factory.features.checks import (
+    RANGES,
+    Problem,
+    Vocabulary,
+    number_problem,
+    numbers_problem,
+    shape_matches,
+    string_problem,
+)
+from factory.features.feature import Feature, shape_str
 from factory.features.spec import FeatureSpec
 from factory.serving.manifest import PredictError
 from factory.validation import did_you_mean
 
-_RANGES = {"uint8": (0, 255), "int64": (np.iinfo(np.int64).min, np.iinfo(np.int64).max)}
 _FLOATS = ("float32", "float64", "float16")
-# Vocabulary entries listed in a message about a value outside it.
-_SHOWN_VOCABULARY = 20
-
-
-def _at(position: Iterable[int], start: int = 0) -> str:
-    """``[i + start, j, ...]``: a position in a batch whose first example is number ``start``."""
-    position = list(position)
-    if position:
-        position[0] += start
-    return "[" + ", ".join(str(d) for d in position) + "]"
 
 
 def _dtype_name(arr: np.ndarray) -> str:
@@ -80,8 +78,9 @@ class _Converter:
     def fail(self, got: str, hint: str = "") -> PredictError:
         return PredictError(f"feature '{self.info.name}': expected {self.info.describe(self.batched)}, got {got}{hint}")
 
-    def fail_at(self, got: str, position: Iterable[int], why: str = "") -> PredictError:
-        return self.fail(f"{got} at {_at(position, self.start if self.batched else 0)}{why}")
+    def fail_at(self, problem: Problem) -> PredictError:
+        """``problem`` in the value; a batch's positions count examples from ``start``."""
+        return PredictError(f"feature '{self.info.name}': {problem.text(self.start if self.batched else 0)}")
 
     def convert(self, value: Any) -> np.ndarray:
         info = self.info
@@ -93,9 +92,9 @@ class _Converter:
             arr = value if isinstance(value, np.ndarray) else np.asarray(value)
         except (ValueError, TypeError):
             raise self.fail("nested lists of unequal length") from None
-        got = f"{_dtype_name(arr)} of shape {_at(arr.shape)}"
+        got = f"{_dtype_name(arr)} of shape {shape_str(arr.shape)}"
         want = ((None,) if self.batched else ()) + info.shape
-        if arr.ndim != len(want) or any(w is not None and w != g for w, g in zip(want, arr.shape, strict=False)):
+        if not shape_matches(want, arr.shape):
             hint = ""
             if self.batched and arr.shape == tuple(info.shape):
                 hint = "; the first dimension counts examples: for a single example pass [x] or x[None]"
@@ -111,40 +110,30 @@ class _Converter:
             raise self.fail(got)
         out = np.empty(arr.shape, dtype=object)
         for position, item in np.ndenumerate(arr):
-            if isinstance(item, str | np.str_):
-                out[position] = str(item).encode()
-            elif isinstance(item, bytes | np.bytes_):
-                out[position] = bytes(item)
-            else:
-                raise self.fail_at(f"{type(item).__name__} {item!r}", position)
+            problem = string_problem(item, position)
+            if problem is not None:
+                raise self.fail_at(problem)
+            out[position] = str(item).encode() if isinstance(item, str) else bytes(item)
         return out
 
     def _numbers(self, arr: np.ndarray, got: str) -> np.ndarray:
         info = self.info
         if arr.dtype.kind == "O":
             for position, item in np.ndenumerate(arr):
-                if isinstance(item, bool) or not isinstance(item, int | float | np.integer | np.floating):
-                    raise self.fail_at(f"{type(item).__name__} {item!r}", position)
+                problem = number_problem(item, info.dtype, position)
+                if problem is not None:
+                    raise self.fail_at(problem)
             arr = np.asarray(arr.tolist())
         kind = arr.dtype.kind
         if kind not in "iuf":
             raise self.fail(got)
         if info.dtype in _FLOATS:
             return arr.astype(info.dtype, copy=False)
-        if info.dtype not in _RANGES:
+        if info.dtype not in RANGES:
             raise PredictError(f"feature '{info.name}': the export takes {info.dtype}, which factory cannot feed")
-        low, high = _RANGES[info.dtype]
-        if kind == "f":
-            whole = np.isfinite(arr) & (arr == np.round(arr))
-            if not whole.all():
-                position = tuple(np.argwhere(~whole)[0])
-                raise self.fail_at(f"{got} with {arr[position].item()!r}", position, ", not a whole number")
-        # Only these can hold a value outside the range (int64 into uint8, uint64 into int64, floats).
-        if arr.size and (kind == "f" or (kind == "u" and info.dtype == "int64") or info.dtype == "uint8"):
-            outside = (arr < low) | (arr > high)
-            if outside.any():
-                position = tuple(np.argwhere(outside)[0])
-                raise self.fail_at(f"{got} with {arr[position].item()!r}", position, f", outside {low}..{high}")
+        problem = numbers_problem(arr, info.dtype)
+        if problem is not None:
+            raise self.fail_at(problem)
         return arr.astype(info.dtype, copy=False)
 
 
@@ -228,12 +217,8 @@ class ServingInputs:
         f = self.features.get(name)
         if f is None or f.vocabulary is None or f.oov_buckets or not arr.size:
             return
-        vocabulary = {v.encode() for v in f.vocabulary}
+        vocabulary = Vocabulary(f.vocabulary)
         for position, item in np.ndenumerate(arr):
-            if item not in vocabulary:
-                text = item.decode(errors="replace")
-                more = ", ..." if len(f.vocabulary) > _SHOWN_VOCABULARY else ""
-                raise PredictError(
-                    f"feature '{name}': {text!r} at {_at(position, start)} is not in the vocabulary"
-                    f"{did_you_mean(text, f.vocabulary)}; expected one of {', '.join(f.vocabulary[:_SHOWN_VOCABULARY])}{more}"
-                )
+            problem = vocabulary.problem(item, position)
+            if problem is not None:
+                raise PredictError(f"feature '{name}': {problem.text(start)}")

@@ -369,7 +369,7 @@ def test_skip_bad_rows_shows_the_first_reasons_and_counts_the_rest(tmp_path, cap
     assert captured.out.startswith("wrote 10 records (10 bad rows skipped)")
     reasons = captured.err.splitlines()
     assert reasons[:5] == [
-        f"skipped {data} row {r}: feature 'label': expected an integer (int64 []), got 'x'" for r in (2, 4, 6, 8, 10)
+        f"skipped {data} row {r}: feature 'label': string 'x' is not a number; expected int64 []" for r in (2, 4, 6, 8, 10)
     ]
     assert reasons[5:] == ["skipped 5 more bad rows"]
 
@@ -393,11 +393,11 @@ def test_all_rows_bad_is_an_error_and_keeps_existing_shards(tmp_path, capsys):
     [
         ("x,color,n,label\n1 2 3,red,1,0,5\n", "row 1: has 5 cells but the header has 4 columns"),
         ("x,color,n,label\n1 2,red,1,0\n", "row 1: feature 'x': expected float32 [3], got shape [2]"),
-        ("x,color,n,label\n1 2 q,red,1,0\n", "row 1: feature 'x': expected a number (float32 [3]), got 'q'"),
+        ("x,color,n,label\n1 2 q,red,1,0\n", "row 1: feature 'x': string 'q' is not a number; expected float32 [3]"),
         ("x,color,n,label\n[1 2 3],red,1,0\n", "row 1: feature 'x': '[1 2 3]' is not a valid JSON list"),
         ("x,color,n,label\n1 2 3,,1,0\n", "row 1: feature 'color': missing, and it has no default"),
         ("x,color,n,label\n1 2 3,gren,1,0\n", "row 1: feature 'color': 'gren' is not in the vocabulary (did you mean 'green'?)"),
-        ("x,color,n,label\n1 2 3,red,1,2.5\n", "row 1: feature 'label': expected an integer (int64 []), got '2.5'"),
+        ("x,color,n,label\n1 2 3,red,1,2.5\n", "row 1: feature 'label': 2.5 is not a whole number (int64 holds whole numbers)"),
         ("x,color,label\n", "no records to write (the input has no rows)"),
         ("x,color,n\n", "no column for the required feature 'label' (int64 [])"),
         ("x,color,n,label,color\n", "the header names column 'color' twice"),
@@ -418,8 +418,8 @@ def test_csv_problems_name_the_row_and_feature(tmp_path, capsys, text, message):
     [
         ('{"x": [1, 2, 3], "color": "red", "label": 0', "line 2: not valid JSON"),
         ('[1, 2, 3]', "line 2: expected a JSON object of feature name to value, got list"),
-        ('{"x": "1 2 3", "color": "red", "label": 0}', "line 2: feature 'x': expected numbers (float32 [3]), got str \"1 2 3\""),
-        ('{"x": [1, 2, 3], "color": "red", "label": true}', "line 2: feature 'label': expected an integer (int64 []), got bool true"),
+        ('{"x": "1 2 3", "color": "red", "label": 0}', "line 2: feature 'x': string '1 2 3' is not a number; expected float32 [3]"),
+        ('{"x": [1, 2, 3], "color": "red", "label": true}', "line 2: feature 'label': bool True is not a number; expected int64 []"),
         ('{"x": [1, 2, 3], "color": null, "label": 0}', "line 2: feature 'color': missing, and it has no default"),
     ],
 )
@@ -476,22 +476,6 @@ def test_existing_output_needs_overwrite_and_stays_untouched(tmp_path, capsys):
     assert write(spec, str(other), out / "train", "--overwrite") == 0
     assert files_in(out) == ["train-00000-of-00001.tfrecord"]
     assert read_back(str(out / "train-*"), table_features())["n"].tolist() == [9]
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        [],
-        ["write", "--features", "spec.yaml"],
-        ["write", "--features", "s.yaml", "--input", "d.csv", "--output", "o", "--shards", "0"],
-        ["write", "--features", "s.yaml", "--input", "d.csv", "--output", "o", "--compression", "lz4"],
-        ["check", "--features", "s.yaml"],
-        ["train"],
-    ],
-)
-def test_bad_usage_exits_2(argv, capsys):
-    assert main(argv) == 2
-    assert capsys.readouterr().err
 
 
 def test_input_format_comes_from_the_extension_or_format(tmp_path, capsys):

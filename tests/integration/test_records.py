@@ -103,13 +103,13 @@ BAD_RECORDS = [
     ({"x": [1.0, 2.0]}, "record 0: feature 'y': missing, and it has no default"),
     ({"x": [1.0, 2.0, 3.0], "y": 1}, "record 0: feature 'x': expected float32 [2], got shape [3]"),
     ({"x": ["a", "b"], "y": 1}, "record 0: feature 'x': expected float32 [2], got string array of shape [2]"),
-    ({"x": [1.0, 2.0], "y": 1.5}, "record 0: feature 'y': expected int64 []"),
+    ({"x": [1.0, 2.0], "y": 1.5}, "record 0: feature 'y': 1.5 is not a whole number (int64 holds whole numbers)"),
     ({"x": [1.0, 2.0], "y": 1, "c": "purple"}, "record 0: feature 'c': 'purple' is not in the vocabulary"),
     ({"x": [1.0, 2.0], "y": 1, "z": 3}, "record 0: unknown feature 'z'"),
     ({"x": [1.0, 2.0], "y": 1, "img": np.zeros((3, 3, 1), np.uint8)}, "record 0: feature 'img': expected uint8 [4, 4, 1] (png)"),
     ({"x": [1.0, 2.0], "y": 1, "img": encode_png(np.zeros((3, 3, 1), np.uint8))}, "record 0: feature 'img': expected a 4x4 image, got 3x3"),
     ({"x": [1.0, 2.0], "y": 1, "img": b"GIF89a..."}, "record 0: feature 'img': expected png bytes or a uint8 array"),
-    ({"x": [1.0, 2.0], "y": 1, "px": [[300]]}, "record 0: feature 'px': value 300 is outside the uint8 range 0..255"),
+    ({"x": [1.0, 2.0], "y": 1, "px": [[300]]}, "record 0: feature 'px': 300 at [0, 0] is outside the uint8 range 0..255"),
 ]
 BAD_RECORD_SPEC = {
     "features": {
@@ -137,7 +137,7 @@ def test_writer_rejects_bad_records_naming_index_and_feature(tmp_path, bad, expe
 def test_column_writer_reports_the_bad_row(tmp_path):
     spec = FeatureSpec.from_dict({"features": {"px": {"dtype": "uint8", "shape": [2]}}})
     columns = {"px": np.array([[1, 2], [3, 4], [5, 999]])}
-    with pytest.raises(RecordError, match=r"record 2: feature 'px': value 999 is outside the uint8 range"):
+    with pytest.raises(RecordError, match=r"record 2: feature 'px': 999 at \[1\] is outside the uint8 range 0\.\.255"):
         with spec.writer(tmp_path / "out") as w:
             w.write_many(columns)
     pair = FeatureSpec.from_dict({"features": {"a": {"dtype": "int64", "shape": []}, "b": {"dtype": "int64", "shape": []}}})

@@ -1,0 +1,208 @@
+"""The checks of one feature value, each in one place and worded once. No TensorFlow.
+
+The record encoder (``encoder.py``), CSV/JSON Lines conversion
+(``conversion.py``), the spec rules for defaults and pad values (``rules.py``)
+and predict inputs (``factory.serving.inputs``) all check values with these
+functions. A check returns None when the value passes, else the problem
+without its location: a ``Problem`` for a value inside something (a number of
+an array, an entry of a vocabulary), a string for a mismatch of shape. Each
+caller puts its own location in front (``record 3: feature 'x': ``,
+``data.csv row 4: feature 'x': ``, ``feature 'x': `` for predict inputs,
+``features.x.default: `` for the spec) and raises its own error type.
+
+Checks of whole numpy arrays (``numbers_problem``) are vectorised: writing a
+numeric column costs no Python per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from factory.features.feature import shape_str
+from factory.validation import did_you_mean
+
+# The integer dtypes a value can be checked against, with the values they hold.
+RANGES = {"uint8": (0, 255), "int64": (int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max))}
+# Why a value of the wrong kind fails `number_problem` (callers add what the feature takes).
+NOT_A_NUMBER = "is not a number"
+# Vocabulary entries listed in a message about a value outside it.
+SHOWN_VOCABULARY = 20
+
+
+def at(position: Iterable[int], start: int = 0) -> str:
+    """`` at [i + start, j, ...]``, or ``""`` for the empty position (the value itself)."""
+    position = [int(d) for d in position]
+    if not position:
+        return ""
+    position[0] += start
+    return " at [" + ", ".join(str(d) for d in position) + "]"
+
+
+def describe(value: Any) -> str:
+    """A short description of a value of the wrong kind: ``string 'abc'``, ``bool True``, ``float64 array of shape [2]``."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return f"{value.dtype} {value.item()!r}"
+    if isinstance(value, np.ndarray):
+        kind = "string" if value.dtype.kind in "USO" else str(value.dtype)
+        return f"{kind} array of shape {shape_str(value.shape)}"
+    if isinstance(value, bytes):
+        return f"{len(value)} bytes"
+    if isinstance(value, str):
+        return f"string {value[:40]!r}"
+    if isinstance(value, list | tuple):
+        try:
+            return f"list of shape {shape_str(np.asarray(value).shape)}"
+        except ValueError:
+            return f"ragged list of length {len(value)}"
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A value that fails a check: ``shown`` (the value as the message shows it), ``why``
+    (``is not a whole number ...``) and ``position`` (its index inside the checked
+    value; ``()`` for the value itself).
+
+    ``str(problem)`` is ``300 at [0, 2] is outside the uint8 range 0..255``.
+    """
+
+    shown: str
+    why: str
+    position: tuple[int, ...] = ()
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def text(self, start: int = 0) -> str:
+        """The message, the first index of the position counted from ``start`` (a batch's first example)."""
+        return f"{self.shown}{at(self.position, start)} {self.why}"
+
+    def in_row(self) -> tuple[int, Problem]:
+        """For a problem in a column (first index: the row): the row and the problem inside that row."""
+        return self.position[0], Problem(self.shown, self.why, self.position[1:])
+
+
+# -- shapes ------------------------------------------------------------------------------------
+
+
+def shape_matches(declared: Sequence[int | None], got: Sequence[int]) -> bool:
+    """Whether shape ``got`` fits ``declared`` (a ``None`` dimension: any size)."""
+    return len(declared) == len(got) and all(d is None or d == g for d, g in zip(declared, got, strict=True))
+
+
+def shape_problem(declared: Sequence[int | None], got: Sequence[int], expected: str, got_what: str | None = None) -> str | None:
+    """None if ``got`` fits ``declared``, else ``expected {expected}, got {got_what}``.
+
+    ``expected`` is how the caller declares the value (``float32 [3]``,
+    ``uint8 of shape [batch, 8, 8, 1]``); ``got_what`` describes what came
+    (default: ``shape [2]``).
+    """
+    if shape_matches(declared, got):
+        return None
+    return f"expected {expected}, got {got_what or 'shape ' + shape_str(got)}"
+
+
+def nested_shape(value: Any) -> tuple[int, ...] | None:
+    """Shape of a nested list (``()`` for a scalar), or None if it is ragged."""
+    if not isinstance(value, list | tuple):
+        return ()
+    inner = {nested_shape(v) for v in value}
+    if len(inner) > 1 or None in inner:
+        return None
+    return (len(value), *(inner.pop() if inner else ()))
+
+
+def flatten(value: Any) -> list:
+    """The scalars of a nested list, in row-major order; a scalar is a list of one."""
+    if isinstance(value, list | tuple):
+        return [x for v in value for x in flatten(v)]
+    return [value]
+
+
+# -- numbers -----------------------------------------------------------------------------------
+
+
+def _not_whole(value: Any, dtype: str, position: tuple[int, ...] = ()) -> Problem:
+    return Problem(repr(value), f"is not a whole number ({dtype} holds whole numbers)", position)
+
+
+def _outside(value: Any, dtype: str, position: tuple[int, ...] = ()) -> Problem:
+    low, high = RANGES[dtype]
+    return Problem(repr(value), f"is outside the {dtype} range {low}..{high}", position)
+
+
+def number_problem(value: Any, dtype: str, position: tuple[int, ...] = ()) -> Problem | None:
+    """One scalar (Python or numpy) checked for ``dtype``: a number (not a bool); for
+    ``uint8``/``int64`` also a whole number within the dtype's range. Other numeric
+    dtypes (float32, ...) take any number. ``position`` locates the scalar in its array."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer | np.floating):
+        return Problem(describe(value), NOT_A_NUMBER, position)
+    if dtype not in RANGES:
+        return None
+    if isinstance(value, float | np.floating) and (not np.isfinite(value) or value != round(value)):
+        return _not_whole(value.item() if isinstance(value, np.generic) else value, dtype, position)
+    low, high = RANGES[dtype]
+    if not low <= value <= high:
+        return _outside(value.item() if isinstance(value, np.generic) else value, dtype, position)
+    return None
+
+
+def numbers_problem(arr: np.ndarray, dtype: str) -> Problem | None:
+    """A numeric array (kind ``i``, ``u`` or ``f``) checked for ``dtype``, vectorised.
+
+    For ``uint8``/``int64``: the first element that is not a whole number
+    (fractions, NaN, infinities) or lies outside the dtype's range, with its
+    position in ``arr``. Other dtypes take any number: nothing is scanned.
+    """
+    if dtype not in RANGES or not arr.size:
+        return None
+    kind = arr.dtype.kind
+    if kind == "f":
+        whole = np.isfinite(arr) & (arr == np.round(arr))
+        if not whole.all():
+            position = tuple(int(i) for i in np.argwhere(~whole)[0])
+            return _not_whole(arr[position].item(), dtype, position)
+    # Only these can hold a value outside the range: floats, anything into uint8, uint64 into int64.
+    if kind == "f" or dtype == "uint8" or (kind == "u" and dtype == "int64"):
+        low, high = RANGES[dtype]
+        outside = (arr < low) | (arr > high)
+        if outside.any():
+            position = tuple(int(i) for i in np.argwhere(outside)[0])
+            return _outside(arr[position].item(), dtype, position)
+    return None
+
+
+# -- strings -----------------------------------------------------------------------------------
+
+
+def string_problem(value: Any, position: tuple[int, ...] = ()) -> Problem | None:
+    """None if ``value`` is text (``str`` or ``bytes``, numpy's included), else ``... is not a string``."""
+    if isinstance(value, str | bytes | np.str_ | np.bytes_):
+        return None
+    return Problem(describe(value), "is not a string", position)
+
+
+class Vocabulary:
+    """The entries a value of a feature without ``oov_buckets`` must be one of."""
+
+    def __init__(self, entries: Sequence[str]):
+        self.entries = tuple(entries)
+        self._known = frozenset(self.entries)
+
+    def problem(self, value: str | bytes, position: tuple[int, ...] = ()) -> Problem | None:
+        """None if ``value`` (bytes are read as UTF-8) is an entry, else the problem naming the
+        closest entry and the first ``SHOWN_VOCABULARY`` of them."""
+        text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+        if text in self._known:
+            return None
+        shown = ", ".join(self.entries[:SHOWN_VOCABULARY])
+        more = ", ..." if len(self.entries) > SHOWN_VOCABULARY else ""
+        why = (
+            f"is not in the vocabulary{did_you_mean(text, self.entries)}; expected one of {shown}{more} "
+            "(the feature has no oov_buckets for other values)"
+        )
+        return Problem(repr(text), why, position)
