@@ -13,9 +13,9 @@ import numpy as np
 
 from factory.cli.args import positive_int
 from factory.errors import RecordError
-from factory.features.encoder import normalize_compression
 from factory.features.sources import CsvSource, JsonlSource, NpzSource, Row, open_source
 from factory.features.spec import FeatureSpec
+from factory.features.tfrecord import normalize_compression
 
 if TYPE_CHECKING:  # pragma: no cover
     from factory.features.writer import RecordWriter

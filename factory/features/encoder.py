@@ -1,4 +1,4 @@
-"""Validating tf.train.Example encoding and the sharded, atomic TFRecord writer."""
+"""Validating tf.train.Example encoding: records and whole columns to serialized examples."""
 
 from __future__ import annotations
 
@@ -23,18 +23,6 @@ from factory.features.checks import (
 )
 from factory.features.feature import Feature, shape_str
 from factory.validation import did_you_mean
-
-COMPRESSION_SUFFIX = {None: "", "GZIP": ".gz", "ZLIB": ".zz"}
-
-
-def normalize_compression(compression: str | None) -> str | None:
-    """``None``/``""``/``"none"`` -> None; ``"gzip"`` -> ``"GZIP"``; anything else is an error."""
-    if compression is None or str(compression).strip().lower() in ("", "none"):
-        return None
-    value = str(compression).strip().upper()
-    if value not in ("GZIP", "ZLIB"):
-        raise RecordError(f"compression: {compression!r} is not one of none, GZIP, ZLIB")
-    return value
 
 
 class _Encoder:

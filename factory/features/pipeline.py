@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 from factory.errors import RecordError
 from factory.features import parsing
-from factory.features.encoder import normalize_compression
+from factory.features.tfrecord import normalize_compression
 from factory.features.transform import FeatureTransform
 
 AUTOTUNE = tf.data.AUTOTUNE

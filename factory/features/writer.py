@@ -13,19 +13,20 @@ if TYPE_CHECKING:  # pragma: no cover
 
 from factory.errors import RecordError
 from factory.features.encoder import (
-    COMPRESSION_SUFFIX,
     encode_columns,
     encode_record,
     encoders_for,
-    normalize_compression,
 )
+from factory.features.tfrecord import COMPRESSION_SUFFIX, TFRecordFile, normalize_compression
 from factory.processes import alive
 
 
 def shard_paths(prefix: str | Path, shards: int, compression: str | None) -> list[Path]:
     prefix = Path(prefix)
     suffix = ".tfrecord" + COMPRESSION_SUFFIX[compression]
-    return [prefix.with_name(f"{prefix.name}-{i:05d}-of-{shards:05d}{suffix}") for i in range(shards)]
+    return [
+        prefix.with_name(f"{prefix.name}-{i:05d}-of-{shards:05d}{suffix}") for i in range(shards)
+    ]
 
 
 class RecordWriter:
@@ -39,7 +40,14 @@ class RecordWriter:
     discards the partial files and keeps whatever was there before.
     """
 
-    def __init__(self, spec: FeatureSpec, prefix: str | Path, shards: int = 1, compression: str | None = None, overwrite: bool = False):
+    def __init__(
+        self,
+        spec: FeatureSpec,
+        prefix: str | Path,
+        shards: int = 1,
+        compression: str | None = None,
+        overwrite: bool = False,
+    ):
         if not isinstance(shards, int) or isinstance(shards, bool) or shards < 1:
             raise RecordError(f"shards: expected a positive integer, got {shards!r}")
         self.spec = spec
@@ -47,7 +55,12 @@ class RecordWriter:
         self.prefix = Path(prefix)
         self.paths = shard_paths(self.prefix, shards, self.compression)
         directory = self.prefix.parent
-        existing = sorted(glob.glob(glob.escape(str(self.prefix)) + "-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].tfrecord*"))
+        existing = sorted(
+            glob.glob(
+                glob.escape(str(self.prefix))
+                + "-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].tfrecord*"
+            )
+        )
         if existing and not overwrite:
             raise RecordError(
                 f"{existing[0]} already exists ({len(existing)} shard file(s) under {self.prefix}-*); "
@@ -57,16 +70,15 @@ class RecordWriter:
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise RecordError(f"cannot create the output directory {directory}: {err.strerror}") from None
+            raise RecordError(
+                f"cannot create the output directory {directory}: {err.strerror}"
+            ) from None
         self._clean_stale_partials()
         self._partials = [p.with_name(f".{p.name}.partial-{os.getpid()}") for p in self.paths]
-        import tensorflow as tf
-
-        options = tf.io.TFRecordOptions(compression_type=self.compression or "")
-        self._writers = []
+        self._writers: list[TFRecordFile] = []
         try:
             for partial in self._partials:
-                self._writers.append(tf.io.TFRecordWriter(str(partial), options))
+                self._writers.append(TFRecordFile(partial, self.compression))
         except BaseException:
             # Interrupted (Ctrl-C) or failed while opening: no caller holds the writer to abort it.
             self.closed = False
@@ -87,7 +99,9 @@ class RecordWriter:
         """Validate, encode and write one record (a dict of feature name to value)."""
         self._write(encode_record(self.spec, record, self.count, self.encoders_for))
 
-    def write_many(self, records: Mapping[str, Any] | Iterable[Mapping[str, Any]], chunk: int = 65536) -> int:
+    def write_many(
+        self, records: Mapping[str, Any] | Iterable[Mapping[str, Any]], chunk: int = 65536
+    ) -> int:
         """Write a dict of equally long columns (fast path) or an iterable of records.
 
         Returns the number of records written by this call.
@@ -97,7 +111,9 @@ class RecordWriter:
             lengths = {len(v) for v in records.values() if v is not None}
             rows = lengths.pop() if len(lengths) == 1 else None
             if rows is None:
-                encode_columns(self.spec, records, self.count, self.encoders_for)  # raises the error
+                encode_columns(
+                    self.spec, records, self.count, self.encoders_for
+                )  # raises the error
             for lo in range(0, rows, chunk):
                 part = {k: (None if v is None else v[lo : lo + chunk]) for k, v in records.items()}
                 self._write(encode_columns(self.spec, part, self.count, self.encoders_for))
@@ -114,16 +130,10 @@ class RecordWriter:
             self._writers[self.count % len(self._writers)].write(data)
             self.count += 1
             return
-        # Record k of the list goes to shard (count + k) % shards: one tight loop per shard.
+        # Record k of the list goes to shard (count + k) % shards: one write per shard.
         shards = len(self._writers)
         for k in range(min(shards, len(data))):
-            writer = self._writers[(self.count + k) % shards]
-            # TFRecordWriter.write only forwards to its pybind11 base class (it exists to give the
-            # method a signature); calling the base directly saves a Python call per record, about
-            # 15% of writing small records.
-            write = getattr(super(type(writer), writer), "write", writer.write)
-            for record in data[k::shards]:
-                write(record)
+            self._writers[(self.count + k) % shards].write_many(data[k::shards])
         self.count += len(data)
 
     def close(self) -> list[Path]:
