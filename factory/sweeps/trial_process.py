@@ -32,6 +32,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from factory.config import load_config
+from factory.errors import FactoryError
+from factory.run_dir import SUMMARY, read_json
+from factory.training.runner import train
+
 
 def run_in_child(
     config: Mapping[str, Any], run_dir: str, logging_config: Mapping[str, Any] | None, parallel: int = 1,
@@ -63,7 +68,7 @@ def run_in_child(
     code = int(status) if status.lstrip("-").isdigit() else 1  # nothing: it was killed
     if code:
         raise SystemExit(code)
-    summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    summary = read_json(Path(run_dir) / SUMMARY)
     best = summary.get("best_value")
     return float("nan") if best is None else float(best)
 
@@ -76,10 +81,6 @@ def _watch(lifeline: int) -> None:
 
 
 def _train(payload: dict) -> int:
-    from factory.config import load_config
-    from factory.errors import FactoryError
-    from factory.training.runner import train
-
     if payload.get("logging"):
         logging.config.dictConfig(payload["logging"])
     try:

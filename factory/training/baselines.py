@@ -43,7 +43,7 @@ def reference_metrics(
     task = spec.label.task
     if REFERENCES.get(name) != task and not (name == "logistic" and task == "binary"):
         raise ConfigError(f"compare_with: '{name}' is for {REFERENCES.get(name, 'no')} tasks; this run is {task}")
-    try:
+    try:  # defers scikit-learn (optional)
         from sklearn.linear_model import LogisticRegression, RidgeCV
     except ImportError:
         raise ConfigError("compare_with: needs scikit-learn; pip install 'factory[examples]'") from None

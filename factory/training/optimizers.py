@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -9,8 +10,6 @@ from factory.config import Config
 
 
 def make_optimizer(config: Config):
-    import keras
-
     opt, sched, total = config.train.optimizer, config.train.lr_schedule, config.train.max_steps
     lr = opt.learning_rate
     if sched.name == "cosine":
@@ -44,8 +43,6 @@ def make_optimizer(config: Config):
 
 def warmup_schedule(schedule, warmup_steps):
     """Linear warm-up in front of another schedule (or a constant)."""
-    import keras
-
     class Warmup(keras.optimizers.schedules.LearningRateSchedule):
         def __call__(self, step):
             base = schedule(step) if callable(schedule) else schedule
@@ -63,8 +60,6 @@ def reapply_learning_rate(optimizer, config: Config) -> float | None:
     the checkpoint's value when it differed, else None. Schedules are functions of the
     step, so they follow the config already.
     """
-    import keras
-
     inner = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer
     variable = getattr(inner, "_learning_rate", None)
     if not isinstance(variable, keras.Variable):  # a schedule

@@ -24,13 +24,11 @@ class Progress:
         elapsed = time.perf_counter() - self._t0
         return (step - self._s0) * self.batch_size / elapsed if elapsed > 0 else 0.0
 
-    def update(self, step: int, loss: float, lr: float | None = None) -> None:
+    def update(self, step: int, loss: float) -> None:
         if self.mode == "none":
             return
         rate = self.rate(step)
         text = f"step {step}/{self.total}  loss {loss:.4g}  {rate:,.0f} examples/s"
-        if lr is not None:
-            text += f"  lr {lr:.3g}"
         if self.mode == "bar":
             width = 24
             done = int(width * step / max(self.total, 1))

@@ -1,7 +1,10 @@
-"""The training loop: train, evaluate every N steps, stop early, checkpoint, resume exactly.
+"""One training job: train, evaluate every N steps, stop early, checkpoint, resume exactly.
 
-``train(config, run_dir)`` is the whole job; the Hydra app in ``cli`` is a
-thin wrapper around it. The loop is a custom ``tf.function`` loop rather than
+``train(config, run_dir)`` is the whole job; the Hydra app in ``cli`` is a thin
+wrapper around it. It composes a ``Trainer`` (the model and its compiled steps
+under a strategy), a ``RunCheckpoint``, the evaluation hooks (early stopping,
+exports, the metrics record) and the ``Schedule`` that drives them, then
+``close_run``. The steps are a custom ``tf.function`` loop rather than
 ``Model.fit`` because ``fit`` does not run under ``MultiWorkerMirroredStrategy``
 with Keras 3, and because owning the loop lets the checkpoint hold everything a
 bit-exact resume needs: weights, optimizer slots, the step, the input
@@ -17,7 +20,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from factory.config import Config, load_config
+from factory.run_dir import CONFIG, METRICS, write_text
+from factory.training.hooks import EarlyStop, Exports, MetricsLog, evaluated_steps, rewind_metrics
+from factory.training.schedule import Schedule, load_run_state
 
 log = logging.getLogger("factory")
 
@@ -36,6 +44,41 @@ def train(config: Config | Mapping[str, Any], run_dir: str | os.PathLike | None 
         run_dir = config.raw.get("run_dir") or time.strftime("runs/%Y-%m-%d_%H-%M-%S")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-    from factory.training.loop import Loop
+    from factory.training.checkpointing import RunCheckpoint  # defers TensorFlow
+    from factory.training.closing import close_run  # defers TensorFlow
+    from factory.training.trainer import TensorBoard, Trainer  # defers TensorFlow
 
-    return Loop(config, Path(run_dir)).run()
+    trainer = Trainer(config, Path(run_dir))
+    directory = trainer.run_dir  # a worker's own, in a multi-worker run
+    checkpoints = RunCheckpoint(
+        directory, model=trainer.model, optimizer=trainer.optimizer, step=trainer.global_step,
+        iterator=trainer.train_iter, keep=config.train.keep_checkpoints,
+    )
+    early_stop = EarlyStop(config.early_stop, agree=trainer.agree, save_best_weights=checkpoints.write_best)
+    exports = Exports(
+        config.export, trainer.make_exporter,
+        keep_final_weights=checkpoints.write_final, load_final_weights=checkpoints.load_final,
+    )
+    state = checkpoints.restore()
+    resumed = state is not None
+    evals = 0
+    if resumed:
+        trainer.reapply_learning_rate()
+        evals = load_run_state(state, [early_stop, exports])
+        rewind_metrics(directory / METRICS, trainer.step)
+    else:
+        trainer.warm_start()
+    write_text(directory / CONFIG, yaml.safe_dump(dict(config.raw), sort_keys=False))
+    tensorboard = TensorBoard(directory, trainer.optimizer)
+    step = trainer.step
+    trainer.start_input(step)
+    if resumed:
+        log.info(f"resumed from step {step} (evaluation {evals}) in {directory}")
+    started = time.perf_counter()
+    metrics_log = MetricsLog(directory / METRICS, early_stop, tensorboard.evaluation, started)
+    schedule = Schedule(config.train, trainer, checkpoints, [early_stop, exports, metrics_log], tensorboard, evals)
+    stopped = schedule.run(resumed, evaluated_steps(directory / METRICS), stopped=early_stop.stopped)
+    return close_run(
+        config, trainer, checkpoints, early_stop, exports,
+        evals=schedule.evals, stopped=stopped, started=started, save=schedule.save,
+    )

@@ -1,0 +1,126 @@
+"""The evaluation hooks without TensorFlow: early stopping, exports, the metrics record."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from factory.config import EarlyStopConfig
+from factory.training.hooks import (
+    EarlyStop,
+    Evaluation,
+    Exports,
+    MetricsLog,
+    evaluated_steps,
+    rewind_metrics,
+)
+
+
+def evaluations(values, metric="val_loss"):
+    return [Evaluation(number=n, step=20 * n, metrics={metric: v}) for n, v in enumerate(values, 1)]
+
+
+def run_early_stop(config, values, agree=lambda stop: stop):
+    saved = []
+    hook = EarlyStop(config, agree=agree, save_best_weights=lambda: saved.append(hook.policy.best_eval))
+    stops = []
+    for evaluation in evaluations(values):
+        hook.after_evaluation(evaluation)
+        stops.append(evaluation.stop)
+    return hook, stops, saved
+
+
+def test_early_stop_stops_at_patience_and_saves_each_new_best():
+    hook, stops, saved = run_early_stop(EarlyStopConfig(patience=2), [0.5, 0.4, 0.45, 0.42])
+    assert stops == [False, False, False, True] and hook.stopped
+    assert saved == [1, 2]
+
+
+def test_disabled_early_stop_never_stops_but_still_follows_the_monitor():
+    hook, stops, saved = run_early_stop(EarlyStopConfig(enabled=False, patience=1, monitor="val_loss"), [0.5, 0.4, 0.45, 0.42, 0.3])
+    assert stops == [False] * 5 and not hook.stopped
+    assert saved == [1, 2, 5] and hook.policy.best_value == 0.3
+    assert hook.describe().endswith("(early stopping off)")
+
+
+def test_the_workers_agree_on_stopping():
+    asked = []
+
+    def agree(stop):
+        asked.append(stop)
+        return True  # another worker said stop
+
+    _, stops, _ = run_early_stop(EarlyStopConfig(patience=5), [0.5, 0.4], agree=agree)
+    assert asked == [False, False] and stops == [True, True]
+
+
+class Exporter:
+    def __init__(self, root: Path):
+        self.root, self.written, self.pruned, self.versions = root, [], [], {}
+
+    def write(self, name, version, info):
+        self.written.append((name, version, info))
+        self.versions.setdefault(name, []).append(version)
+        return self.root / name / str(version)
+
+    def prune(self, name, versions):
+        self.pruned += [(name, v) for v in versions]
+        return list(versions)
+
+    def remove_newer(self, name, next_version):
+        return []
+
+    def current(self, name):
+        return self.versions.get(name, [None])[-1]
+
+    def policy_dir(self, name):
+        return self.root / name
+
+
+class ExportSettings:
+    def __init__(self, policies):
+        self.policies = policies
+
+
+def test_exports_follow_their_policies_and_note_it_for_the_log_line(tmp_path):
+    exporter = Exporter(tmp_path)
+    kept = []
+    exports = Exports(
+        ExportSettings({"best": {"monitor": "val_loss", "mode": "auto", "min_delta": 0.0, "keep": 1}, "latest": {"keep": 1}}),
+        lambda: exporter, keep_final_weights=lambda: kept.append(True), load_final_weights=lambda: None,
+    )
+    notes = []
+    for evaluation in evaluations([0.5, 0.6, 0.4]):
+        exports.after_evaluation(evaluation)
+        notes.append(evaluation.notes)
+    assert notes == [
+        ["exported best v1", "exported latest v1"],
+        ["exported latest v2", "deleted latest v1"],
+        ["exported best v2", "deleted best v1", "exported latest v3", "deleted latest v2"],
+    ]
+    name, version, info = exporter.written[0]
+    assert (name, version) == ("best", 1)
+    assert info == {"step": 20, "eval": 1, "metrics": {"val_loss": 0.5}, "monitor": "val_loss", "mode": "min"}
+    assert exports.published() == {"best": str(tmp_path / "best" / "2"), "latest": str(tmp_path / "latest" / "3")}
+    assert exports.at_end(60) is None and kept == []  # no final policy
+    assert set(exports.state_dict()) == {"best", "latest"}
+
+
+def test_the_metrics_record_is_a_log_line_scalars_and_a_row(tmp_path, caplog):
+    scalars = []
+    early = EarlyStop(EarlyStopConfig(patience=3), agree=lambda stop: stop, save_best_weights=lambda: None)
+    record = MetricsLog(tmp_path / "metrics.jsonl", early, lambda step, metrics: scalars.append((step, dict(metrics))), started=0.0)
+    with caplog.at_level(logging.INFO, logger="factory"):
+        for evaluation in evaluations([0.5, 0.6]):
+            early.after_evaluation(evaluation)
+            evaluation.notes.append("exported best v1")
+            record.after_evaluation(evaluation)
+    assert "eval 2 @ step 40: val_loss 0.6 | val_loss 0.6 (best 0.5 @ eval 1) no improvement 1/3 | exported best v1" in caplog.text
+    assert scalars == [(20, {"val_loss": 0.5}), (40, {"val_loss": 0.6})]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [list(r) for r in rows] == [["eval", "step", "val_loss", "best", "wait", "stop", "seconds"]] * 2
+    assert [(r["eval"], r["best"], r["wait"], r["stop"]) for r in rows] == [(1, 0.5, 0, False), (2, 0.5, 1, False)]
+    assert evaluated_steps(tmp_path / "metrics.jsonl") == {20, 40}
+    rewind_metrics(tmp_path / "metrics.jsonl", 20)
+    assert evaluated_steps(tmp_path / "metrics.jsonl") == {20}
