@@ -9,7 +9,7 @@
   ``tensorboard/``       train and eval summaries
   ``checkpoints/``       ``ckpt-N`` (resume), ``best/weights`` and ``final/weights``
   ``export/``            ``<policy>/<version>/`` SavedModels
-  ``.hydra/``            Hydra's record of the job (config, overrides)
+  ``.hydra/``            Hydra's record of the job: ``config.yaml``, ``overrides.yaml``
 
 Files other processes read while the run goes on (sweep summaries, ``factory summarize``)
 are written to a temporary name and renamed, so a reader sees them whole or not at all.
@@ -32,6 +32,8 @@ TENSORBOARD = "tensorboard"
 CHECKPOINTS = "checkpoints"
 EXPORT = "export"
 HYDRA = ".hydra"
+HYDRA_CONFIG = f"{HYDRA}/config.yaml"  # the job's composed config, as Hydra saved it
+HYDRA_OVERRIDES = f"{HYDRA}/overrides.yaml"  # the job's command-line overrides
 BEST_WEIGHTS = f"{CHECKPOINTS}/best/weights"
 FINAL_WEIGHTS = f"{CHECKPOINTS}/final/weights"
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from factory.features import images
+from factory.features.checks import image_problem
 from factory.features.feature import Feature
 from factory.serving.predictor import PredictError
 
@@ -82,13 +83,9 @@ def _b64(text: str) -> bytes | None:
 def checked_image(feature: Feature, data: bytes, what: str) -> bytes:
     """``data`` if it is a PNG or JPEG of ``feature``'s height and width; ``PredictError`` naming ``what`` otherwise."""
     height, width, _ = feature.shape
-    expected = f"feature '{feature.name}': expected a PNG or JPEG image of {height}x{width} pixels"
-    info = images.image_size(data)
-    if info is None:
-        raise PredictError(f"{expected}, but {what} is neither PNG nor JPEG ({len(data)} bytes)")
-    kind, h, w, _ = info
-    if h and (h, w) != (height, width):
-        raise PredictError(f"{expected}, got a {kind} image of {h}x{w} ({what})")
+    problem = image_problem(data, height, width)
+    if problem is not None:
+        raise PredictError(f"feature '{feature.name}': {problem} ({what})")
     return data
 
 

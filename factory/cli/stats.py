@@ -7,10 +7,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from factory.features.checks import SHOWN_VOCABULARY, shown
 from factory.features.spec import FeatureSpec
 
 # Vocabulary entries printed in the text report (--json has them all).
-SHOWN_VOCABULARY = 20
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,8 +79,7 @@ def format_report(spec: FeatureSpec, report: Mapping[str, Any]) -> str:
                 lines.append(f"    constant (std 0, divided by 1.0): channel {', '.join(map(str, stats['constant_channels']))}")
         else:
             vocab = stats["vocabulary"]
-            shown = ", ".join(repr(v) for v in vocab[:SHOWN_VOCABULARY]) + (", ..." if len(vocab) > SHOWN_VOCABULARY else "")
-            lines.append(f"  vocabulary: auto -> {len(vocab)} of {stats['distinct']} values: {shown}")
+            lines.append(f"  vocabulary: auto -> {len(vocab)} of {stats['distinct']} values: {shown(vocab, quote=True)}")
             left = stats["left_out"]
             if left["distinct"]:
                 note = "" if f.oov_buckets else "; training would stop on them: set `oov_buckets: 1` (or more)"

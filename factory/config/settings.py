@@ -37,11 +37,17 @@ def _files(value: Any) -> tuple[str, ...] | None:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
+# AdamW's weight decay when `train.optimizer.weight_decay` is null (Keras' own default).
+ADAMW_WEIGHT_DECAY = 0.004
+
+
 @config_class
 class OptimizerConfig:
     name: str = setting("adam", "The optimizer.", enum=("adam", "adamw", "sgd", "rmsprop"))
     learning_rate: float = setting(0.002, "Peak learning rate (after warm-up).", exclusive_minimum=0)
-    weight_decay: float | None = setting(None, "Decoupled weight decay; null: none, or 0.004 for adamw.", minimum=0)
+    weight_decay: float | None = setting(
+        None, f"Decoupled weight decay; null: none, or {ADAMW_WEIGHT_DECAY} for adamw.", minimum=0
+    )
     momentum: float = setting(0.0, "Momentum of sgd and rmsprop.", minimum=0)
     clipnorm: float | None = setting(None, "Clip each gradient to this norm; null: no clipping.", exclusive_minimum=0)
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from factory.features import images
 from factory.features.feature import shape_str
 from factory.validation import did_you_mean
 
@@ -31,6 +32,14 @@ RANGES = {"uint8": (0, 255), "int64": (int(np.iinfo(np.int64).min), int(np.iinfo
 NOT_A_NUMBER = "is not a number"
 # Vocabulary entries listed in a message about a value outside it.
 SHOWN_VOCABULARY = 20
+# Why a value outside the vocabulary is an error.
+NO_OOV_BUCKETS = "the feature has no oov_buckets for other values"
+
+
+def shown(entries: Sequence[Any], quote: bool = False) -> str:
+    """The first ``SHOWN_VOCABULARY`` entries for a person to read: ``a, b, c, ...``."""
+    text = ", ".join(repr(e) if quote else str(e) for e in entries[:SHOWN_VOCABULARY])
+    return text + (", ..." if len(entries) > SHOWN_VOCABULARY else "")
 
 
 def at(position: Iterable[int], start: int = 0) -> str:
@@ -186,7 +195,7 @@ def string_problem(value: Any, position: tuple[int, ...] = ()) -> Problem | None
     return Problem(describe(value), "is not a string", position)
 
 
-class Vocabulary:
+class VocabularyCheck:
     """The entries a value of a feature without ``oov_buckets`` must be one of."""
 
     def __init__(self, entries: Sequence[str]):
@@ -199,10 +208,23 @@ class Vocabulary:
         text = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
         if text in self._known:
             return None
-        shown = ", ".join(self.entries[:SHOWN_VOCABULARY])
-        more = ", ..." if len(self.entries) > SHOWN_VOCABULARY else ""
         why = (
-            f"is not in the vocabulary{did_you_mean(text, self.entries)}; expected one of {shown}{more} "
-            "(the feature has no oov_buckets for other values)"
+            f"is not in the vocabulary{did_you_mean(text, self.entries)}; expected one of "
+            f"{shown(self.entries)} ({NO_OOV_BUCKETS})"
         )
         return Problem(repr(text), why, position)
+
+
+def image_problem(data: bytes, height: int, width: int, encoding: str | None = None) -> str | None:
+    """None if ``data`` is a PNG or JPEG image (``encoding``'s, when given) of ``height`` x
+    ``width`` pixels (read from its header, without decoding), else the problem."""
+    info = images.image_size(data)
+    kind = encoding.upper() if encoding else "PNG or JPEG"
+    if info is None:
+        return f"expected a {kind} image of {height}x{width} pixels, got {len(data)} bytes that are neither PNG nor JPEG"
+    found, h, w, _ = info
+    if encoding and found != encoding:
+        return f"expected a {kind} image, got {found.upper()} bytes; re-encode the image or set `encoding: {found}`"
+    if h and (h, w) != (height, width):
+        return f"expected an image of {height}x{width} pixels, got a {found.upper()} image of {h}x{w}"
+    return None

@@ -15,8 +15,9 @@ from factory.errors import RecordError
 from factory.features import images, wire
 from factory.features.checks import (
     Problem,
-    Vocabulary,
+    VocabularyCheck,
     describe,
+    image_problem,
     numbers_problem,
     shape_problem,
     string_problem,
@@ -32,7 +33,7 @@ class _Encoder:
         self.f = feature
         self.kind = feature.storage
         self.header = wire.EntryHeader(feature.name, self.kind)
-        self.vocab = Vocabulary(feature.vocabulary) if feature.vocabulary is not None and feature.oov_buckets == 0 else None
+        self.vocab = VocabularyCheck(feature.vocabulary) if feature.vocabulary is not None and feature.oov_buckets == 0 else None
         if feature.default is not None:
             default = np.asarray(feature.default, dtype=object if feature.dtype == "string" else None)
             self.default_payload = self._payload(default.reshape(feature.shape), -1)
@@ -127,14 +128,9 @@ class _Encoder:
         height, width, channels = f.shape
         if isinstance(value, bytes | bytearray | memoryview):
             data = bytes(value)
-            info = images.image_size(data)
-            if info is None:
-                raise self.fail(index, f"expected {f.encoding} bytes or a uint8 array of shape {shape_str(f.shape)}, got {len(data)} bytes that are neither PNG nor JPEG")
-            fmt, h, w, _c = info
-            if fmt != f.encoding:
-                raise self.fail(index, f"expected {f.encoding} bytes, got {fmt} bytes; re-encode the image or set `encoding: {fmt}`")
-            if h and (h, w) != (height, width):
-                raise self.fail(index, f"expected a {height}x{width} image, got {h}x{w}")
+            problem = image_problem(data, height, width, f.encoding)
+            if problem is not None:
+                raise self.fail(index, f"{problem} (or pass a uint8 array of shape {shape_str(f.shape)})")
             return data
         arr = np.asarray(value)
         if arr.ndim == 2 and channels == 1:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from factory.features.checks import (
-    Vocabulary,
+    VocabularyCheck,
     flatten,
     nested_shape,
     number_problem,
@@ -116,7 +116,7 @@ def _feature_problems(path: str, f: dict, label: bool) -> list[str]:
             values = list(zip(flatten(default), _positions(got), strict=True))
             bad = next((m for v, at in values if (m := _value_problem(dtype, v, at))), None)
             if bad is None and vocab is not None and vocab != AUTO and f.get("oov_buckets", 0) == 0:
-                vocabulary = Vocabulary(vocab)
+                vocabulary = VocabularyCheck(vocab)
                 bad = next((str(m) for v, at in values if (m := vocabulary.problem(v, at))), None)
             if bad:
                 p.append(f"{path}.default: {bad}")

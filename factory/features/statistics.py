@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from factory.errors import ConfigError, RecordError
+from factory.features.checks import NO_OOV_BUCKETS
 from factory.features.feature import Feature
 from factory.validation import plain
 
@@ -304,7 +305,7 @@ class Vocabulary(Statistic):
             return ids
         check = tf.debugging.assert_non_negative(
             ids.flat_values if ragged else ids,
-            message=f"feature '{self.feature.name}': a value is not in the vocabulary and the feature has no oov_buckets",
+            message=f"feature '{self.feature.name}': a value is not in the vocabulary ({NO_OOV_BUCKETS})",
         )
         with tf.control_dependencies([check]):
             return ids if ragged else tf.identity(ids)

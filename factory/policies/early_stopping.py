@@ -43,7 +43,8 @@ class EarlyStopping(BestSoFar):
     Args:
         monitor: Metric to watch in the evaluation results.
         mode: ``"auto"``, ``"min"`` or ``"max"``; see ``Monitor``.
-        patience: Evaluations without improvement after which training stops.
+        patience: Evaluations without improvement after which training stops; ``None``
+            follows the metric (the best evaluation, ``wait``) and never stops.
         min_delta: Minimum change that counts as an improvement; its sign is
             ignored.
         baseline: Value the metric must beat (by more than ``min_delta``)
@@ -66,7 +67,7 @@ class EarlyStopping(BestSoFar):
         *,
         monitor: str,
         mode: str,
-        patience: int,
+        patience: int | None,
         min_delta: float,
         baseline: float | None,
         start_from_eval: int,
@@ -74,9 +75,10 @@ class EarlyStopping(BestSoFar):
         key = self.config_key
         problems: list[str] = []
         self._set_monitor(problems, monitor, mode, min_delta)
-        problems += check_int(
-            patience, f"{key}.patience", 0, "evaluations without improvement to allow"
-        )
+        if patience is not None:
+            problems += check_int(
+                patience, f"{key}.patience", 0, "evaluations without improvement to allow"
+            )
         problems += check_finite(baseline, f"{key}.baseline", allow_none=True)
         problems += check_int(
             start_from_eval, f"{key}.start_from_eval", 0, "evaluations to ignore at first"
@@ -84,7 +86,7 @@ class EarlyStopping(BestSoFar):
         if problems:
             raise ConfigError(problems)
 
-        self._patience = int(patience)
+        self._patience = None if patience is None else int(patience)
         self._baseline = None if baseline is None else float(baseline)
         self._start_from_eval = int(start_from_eval)
         self._evals_seen = 0
@@ -93,7 +95,7 @@ class EarlyStopping(BestSoFar):
         self._note = f"{self._monitor.name}: no evaluation yet"
 
     @property
-    def patience(self) -> int:
+    def patience(self) -> int | None:
         return self._patience
 
     @property
@@ -143,8 +145,7 @@ class EarlyStopping(BestSoFar):
                 self._wait = 0
             else:
                 self._note += (
-                    f" but not beyond baseline {fmt(self._baseline)}: "
-                    f"no improvement {self._wait}/{self._patience}"
+                    f" but not beyond baseline {fmt(self._baseline)}: {self._no_improvement()}"
                 )
             return False
 
@@ -154,7 +155,7 @@ class EarlyStopping(BestSoFar):
             else "no best yet"
         )
         # Keras' `epoch > 0`: the first evaluation never stops training.
-        if self._wait >= self._patience and n > 1:
+        if self._patience is not None and self._wait >= self._patience and n > 1:
             self._stopped_eval = n
             beyond = ""
             if self._baseline is not None and not (
@@ -165,8 +166,12 @@ class EarlyStopping(BestSoFar):
             evals = plural(self._wait, "evaluation")
             self._note = f"{said} ({best}) stop: no improvement{beyond} in {evals}"
             return True
-        self._note = f"{said} ({best}) no improvement {self._wait}/{self._patience}"
+        self._note = f"{said} ({best}) {self._no_improvement()}"
         return False
+
+    def _no_improvement(self) -> str:
+        limit = "" if self._patience is None else f"/{self._patience}"
+        return f"no improvement {self._wait}{limit}"
 
     def describe(self) -> str:
         """One line explaining the last decision, for the runner's log.

@@ -19,7 +19,7 @@ import numpy as np
 from factory.features.checks import (
     RANGES,
     Problem,
-    Vocabulary,
+    VocabularyCheck,
     number_problem,
     numbers_problem,
     shape_matches,
@@ -217,7 +217,7 @@ class ServingInputs:
         f = self.features.get(name)
         if f is None or f.vocabulary is None or f.oov_buckets or not arr.size:
             return
-        vocabulary = Vocabulary(f.vocabulary)
+        vocabulary = VocabularyCheck(f.vocabulary)
         for position, item in np.ndenumerate(arr):
             problem = vocabulary.problem(item, position)
             if problem is not None:

@@ -20,14 +20,24 @@ from typing import Any
 
 import yaml
 
+from factory.config import EarlyStopConfig
 from factory.errors import ConfigError, FactoryError
 from factory.names import POLICY_PREFERENCE
 from factory.policies import Monitor
-from factory.run_dir import CONFIG, HYDRA, METRICS, SUMMARY, TRAIN_LOG, read_json
+from factory.run_dir import (
+    CONFIG,
+    HYDRA,
+    HYDRA_CONFIG,
+    HYDRA_OVERRIDES,
+    METRICS,
+    SUMMARY,
+    TRAIN_LOG,
+    read_json,
+)
 
-# Hydra's record of a job, in its HYDRA directory: the job's overrides and its composed config.
-HYDRA_OVERRIDES = "overrides.yaml"
-HYDRA_CONFIG = "config.yaml"
+# What a trial without an early_stop section of its own ran with.
+_EARLY_STOP = EarlyStopConfig()
+
 
 _ERROR_LINE = re.compile(r"\berror: (.*)")
 
@@ -135,7 +145,7 @@ def _read_yaml(path: Path) -> Any:
 
 def _early_stop_config(path: Path) -> dict:
     """The trial's ``early_stop`` section: from its ``config.yaml``, else Hydra's copy."""
-    for candidate in (path / CONFIG, path / HYDRA / HYDRA_CONFIG):
+    for candidate in (path / CONFIG, path / HYDRA_CONFIG):
         config = _read_yaml(candidate)
         if isinstance(config, dict) and isinstance(config.get("early_stop"), dict):
             return config["early_stop"]
@@ -179,7 +189,7 @@ def read_trial(path: str | os.PathLike, root: str | os.PathLike | None = None) -
     """
     path = Path(path)
     name = path.relative_to(root).as_posix() if root is not None else path.name
-    overrides = _read_yaml(path / HYDRA / HYDRA_OVERRIDES)
+    overrides = _read_yaml(path / HYDRA_OVERRIDES)
     overrides = tuple(str(o) for o in overrides) if isinstance(overrides, list) else ()
     early_stop = _early_stop_config(path)
     summary_path = path / SUMMARY
@@ -193,9 +203,9 @@ def read_trial(path: str | os.PathLike, root: str | os.PathLike | None = None) -
         if summary is not None and not isinstance(summary, dict):
             summary, error = None, f"{SUMMARY} does not hold an object"
     monitor = summary.get("monitor") if summary else None
-    monitor = monitor if isinstance(monitor, str) else early_stop.get("monitor", "val_loss")
+    monitor = monitor if isinstance(monitor, str) else early_stop.get("monitor", _EARLY_STOP.monitor)
     try:
-        mode = Monitor(monitor, early_stop.get("mode", "auto")).mode
+        mode = Monitor(monitor, early_stop.get("mode", _EARLY_STOP.mode)).mode
     except ConfigError:  # a direction nobody can tell: the trial is listed, not ranked
         mode = None
     if summary is not None:

@@ -67,7 +67,8 @@ class EarlyStop:
     def __init__(self, config: EarlyStopConfig, agree: Callable[[bool], bool], save_best_weights: Callable[[], None]):
         self.enabled = config.enabled
         self.policy = EarlyStopping(
-            monitor=config.monitor, mode=config.mode, patience=config.patience, min_delta=config.min_delta,
+            monitor=config.monitor, mode=config.mode, patience=config.patience if config.enabled else None,
+            min_delta=config.min_delta,
             baseline=config.baseline, start_from_eval=config.start_from_eval,
         )
         self._agree = agree
@@ -76,12 +77,11 @@ class EarlyStop:
     @property
     def stopped(self) -> bool:
         """Whether an evaluation (before a resume, too) stopped the run."""
-        return self.enabled and self.policy.stopped_eval is not None
+        return self.policy.stopped_eval is not None
 
     def after_evaluation(self, evaluation: Evaluation) -> None:
         previous_best = self.policy.best_eval
-        stop = self.policy.update(evaluation.metrics) and self.enabled
-        evaluation.stop = self._agree(stop)
+        evaluation.stop = self._agree(self.policy.update(evaluation.metrics))
         if self.policy.best_eval != previous_best:
             self._save_best_weights()
 

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from factory.config import Config
+from factory.config.settings import ADAMW_WEIGHT_DECAY
 
 
 def make_optimizer(config: Config):
@@ -33,7 +34,7 @@ def make_optimizer(config: Config):
     elif opt.name == "rmsprop":
         optimizer = keras.optimizers.RMSprop(momentum=opt.momentum, **kwargs)
     elif opt.name == "adamw":
-        optimizer = keras.optimizers.AdamW(weight_decay=opt.weight_decay or 0.004, **kwargs)
+        optimizer = keras.optimizers.AdamW(weight_decay=ADAMW_WEIGHT_DECAY if opt.weight_decay is None else opt.weight_decay, **kwargs)
     else:
         optimizer = keras.optimizers.Adam(weight_decay=opt.weight_decay, **kwargs)
     if config.train.mixed_precision == "mixed_float16":

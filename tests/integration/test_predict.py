@@ -279,7 +279,7 @@ BAD_INPUTS = [
     ("npz_wrong_shape", lambda d, r: np.savez(d / "in.npz", image=np.zeros((3, 8, 8))) or d / "in.npz",
      ["in.npz: feature 'image': expected uint8 of shape [batch, 8, 8, 1], got float64 of shape [3, 8, 8]"]),
     ("image_too_big", lambda d, r: write_jsonl(d / "in.jsonl", [{"image": b64_png(np.zeros((16, 16, 1), np.uint8))}]),
-     ["in.jsonl line 1: feature 'image': expected a PNG or JPEG image of 8x8 pixels, got a png image of 16x16"]),
+     ["in.jsonl line 1: feature 'image': expected an image of 8x8 pixels, got a PNG image of 16x16"]),
     ("image_file_missing", lambda d, r: (d / "in.csv").write_text("image\nnope.png\n") and d / "in.csv",
      ["in.csv row 1: feature 'image': 'nope.png' is neither an image file", "nor base64 PNG/JPEG data"]),
     ("tfrecord_lacks_image", lambda d, r: tfrecord_lacking_image(d, r),

@@ -107,8 +107,8 @@ BAD_RECORDS = [
     ({"x": [1.0, 2.0], "y": 1, "c": "purple"}, "record 0: feature 'c': 'purple' is not in the vocabulary"),
     ({"x": [1.0, 2.0], "y": 1, "z": 3}, "record 0: unknown feature 'z'"),
     ({"x": [1.0, 2.0], "y": 1, "img": np.zeros((3, 3, 1), np.uint8)}, "record 0: feature 'img': expected uint8 [4, 4, 1] (png)"),
-    ({"x": [1.0, 2.0], "y": 1, "img": encode_png(np.zeros((3, 3, 1), np.uint8))}, "record 0: feature 'img': expected a 4x4 image, got 3x3"),
-    ({"x": [1.0, 2.0], "y": 1, "img": b"GIF89a..."}, "record 0: feature 'img': expected png bytes or a uint8 array"),
+    ({"x": [1.0, 2.0], "y": 1, "img": encode_png(np.zeros((3, 3, 1), np.uint8))}, "record 0: feature 'img': expected an image of 4x4 pixels, got a PNG image of 3x3"),
+    ({"x": [1.0, 2.0], "y": 1, "img": b"GIF89a..."}, "record 0: feature 'img': expected a PNG image of 4x4 pixels, got 8 bytes that are neither PNG nor JPEG (or pass a uint8 array"),
     ({"x": [1.0, 2.0], "y": 1, "px": [[300]]}, "record 0: feature 'px': 300 at [0, 0] is outside the uint8 range 0..255"),
 ]
 BAD_RECORD_SPEC = {

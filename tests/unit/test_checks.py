@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from factory import FeatureSpec, RecordError
+from factory.features import checks
 from factory.features.checks import (
-    Vocabulary,
+    VocabularyCheck,
     flatten,
     nested_shape,
     number_problem,
@@ -20,6 +21,7 @@ from factory.features.checks import (
 )
 from factory.features.conversion import BadValue, FieldConverter
 from factory.features.encoder import encode_columns, encode_record
+from factory.features.images import encode_png
 from factory.serving.inputs import ServingInputs, TensorInfo
 from factory.serving.manifest import PredictError
 
@@ -126,12 +128,12 @@ VOCABULARY = [
 
 @pytest.mark.parametrize(("value", "expected"), VOCABULARY)
 def test_vocabulary_problem(value, expected):
-    problem = Vocabulary(["red", "green", "blue"]).problem(value)
+    problem = VocabularyCheck(["red", "green", "blue"]).problem(value)
     assert (None if problem is None else str(problem)) == expected
 
 
 def test_a_long_vocabulary_is_shown_in_part():
-    problem = Vocabulary([f"w{i}" for i in range(30)]).problem("zzz", (2,))
+    problem = VocabularyCheck([f"w{i}" for i in range(30)]).problem("zzz", (2,))
     assert str(problem).startswith("'zzz' at [2] is not in the vocabulary; expected one of w0, w1,")
     assert "w19, ... (the feature has no oov_buckets" in str(problem)
 
@@ -194,3 +196,18 @@ def test_csv_cells_are_checked_with_the_same_wording(name, text, expected):
     with pytest.raises(BadValue) as err:
         field.from_text(text)
     assert str(err.value) == expected
+
+
+IMAGE_CASES = [
+    # (id, data, declared encoding, the problem or None)
+    ("png_of_the_size", encode_png(np.zeros((4, 4, 1), np.uint8)), "png", None),
+    ("any_format_when_none_is_declared", encode_png(np.zeros((4, 4, 3), np.uint8)), None, None),
+    ("wrong_size", encode_png(np.zeros((3, 5, 1), np.uint8)), "png", "expected an image of 4x4 pixels, got a PNG image of 3x5"),
+    ("not_an_image", b"GIF89a...", None, "expected a PNG or JPEG image of 4x4 pixels, got 9 bytes that are neither PNG nor JPEG"),
+    ("other_format", b"\xff\xd8\xff\xd9", "png", "expected a PNG image, got JPEG bytes; re-encode the image or set `encoding: jpeg`"),
+]
+
+
+@pytest.mark.parametrize(("case", "data", "encoding", "want"), IMAGE_CASES, ids=[c[0] for c in IMAGE_CASES])
+def test_image_problem(case, data, encoding, want):
+    assert checks.image_problem(data, 4, 4, encoding) == want

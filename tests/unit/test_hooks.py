@@ -41,7 +41,22 @@ def test_disabled_early_stop_never_stops_but_still_follows_the_monitor():
     hook, stops, saved = run_early_stop(EarlyStopConfig(enabled=False, patience=1, monitor="val_loss"), [0.5, 0.4, 0.45, 0.42, 0.3])
     assert stops == [False] * 5 and not hook.stopped
     assert saved == [1, 2, 5] and hook.policy.best_value == 0.3
-    assert hook.describe().endswith("(early stopping off)")
+    assert hook.describe() == "val_loss 0.3 improved (best so far) (early stopping off)"
+    assert hook.policy.stopped_eval is None  # wait went past the patience: nothing recorded
+
+
+def test_early_stop_switched_on_at_a_resume_counts_from_the_state():
+    """Off, the policy only follows the metric; switched on, it stops at the next evaluation
+    without improvement once `wait` reaches the patience, never at once."""
+    off, _, _ = run_early_stop(EarlyStopConfig(enabled=False, patience=1, monitor="val_loss"), [0.5, 0.4, 0.45, 0.42])
+    assert off.describe() == "val_loss 0.42 (best 0.4 @ eval 2) no improvement 2 (early stopping off)"
+    on = EarlyStop(EarlyStopConfig(patience=1, monitor="val_loss"), agree=lambda stop: stop, save_best_weights=lambda: None)
+    on.load_state_dict(json.loads(json.dumps(off.state_dict())))
+    assert not on.stopped
+    improving, stalling = Evaluation(number=5, step=100, metrics={"val_loss": 0.3}), Evaluation(number=6, step=120, metrics={"val_loss": 0.31})
+    on.after_evaluation(improving)
+    on.after_evaluation(stalling)
+    assert (improving.stop, stalling.stop) == (False, True) and on.stopped
 
 
 def test_the_workers_agree_on_stopping():

@@ -47,6 +47,7 @@ EARLY_STOP_CASES = [
     ("patience1", dict(patience=1), [1.0, 0.9, 0.8, 0.85, 0.1], 4, 0.8, 3, 1, True),
     ("patience3_count_resets_on_improvement", dict(patience=3), [0.5, 0.4, 0.45, 0.41, 0.39, 0.42, 0.43, 0.44, 0.3], 8, 0.39, 5, 3, True),
     ("patience3_keeps_improving", dict(patience=3), [1.0, 0.9, 0.8, 0.7], None, 0.7, 4, 0, True),
+    ("patience_none_follows_and_never_stops", dict(patience=None), [0.5, 0.4, 0.45, 0.42, 0.41, 0.3, 0.35], None, 0.3, 6, 1, False),
     ("patience3_not_enough_evals", dict(patience=3), [1.0, 1.1, 1.2], None, 1.0, 1, 2, True),
     ("ties_are_not_improvements", dict(patience=2), [1.0, 1.0, 1.0], 3, 1.0, 1, 2, True),
     ("min_delta_exact_step_is_not_enough", dict(patience=1, min_delta=0.5), [4.0, 3.5, 3.0], 2, 4.0, 1, 1, True),
