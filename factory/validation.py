@@ -15,6 +15,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import yaml
+from referencing import Registry, Resource
+
 from factory.errors import ConfigError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -35,9 +39,6 @@ def resource_dir(name: str) -> Path:
 
 @functools.cache
 def _validator(schema_file: str):
-    import jsonschema
-    from referencing import Registry, Resource
-
     schema_dir = resource_dir("schemas")
     resources = []
     for path in sorted(schema_dir.glob("*.schema.json")):
@@ -126,7 +127,9 @@ def _describe(error) -> list[str]:
     if kind in ("maximum", "exclusiveMaximum"):
         return [f"{path}: {_short(value)} is above the maximum of {error.validator_value}"]
     if kind == "minProperties":
-        return [f"{path}: needs at least {error.validator_value} entr{'y' if error.validator_value == 1 else 'ies'}"]
+        return [
+            f"{path}: needs at least {error.validator_value} entr{'y' if error.validator_value == 1 else 'ies'}"
+        ]
     if kind in ("minItems", "maxItems"):
         return [f"{path}: {_short(value)} has the wrong length: {error.message.split(' is ')[-1]}"]
     if kind == "uniqueItems":
@@ -143,7 +146,9 @@ def _describe(error) -> list[str]:
         if alternatives:
             return _describe(min(alternatives, key=lambda e: len(e.path)))
         kinds = sorted({str(e.validator_value) for e in error.context if e.validator == "type"})
-        return [f"{path}: {_short(value)} is not valid here; expected {' or '.join(kinds) or 'another value'}"]
+        return [
+            f"{path}: {_short(value)} is not valid here; expected {' or '.join(kinds) or 'another value'}"
+        ]
     return [f"{path}: {error.message}"]
 
 
@@ -176,8 +181,6 @@ def plain(value: Any) -> Any:
 
 def load_yaml(path: str | Path) -> Any:
     """Read a YAML file; a missing file or bad YAML is a ``ConfigError`` naming the file."""
-    import yaml
-
     path = Path(path)
     try:
         text = path.read_text()

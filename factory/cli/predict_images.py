@@ -91,10 +91,10 @@ def checked_image(feature: Feature, data: bytes, what: str) -> bytes:
 
 def decode_images(feature: Feature, data: list[bytes]) -> np.ndarray:
     """PNG/JPEG bytes -> uint8 pixels with the op the ``tf_example`` signature runs (imports TensorFlow)."""
-    import tensorflow as tf
+    import tensorflow as tf  # defers TensorFlow
 
-    from factory.features.pipeline import explain_error
-    from factory.features.transform import decode_images as decode
+    from factory.features.pipeline import explain_error  # defers TensorFlow
+    from factory.features.transform import decode_images as decode  # defers TensorFlow
 
     try:
         return decode(feature, tf.constant(data, dtype=tf.string)).numpy()

@@ -156,7 +156,7 @@ def _npz_batches(predictor: Predictor, path: str, batch_size: int, ignore_unknow
 
 def _tfrecord_batches(predictor: Predictor, pattern: str, batch_size: int, compression: str | None) -> Batches:
 
-    from factory.features.pipeline import record_batches, resolve_files
+    from factory.features.pipeline import record_batches, resolve_files  # defers TensorFlow
 
     start = 0
     for path, count, batch in record_batches(resolve_files(pattern), compression, batch_size, hint="pass --compression"):

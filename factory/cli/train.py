@@ -20,8 +20,15 @@ import re
 import sys
 from collections.abc import Sequence
 
+import hydra
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import IntervalSweep
+from hydra.errors import HydraException
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from factory.config import DEFAULTED_GROUPS, defaults, load_config
 from factory.errors import ConfigError, FactoryError
@@ -31,7 +38,18 @@ from factory.training.runner import train
 from factory.validation import did_you_mean, resource_dir
 
 CONFIG_NAME = "config"
-_HYDRA_FLAGS_WITH_VALUE = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--info", "-i", "--package", "-p"}
+_HYDRA_FLAGS_WITH_VALUE = {
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--info",
+    "-i",
+    "--package",
+    "-p",
+}
 
 
 def _split_argv(argv: Sequence[str]) -> tuple[list[str], bool, str, list[str]]:
@@ -60,8 +78,6 @@ def _split_argv(argv: Sequence[str]) -> tuple[list[str], bool, str, list[str]]:
 
 def _trial_overrides(overrides: list[str]) -> list[list[str]]:
     """Override lists that cover every value of every sweep once (others at their first value)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import IntervalSweep
 
     parsed = OverridesParser.create().parse_overrides(overrides)
     base, sweeps = [], []
@@ -89,7 +105,9 @@ def _trial_overrides(overrides: list[str]) -> list[list[str]]:
     return trials
 
 
-def _explain_hydra_error(err: Exception, overrides: list[str], config_dir: str, name: str) -> list[str]:
+def _explain_hydra_error(
+    err: Exception, overrides: list[str], config_dir: str, name: str
+) -> list[str]:
     """A Hydra composition error as our one-line problems, with suggestions."""
     message = str(err)
     missing = re.search(r"Could not find '([^']+)/([^']+)'", message)
@@ -97,26 +115,33 @@ def _explain_hydra_error(err: Exception, overrides: list[str], config_dir: str, 
         group, choice = missing.groups()
         options = re.findall(r"^\t(\S+)$", message, re.MULTILINE)
         known = f"; available: {', '.join(options)}" if options else ""
-        return [f"{group}: there is no config '{choice}' in the '{group}' group{did_you_mean(choice, options)}{known}"]
-    key = re.search(r"full_key: (\S+)", message) or re.search(r"Could not override '([^']+)'", message)
+        return [
+            f"{group}: there is no config '{choice}' in the '{group}' group{did_you_mean(choice, options)}{known}"
+        ]
+    key = re.search(r"full_key: (\S+)", message) or re.search(
+        r"Could not override '([^']+)'", message
+    )
     if key and ("not in struct" in message or "Could not override" in message):
         dotted = key.group(1)
         parent, _, leaf = dotted.rpartition(".")
         siblings = _keys_at(parent, overrides, config_dir, name)
         hint = did_you_mean(leaf, siblings)
         allowed = f"; allowed keys: {', '.join(sorted(siblings))}" if siblings else ""
-        return [f"{dotted}: unknown key{hint}{allowed} (to add a new key on purpose, write +{dotted}=...)"]
+        return [
+            f"{dotted}: unknown key{hint}{allowed} (to add a new key on purpose, write +{dotted}=...)"
+        ]
     first = message.strip().splitlines()[0] if message.strip() else type(err).__name__
     return [f"command line: {first}"]
 
 
 def _keys_at(parent: str, overrides: list[str], config_dir: str, name: str) -> list[str]:
     """Keys under ``parent`` in the config composed with only the group choices of ``overrides``."""
-    from hydra import compose, initialize_config_dir
 
     groups = [
-        o for o in overrides
-        if "=" in o and ("." not in o.split("=", 1)[0].lstrip("+~") or o.startswith("hydra.searchpath="))
+        o
+        for o in overrides
+        if "=" in o
+        and ("." not in o.split("=", 1)[0].lstrip("+~") or o.startswith("hydra.searchpath="))
     ]
     try:
         with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
@@ -131,7 +156,6 @@ def _sweeper_params(base: list[str], overrides: list[str], config_dir: str, name
     """``hydra.sweeper.params`` set in config files (an ``hparams_search`` overlay, say) as
     overrides, so that a sweep's every parameter is checked, not only those on the command line.
     The command line wins over a parameter of the same key, as in the sweepers."""
-    from hydra import compose, initialize_config_dir
 
     try:
         with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
@@ -146,15 +170,17 @@ def _sweeper_params(base: list[str], overrides: list[str], config_dir: str, name
 
 def check_command_line(argv: Sequence[str]) -> None:
     """Compose and validate the config of every trial the command line describes; ConfigError if any is bad."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
     overrides, multirun, name, dirs = _split_argv(argv)
     config_dir = str(resource_dir("conf"))
     if dirs:
-        overrides = [*overrides, f"hydra.searchpath=[{','.join('file://' + os.path.abspath(d) for d in dirs)}]"]
-    sampling = any(o.startswith(("hydra/sweeper=", "+hparams_search=", "hparams_search=")) for o in overrides)
+        overrides = [
+            *overrides,
+            f"hydra.searchpath=[{','.join('file://' + os.path.abspath(d) for d in dirs)}]",
+        ]
+    sampling = any(
+        o.startswith(("hydra/sweeper=", "+hparams_search=", "hparams_search=")) for o in overrides
+    )
     for o in overrides:
         if "interval(" in o and not sampling:
             raise ConfigError(
@@ -186,7 +212,9 @@ def check_command_line(argv: Sequence[str]) -> None:
         fresh = [p for p in problems if p not in seen]
         seen.update(fresh)
         fresh = [
-            f"{p} (it comes from hydra.sweeper.params in a config file)" if p.split(":", 1)[0] in config_keys else p
+            f"{p} (it comes from hydra.sweeper.params in a config file)"
+            if p.split(":", 1)[0] in config_keys
+            else p
             for p in fresh
         ]
         if fresh:
@@ -195,7 +223,6 @@ def check_command_line(argv: Sequence[str]) -> None:
 
 
 def _job(cfg) -> float:
-    from hydra.core.hydra_config import HydraConfig
 
     raw = OmegaConf.to_container(cfg, resolve=True)
     hydra_cfg = HydraConfig.get()
@@ -207,8 +234,12 @@ def _job(cfg) -> float:
             # joblib's workers live on from trial to trial: one fresh process per trial, so
             # TensorFlow and the trial's memory go when the trial ends.
             n_jobs = hydra_cfg.launcher.get("n_jobs") or 1
-            parallel = max(1, (os.cpu_count() or 1) + 1 + n_jobs) if n_jobs < 0 else n_jobs  # joblib: -1 is one per core
-            return run_in_child(raw, run_dir, OmegaConf.to_container(hydra_cfg.job_logging, resolve=True), parallel)
+            parallel = (
+                max(1, (os.cpu_count() or 1) + 1 + n_jobs) if n_jobs < 0 else n_jobs
+            )  # joblib: -1 is one per core
+            return run_in_child(
+                raw, run_dir, OmegaConf.to_container(hydra_cfg.job_logging, resolve=True), parallel
+            )
         return train(config, run_dir=run_dir)
     except FactoryError as err:
         logging.getLogger("factory").error(f"error: {err}")
@@ -233,7 +264,11 @@ def register_with_hydra() -> None:
         store.store(group=group, name="default", node=defaults(settings), provider="factory")
 
     def direction(monitor: str, mode: str = "auto") -> str:
-        return "maximize" if Monitor(monitor, mode, config_key="early_stop").mode == "max" else "minimize"
+        return (
+            "maximize"
+            if Monitor(monitor, mode, config_key="early_stop").mode == "max"
+            else "minimize"
+        )
 
     if not OmegaConf.has_resolver("factory_direction"):
         OmegaConf.register_new_resolver("factory_direction", direction)
@@ -247,16 +282,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     argv = list(sys.argv[1:] if argv is None else argv)
-    informational = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--version", "--shell-completion", "-sc"}
+    informational = {
+        "--help",
+        "-h",
+        "--hydra-help",
+        "--info",
+        "-i",
+        "--cfg",
+        "-c",
+        "--version",
+        "--shell-completion",
+        "-sc",
+    }
     try:
         if not informational.intersection(a.partition("=")[0] for a in argv):
             check_command_line(argv)
     except FactoryError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
-    import hydra
 
-    app = hydra.main(config_path=str(resource_dir("conf")), config_name=CONFIG_NAME, version_base="1.3")(_job)
+    app = hydra.main(
+        config_path=str(resource_dir("conf")), config_name=CONFIG_NAME, version_base="1.3"
+    )(_job)
     saved = sys.argv
     sys.argv = [saved[0] if saved else "factory-train", *argv]
     try:
@@ -264,7 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     except KeyboardInterrupt:
-        print("interrupted: the checkpoint is saved; run the same command to resume", file=sys.stderr)
+        print(
+            "interrupted: the checkpoint is saved; run the same command to resume", file=sys.stderr
+        )
         return 130
     finally:
         sys.argv = saved

@@ -27,7 +27,7 @@ SPLITS = {"test": 360, "eval": 180}
 def digits_columns() -> dict[str, dict[str, np.ndarray]]:
     """``{split: {"image": uint8 [n, 8, 8, 1], "label": int64 [n]}}`` for train, eval and test."""
     try:
-        from sklearn.datasets import load_digits
+        from sklearn.datasets import load_digits  # optional: scikit-learn (the examples extra)
     except ImportError:
         raise ConfigError(
             "data.generate: 'digits' needs scikit-learn; install the examples extra: pip install 'factory[examples]'"
@@ -51,7 +51,7 @@ def diabetes_columns() -> dict[str, dict[str, np.ndarray]]:
     an eval set of 44 rows was too small to pick the best evaluation reliably).
     """
     try:
-        from sklearn.datasets import load_diabetes
+        from sklearn.datasets import load_diabetes  # optional: scikit-learn (the examples extra)
     except ImportError:
         raise ConfigError(
             "data.generate: 'diabetes' needs scikit-learn; install the examples extra: pip install 'factory[examples]'"

@@ -22,7 +22,7 @@ IMAGE_CHANNELS = {"png": (1, 2, 3, 4), "jpeg": (1, 3)}
 
 def tf_dtype(dtype: str) -> tf.DType:
     """The one mapping from a spec dtype name to a TensorFlow dtype."""
-    import tensorflow as tf
+    import tensorflow as tf  # defers TensorFlow
 
     return {"float32": tf.float32, "int64": tf.int64, "uint8": tf.uint8, "string": tf.string}[dtype]
 

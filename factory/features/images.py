@@ -38,7 +38,7 @@ def encode_png(image: np.ndarray) -> bytes:
 
 def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
     """uint8 ``[height, width, channels]`` -> JPEG bytes (via TensorFlow)."""
-    import tensorflow as tf
+    import tensorflow as tf  # defers TensorFlow
 
     return tf.io.encode_jpeg(image, quality=quality).numpy()
 

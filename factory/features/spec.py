@@ -21,7 +21,7 @@ from factory.features.encoder import encode_record
 from factory.features.feature import (
     Feature,
 )
-from factory.features.statistics import drop_auto, resolve_auto
+from factory.features.statistics import Statistic, declaration
 from factory.features.writer import RecordWriter
 from factory.validation import did_you_mean, load_yaml, plain, schema_problems
 
@@ -91,7 +91,22 @@ class FeatureSpec:
         rebuild the spec that way). ``ConfigError`` names a feature without its
         statistics; a spec without ``auto`` is returned unchanged.
         """
-        return resolve_auto(self, statistics)
+        if not self.needs_statistics:
+            return self
+        entries = statistics.get("features") if isinstance(statistics, Mapping) else None
+        if not isinstance(entries, Mapping):
+            raise ConfigError("statistics: expected a mapping with `features` (as compute_statistics returns)")
+        raw = plain(self.raw)
+        problems = []
+        for f in self.auto_features:
+            entry, kind = entries.get(f.name), f.auto_statistic
+            if not isinstance(entry, Mapping) or kind not in entry:
+                problems.append(f"features.{f.name}: the statistics hold no {kind} for this `{kind}: auto` feature")
+                continue
+            Statistic.of(f).write(declaration(raw, f), entry)
+        if problems:
+            raise ConfigError(problems)
+        return type(self).from_dict(raw)
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as the plain dict it was built from (for manifests and run dirs)."""
@@ -184,7 +199,12 @@ class FeatureSpec:
 
     def without_auto(self) -> FeatureSpec:
         """The spec with ``auto`` statistics dropped (plain strings, no normalisation): for reading records as stored."""
-        return drop_auto(self)
+        if not self.needs_statistics:
+            return self
+        raw = plain(self.raw)
+        for f in self.auto_features:
+            Statistic.of(f).drop(declaration(raw, f))
+        return type(self).from_dict(raw)
 
 
 # -- helpers --------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Statistics of a feature, one class per kind, from the records to the graph (after Ludwig's
 ``ZScoreTransformer``): ``Normalization`` (``preprocess.normalize``, a regression label's
 ``normalize``) and ``Vocabulary``. Each fits on batches (``factory.features.scan`` drives it),
-gives its ``statistics.json`` entry, writes its constants into a spec in place of ``auto``
-(``resolve_auto``, ``drop_auto``: ``FeatureSpec.with_statistics``/``without_auto``) and
+gives its ``statistics.json`` entry, writes its constants into a spec's declaration in place of
+``auto`` (``FeatureSpec.with_statistics``/``without_auto`` call ``write``/``drop``) and
 applies them in the graph that training, evaluation and serving share. TensorFlow is
 imported only inside the graph methods: the TF-free ``FeatureSpec`` imports this module.
 """
@@ -19,12 +19,10 @@ import numpy as np
 from factory.errors import ConfigError, RecordError
 from factory.features.checks import NO_OOV_BUCKETS
 from factory.features.feature import Feature
-from factory.validation import plain
 
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
 
-    from factory.features.spec import FeatureSpec
 
 log = logging.getLogger("factory")
 
@@ -314,38 +312,6 @@ class Vocabulary(Statistic):
 KINDS: dict[str, type[Statistic]] = {kind.kind: kind for kind in (Normalization, Vocabulary)}
 
 
-# -- the constants in the spec ------------------------------------------------------------------------
-
-
-def _declaration(raw: dict[str, Any], f: Feature) -> dict[str, Any]:
+def declaration(raw: dict[str, Any], f: Feature) -> dict[str, Any]:
+    """Where ``f`` is declared in a spec's raw dict (``features`` or ``labels``)."""
     return raw["labels" if f.role == "label" else "features"][f.name]
-
-
-def resolve_auto(spec: FeatureSpec, statistics: Mapping[str, Any]) -> FeatureSpec:
-    """``FeatureSpec.with_statistics``: every ``auto`` replaced by the computed constants."""
-    if not spec.needs_statistics:
-        return spec
-    entries = statistics.get("features") if isinstance(statistics, Mapping) else None
-    if not isinstance(entries, Mapping):
-        raise ConfigError("statistics: expected a mapping with `features` (as compute_statistics returns)")
-    raw = plain(spec.raw)
-    problems = []
-    for f in spec.auto_features:
-        entry, kind = entries.get(f.name), f.auto_statistic
-        if not isinstance(entry, Mapping) or kind not in entry:
-            problems.append(f"features.{f.name}: the statistics hold no {kind} for this `{kind}: auto` feature")
-            continue
-        Statistic.of(f).write(_declaration(raw, f), entry)
-    if problems:
-        raise ConfigError(problems)
-    return type(spec).from_dict(raw)
-
-
-def drop_auto(spec: FeatureSpec) -> FeatureSpec:
-    """``FeatureSpec.without_auto``: the spec with ``auto`` statistics dropped."""
-    if not spec.needs_statistics:
-        return spec
-    raw = plain(spec.raw)
-    for f in spec.auto_features:
-        Statistic.of(f).drop(_declaration(raw, f))
-    return type(spec).from_dict(raw)

@@ -45,7 +45,7 @@ def cnn(
     Integer pixels without ``preprocess`` are cast to float unchanged; declare
     ``preprocess.scale`` in the feature spec to scale them.
     """
-    import keras
+    import keras  # defers TensorFlow
 
     for i, n in enumerate(filters):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:

@@ -108,7 +108,7 @@ def vocabulary_size(feature: Feature) -> int | None:
 
 def to_float(name: str, x: keras.KerasTensor) -> keras.KerasTensor:
     """Cast an integer (e.g. raw uint8 pixel) input to float, unscaled: scaling is ``preprocess``'s job."""
-    import keras
+    import keras  # defers TensorFlow
 
     if "float" in str(x.dtype):
         return x
@@ -132,7 +132,7 @@ def dense_inputs(features: Mapping[str, keras.KerasTensor]) -> keras.KerasTensor
     ``ConfigError`` for a feature that has no fixed size (variable length
     without ``max_length``) or a string without a vocabulary.
     """
-    import keras
+    import keras  # defers TensorFlow
 
     spec = current_spec()
     if not features:
@@ -184,7 +184,7 @@ def check_range(param: str, value: Any, low: float | None = None, high: float | 
 
 def activation(param: str, name: str) -> Any:
     """``keras.activations.get(name)`` with a ``ConfigError`` at ``network.<param>`` for an unknown name."""
-    import keras
+    import keras  # defers TensorFlow
 
     try:
         return keras.activations.get(name)

@@ -35,7 +35,7 @@ def mlp(
       model is a linear model plus what the hidden layers add, which suits
       nearly linear tabular data. Default False.
     """
-    import keras
+    import keras  # defers TensorFlow
 
     for i, units in enumerate(hidden):
         if isinstance(units, bool) or not isinstance(units, int) or units < 1:

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -81,7 +82,11 @@ class Exporter:
             return
         for path in self.root.iterdir():
             kind, _, pid = path.name.rpartition("-")
-            if kind.startswith((".staging-", ".stale-", ".deleting-")) and pid.isdigit() and not alive(int(pid)):
+            if (
+                kind.startswith((".staging-", ".stale-", ".deleting-"))
+                and pid.isdigit()
+                and not alive(int(pid))
+            ):
                 shutil.rmtree(path, ignore_errors=True)
 
     # -- paths ------------------------------------------------------------------------------------
@@ -100,14 +105,14 @@ class Exporter:
         directory = self.policy_dir(policy)
         if not directory.is_dir():
             return []
-        return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and not p.is_symlink())
+        return sorted(
+            int(p.name) for p in directory.iterdir() if p.name.isdigit() and not p.is_symlink()
+        )
 
     # -- writing ----------------------------------------------------------------------------------
 
     def write(self, policy: str, version: int, info: Mapping[str, Any]) -> Path:
         """Export the current weights as ``<policy>/<version>``; returns the published directory."""
-        import keras
-
         self.root.mkdir(parents=True, exist_ok=True)
         staging = self.root / f".staging-{policy}-{version}-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
@@ -181,21 +186,32 @@ class Exporter:
         Returns the signatures' input/output descriptions for the manifest.
         """
         if not self.sample:
-            raise ExportError("export: no eval records to verify the export with; data.eval is empty")
+            raise ExportError(
+                "export: no eval records to verify the export with; data.eval is empty"
+            )
         raw = self.sample_inputs()
-        expected = {k: v.numpy() for k, v in self.forward(self.transform.preprocess(raw, labels=False)).items()}
+        expected = {
+            k: v.numpy()
+            for k, v in self.forward(self.transform.preprocess(raw, labels=False)).items()
+        }
         loaded = tf.saved_model.load(str(path))
         results = {
             DEFAULT_SIGNATURE: loaded.signatures[DEFAULT_SIGNATURE](**raw),
-            EXAMPLE_SIGNATURE: loaded.signatures[EXAMPLE_SIGNATURE](**{EXAMPLES_INPUT: tf.constant(self.sample)}),
+            EXAMPLE_SIGNATURE: loaded.signatures[EXAMPLE_SIGNATURE](
+                **{EXAMPLES_INPUT: tf.constant(self.sample)}
+            ),
         }
         for signature, outputs in results.items():
             if set(outputs) != set(expected):
-                raise ExportError(f"export: signature {signature} returns {sorted(outputs)}, expected {sorted(expected)}")
+                raise ExportError(
+                    f"export: signature {signature} returns {sorted(outputs)}, expected {sorted(expected)}"
+                )
             for name, want in expected.items():
                 got = outputs[name].numpy()
                 if got.shape != want.shape:
-                    raise ExportError(f"export: {signature} output '{name}' has shape {got.shape}, the model gives {want.shape}")
+                    raise ExportError(
+                        f"export: {signature} output '{name}' has shape {got.shape}, the model gives {want.shape}"
+                    )
                 # Absolute below 1, relative above: float32 carries ~7 significant digits, so an output
                 # of 150 (a regression target) cannot agree to 1e-5 absolutely after a graph rewrite.
                 err = np.abs(got.astype(np.float64) - want.astype(np.float64))
@@ -211,9 +227,9 @@ class Exporter:
 
     # -- manifest ---------------------------------------------------------------------------------
 
-    def manifest(self, policy: str, version: int, info: Mapping[str, Any], signatures: dict) -> dict[str, Any]:
-        import keras
-
+    def manifest(
+        self, policy: str, version: int, info: Mapping[str, Any], signatures: dict
+    ) -> dict[str, Any]:
         raw = {k: v.numpy() for k, v in self.sample_inputs().items()}
         instance = {name: _json_value(value[0]) for name, value in raw.items()}
         url = f"http://localhost:8501/v1/models/{self.model_name}:predict"
@@ -228,25 +244,33 @@ class Exporter:
             "signatures": signatures,
             "feature_spec": self.spec.to_dict(),
             "config": self.config,
-            "versions": {"factory": __version__, "tensorflow": tf.__version__, "keras": keras.__version__},
+            "versions": {
+                "factory": __version__,
+                "tensorflow": tf.__version__,
+                "keras": keras.__version__,
+            },
             "serving": {
                 "model_base_path": str(self.policy_dir(policy).resolve()),
                 "rest_url": url,
                 "rest_request": {"signature_name": DEFAULT_SIGNATURE, "instances": [instance]},
                 "rest_request_tf_example": {
                     "signature_name": EXAMPLE_SIGNATURE,
-                    "instances": [{EXAMPLES_INPUT: {"b64": base64.b64encode(self.sample[0]).decode()}}],
+                    "instances": [
+                        {EXAMPLES_INPUT: {"b64": base64.b64encode(self.sample[0]).decode()}}
+                    ],
                 },
             },
         }
-
 
 
 def describe_signature(fn) -> dict[str, dict]:
     """``{"inputs": {name: {dtype, shape}}, "outputs": {...}}`` of a loaded signature (-1: any size)."""
 
     def spec(t) -> dict:
-        return {"dtype": t.dtype.name, "shape": [-1 if d is None else int(d) for d in t.shape.as_list()]}
+        return {
+            "dtype": t.dtype.name,
+            "shape": [-1 if d is None else int(d) for d in t.shape.as_list()],
+        }
 
     _, inputs = fn.structured_input_signature
     return {
@@ -259,6 +283,7 @@ def _json_value(value: np.ndarray) -> Any:
     """One raw feature value as TF Serving's JSON wants it (bytes as {"b64": ...} unless UTF-8)."""
     value = np.asarray(value)  # a scalar string arrives as plain bytes
     if value.dtype.kind in "SO":
+
         def text(b):
             try:
                 return b.decode()

@@ -66,7 +66,7 @@ class Predictor:
         if self._loaded is None:
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-            import tensorflow as tf
+            import tensorflow as tf  # defers TensorFlow
 
             try:
                 loaded = tf.saved_model.load(str(self.path))
@@ -111,7 +111,7 @@ class Predictor:
         (``check``), then run ``batch_size`` (default: ``self.batch_size``) examples at a time.
         """
         arrays = self.check(features)
-        import tensorflow as tf
+        import tensorflow as tf  # defers TensorFlow
 
         fn = self.signatures[DEFAULT_SIGNATURE]
         rows = next(iter(arrays.values())).shape[0]
@@ -142,7 +142,7 @@ class Predictor:
             if not isinstance(item, bytes | np.bytes_):
                 detail = f"expected a serialized tf.train.Example (bytes), got {type(item).__name__}"
                 raise PredictError(f"record {i}: {detail}", index=i, detail=detail)
-        import tensorflow as tf
+        import tensorflow as tf  # defers TensorFlow
 
         fn = self.signatures[EXAMPLE_SIGNATURE]
         step = batch_size or self.batch_size
@@ -164,10 +164,10 @@ class Predictor:
 
     def _explain_examples(self, records: list[bytes], err: Exception) -> tuple[int, str]:
         """``(index, message)`` of the first record in ``records`` that the ``tf_example`` signature rejects."""
-        import tensorflow as tf
-        from google.protobuf.message import DecodeError
+        import tensorflow as tf  # defers TensorFlow
+        from google.protobuf.message import DecodeError  # defers TensorFlow (its protobuf)
 
-        from factory.features import parsing
+        from factory.features import parsing  # defers TensorFlow
 
         for i, record in enumerate(records):
             try:
@@ -213,7 +213,7 @@ def _first_line(err: Exception) -> str:
 
 def explain_error(err: Exception) -> str:
     """TensorFlow's message about bad input, made to name the feature where it can."""
-    from factory.features.pipeline import explain_error as explain_record
+    from factory.features.pipeline import explain_error as explain_record  # defers TensorFlow
 
     return explain_record(err)
 

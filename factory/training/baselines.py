@@ -44,7 +44,10 @@ def reference_metrics(
     if REFERENCES.get(name) != task and not (name == "logistic" and task == "binary"):
         raise ConfigError(f"compare_with: '{name}' is for {REFERENCES.get(name, 'no')} tasks; this run is {task}")
     try:  # defers scikit-learn (optional)
-        from sklearn.linear_model import LogisticRegression, RidgeCV
+        from sklearn.linear_model import (  # optional: scikit-learn (the examples extra)
+            LogisticRegression,
+            RidgeCV,
+        )
     except ImportError:
         raise ConfigError("compare_with: needs scikit-learn; pip install 'factory[examples]'") from None
     x_train, y_train = _table(spec, transform, train, compression)
