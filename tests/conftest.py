@@ -9,7 +9,10 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import pytest
 
-from tests import helpers
+# Asserts inside the shared helpers report their values as asserts in tests do.
+pytest.register_assert_rewrite("tests.helpers")
+
+from tests import helpers  # noqa: E402
 
 
 @pytest.fixture
