@@ -125,12 +125,7 @@ def read_tuned(files: list[str]):
         parsed = tf.io.parse_example(serialized, parse_spec)
         return {"x": parsed["x"]}, parsed["y"]
 
-    return (
-        _records(files)
-        .batch(BATCH)
-        .map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    return _records(files).batch(BATCH).map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def read_naive(files: list[str]):
@@ -282,7 +277,14 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = [
         ("write", "spec writer", writes["spec writer"], "tf.train.Example loop", writes["tf.train.Example loop"], 5.0),
-        ("read", "spec.dataset eval", reads["spec.dataset eval"], "hand-tuned tf.data", reads["hand-tuned tf.data"], 0.95),
+        (
+            "read",
+            "spec.dataset eval",
+            reads["spec.dataset eval"],
+            "hand-tuned tf.data",
+            reads["hand-tuned tf.data"],
+            0.95,
+        ),
         ("read", "spec.dataset eval", reads["spec.dataset eval"], "naive tf.data", reads["naive tf.data"], 5.0),
     ]
     print()
@@ -290,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     for _kind, name, rate, base, base_rate, target in rows:
         ratio = rate / base_rate
         verdict = "PASS" if ratio >= target else "FAIL"
-        print(f"{name:<20} {rate:>11,.0f}  {base:<22} {base_rate:>11,.0f}  {ratio:>5.2f}x  {'>=' + format(target, 'g') + 'x':>7}  {verdict}")
+        print(
+            f"{name:<20} {rate:>11,.0f}  {base:<22} {base_rate:>11,.0f}  {ratio:>5.2f}x  {'>=' + format(target, 'g') + 'x':>7}  {verdict}"
+        )
     return 0
 
 

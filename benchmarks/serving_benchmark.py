@@ -211,12 +211,21 @@ def check_same_outputs(served: dict, expected: dict, batch: int) -> None:
 
 # The ratio column of the table: path -> the path it is divided by.
 BASELINES = {
-    SERVING: KERAS, CONCRETE: KERAS, MODEL: KERAS, EAGER: KERAS, RESTORED: KERAS,
-    REWRAPPED: CONCRETE, EXAMPLE_SIGNATURE: SERVING,
+    SERVING: KERAS,
+    CONCRETE: KERAS,
+    MODEL: KERAS,
+    EAGER: KERAS,
+    RESTORED: KERAS,
+    REWRAPPED: CONCRETE,
+    EXAMPLE_SIGNATURE: SERVING,
 }
 # Listed round by round under the table.
 ROUND_RATIOS = [
-    (SERVING, KERAS), (SERVING, CONCRETE), (REWRAPPED, CONCRETE), (RESTORED, KERAS), (EXAMPLE_SIGNATURE, SERVING),
+    (SERVING, KERAS),
+    (SERVING, CONCRETE),
+    (REWRAPPED, CONCRETE),
+    (RESTORED, KERAS),
+    (EXAMPLE_SIGNATURE, SERVING),
 ]
 
 
@@ -268,7 +277,9 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
 
     print(f"\nper-request latency, {run_dir / 'export' / 'best' / 'current'}")
     print(f"tensorflow {tf.__version__}, keras {keras.__version__}, {os.cpu_count()} CPUs")
-    print(f"rounds: {args.rounds} (best median kept); calls per path: {calls[1]} at batch 1, {calls[256]} at batch 256\n")
+    print(
+        f"rounds: {args.rounds} (best median kept); calls per path: {calls[1]} at batch 1, {calls[256]} at batch 256\n"
+    )
     header = f"{'path':16} {'batch':>5} {'median us':>10} {'p90 us':>10} {'ratio':>7}  {'vs':16} {'target':>7}  result"
     print(header)
     print("-" * len(header))

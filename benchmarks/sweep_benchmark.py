@@ -33,8 +33,13 @@ def sweep(launcher: str, args, work: Path, env: dict) -> float:
     out = work / f"sweep-{launcher}"
     shutil.rmtree(out, ignore_errors=True)
     command = [
-        str(Path(sys.executable).parent / "factory-train"), "-m", *SWEEPS[args.network],
-        f"train.max_steps={args.steps}", "train.progress=none", f"hydra/launcher={launcher}", f"hydra.sweep.dir={out}",
+        str(Path(sys.executable).parent / "factory-train"),
+        "-m",
+        *SWEEPS[args.network],
+        f"train.max_steps={args.steps}",
+        "train.progress=none",
+        f"hydra/launcher={launcher}",
+        f"hydra.sweep.dir={out}",
     ]
     if launcher == "joblib":
         command.append(f"hydra.launcher.n_jobs={args.jobs}")

@@ -42,10 +42,16 @@ NETWORKS = {"cnn": ["network=cnn"], "mlp": ["network=mlp", "network.hidden=[128,
 
 
 def config_for(network: str, steps: int, run_dir: Path, spe: int, eval_every: int = 500, extra=()) -> dict:
-    overrides = [*extra,
-        *NETWORKS[network], f"train.max_steps={steps}", f"train.eval_every_steps={eval_every}",
+    overrides = [
+        *extra,
+        *NETWORKS[network],
+        f"train.max_steps={steps}",
+        f"train.eval_every_steps={eval_every}",
         f"train.steps_per_execution={spe}",
-        "train.progress=none", "early_stop.patience=1000", "data.test=null", "train.batch_size=64",
+        "train.progress=none",
+        "early_stop.patience=1000",
+        "data.test=null",
+        "train.batch_size=64",
         "export.best.enabled=false",  # exports have their own benchmark (serving_benchmark.py)
     ]
     with initialize_config_dir(config_dir=str(resource_dir("conf")), version_base="1.3"):
@@ -143,13 +149,18 @@ def time_fit(network: str, steps: int, warmup: int, spe: int, tmp: Path, every: 
     model.compile(
         optimizer=keras.optimizers.Adam(0.002),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"], steps_per_execution=spe,
+        metrics=["accuracy"],
+        steps_per_execution=spe,
     )
     if every:  # timed from the end of the first epoch (validated, saved) to the end of the last one
         path = str(Path(tempfile.mkdtemp(dir=tmp)) / "ckpt.weights.h5")
         timer = _EpochTimes()
         model.fit(
-            ds, steps_per_epoch=every, epochs=(warmup + steps) // every, verbose=0, validation_data=eval_ds,
+            ds,
+            steps_per_epoch=every,
+            epochs=(warmup + steps) // every,
+            verbose=0,
+            validation_data=eval_ds,
             callbacks=[keras.callbacks.ModelCheckpoint(path, save_weights_only=True), timer],
         )
         return (len(timer.ends) - 1) * every / (timer.ends[-1] - timer.ends[0])
@@ -178,7 +189,9 @@ def main() -> None:
         "factory": lambda net: time_factory(net, args.steps, args.warmup, args.spe, tmp),
         # With the tf.data iterator in every checkpoint instead of replaying the input on resume:
         # serialising its shuffle buffer and prefetched batches is most of a checkpoint's cost.
-        "factory*": lambda net: time_factory(net, args.steps, args.warmup, args.spe, tmp, "train.resume_input=iterator"),
+        "factory*": lambda net: time_factory(
+            net, args.steps, args.warmup, args.spe, tmp, "train.resume_input=iterator"
+        ),
         "bare loop": lambda net: time_bare(net, args.steps, args.warmup, args.spe, tmp),
         "Model.fit": lambda net: time_fit(net, args.steps, args.warmup, args.spe, tmp),
         # The same work as factory: evaluation and a checkpoint every `every` steps.
@@ -197,10 +210,14 @@ def main() -> None:
                 print(f"{net:8} {name:11} {rate:9.1f}")
                 continue
             ratio = best["factory"] / rate
-            ratios = f"factory: {ratio:.2f}x {'PASS' if ratio >= 0.95 else 'FAIL'}  factory*: {best['factory*'] / rate:.2f}x"
+            ratios = (
+                f"factory: {ratio:.2f}x {'PASS' if ratio >= 0.95 else 'FAIL'}  factory*: {best['factory*'] / rate:.2f}x"
+            )
             print(f"{net:8} {name:11} {rate:9.1f}  {ratios}  (target >= 0.95x)")
     print("factory: the default (train.resume_input=replay); factory*: train.resume_input=iterator")
-    print(f"bare loop, Model.fit: training only; bare loop+, Model.fit+: also evaluate and checkpoint every {every} steps")
+    print(
+        f"bare loop, Model.fit: training only; bare loop+, Model.fit+: also evaluate and checkpoint every {every} steps"
+    )
 
 
 if __name__ == "__main__":

@@ -127,9 +127,7 @@ def _describe(error) -> list[str]:
     if kind in ("maximum", "exclusiveMaximum"):
         return [f"{path}: {_short(value)} is above the maximum of {error.validator_value}"]
     if kind == "minProperties":
-        return [
-            f"{path}: needs at least {error.validator_value} entr{'y' if error.validator_value == 1 else 'ies'}"
-        ]
+        return [f"{path}: needs at least {error.validator_value} entr{'y' if error.validator_value == 1 else 'ies'}"]
     if kind in ("minItems", "maxItems"):
         return [f"{path}: {_short(value)} has the wrong length: {error.message.split(' is ')[-1]}"]
     if kind == "uniqueItems":
@@ -146,9 +144,7 @@ def _describe(error) -> list[str]:
         if alternatives:
             return _describe(min(alternatives, key=lambda e: len(e.path)))
         kinds = sorted({str(e.validator_value) for e in error.context if e.validator == "type"})
-        return [
-            f"{path}: {_short(value)} is not valid here; expected {' or '.join(kinds) or 'another value'}"
-        ]
+        return [f"{path}: {_short(value)} is not valid here; expected {' or '.join(kinds) or 'another value'}"]
     return [f"{path}: {error.message}"]
 
 

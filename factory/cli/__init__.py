@@ -34,22 +34,55 @@ class Command:
     epilog: str = ""
 
 
-
 COMMANDS: list[Command] = [
-    Command("write", "write TFRecord shards from a CSV, JSON Lines or NPZ file", records.write_arguments, records.run_write, records.WRITE_EPILOG),
-    Command("check", "read record files and check every record against the feature spec", records.check_arguments, records.run_check),
-    Command("stats", "summarise record files per feature and show the `auto` statistics training would compute", stats.arguments, stats.run, stats.EPILOG),
-    Command("predict", "run an export on a JSON Lines, CSV, NPZ or TFRecord file; predictions as JSON Lines", predict.arguments, predict.run, predict.EPILOG),
-    Command("summarize", "tabulate the trials of a sweep, best first, and write them as CSV", summarize.arguments, summarize.run, summarize.EPILOG),
+    Command(
+        "write",
+        "write TFRecord shards from a CSV, JSON Lines or NPZ file",
+        records.write_arguments,
+        records.run_write,
+        records.WRITE_EPILOG,
+    ),
+    Command(
+        "check",
+        "read record files and check every record against the feature spec",
+        records.check_arguments,
+        records.run_check,
+    ),
+    Command(
+        "stats",
+        "summarise record files per feature and show the `auto` statistics training would compute",
+        stats.arguments,
+        stats.run,
+        stats.EPILOG,
+    ),
+    Command(
+        "predict",
+        "run an export on a JSON Lines, CSV, NPZ or TFRecord file; predictions as JSON Lines",
+        predict.arguments,
+        predict.run,
+        predict.EPILOG,
+    ),
+    Command(
+        "summarize",
+        "tabulate the trials of a sweep, best first, and write them as CSV",
+        summarize.arguments,
+        summarize.run,
+        summarize.EPILOG,
+    ),
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="factory", description="A declarative, config-driven model factory for TensorFlow.")
+    parser = argparse.ArgumentParser(
+        prog="factory", description="A declarative, config-driven model factory for TensorFlow."
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         sub = commands.add_parser(
-            command.name, help=command.help, description=command.help, epilog=command.epilog or None,
+            command.name,
+            help=command.help,
+            description=command.help,
+            epilog=command.epilog or None,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         command.arguments(sub)

@@ -23,17 +23,35 @@ FORMATS = ("jsonl", "csv", "npz", "tfrecord")
 _TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecord.zz", ".tfrecords.gz", ".gz", ".zz")
 
 
-
-
 def arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("export", metavar="EXPORT_DIR", help="an export version dir, or its policy, export or run dir (see below)")
-    parser.add_argument("--input", required=True, metavar="FILE", help="a .jsonl, .csv, .npz or .tfrecord file (TFRecord: or a quoted glob)")
+    parser.add_argument(
+        "export", metavar="EXPORT_DIR", help="an export version dir, or its policy, export or run dir (see below)"
+    )
+    parser.add_argument(
+        "--input",
+        required=True,
+        metavar="FILE",
+        help="a .jsonl, .csv, .npz or .tfrecord file (TFRecord: or a quoted glob)",
+    )
     parser.add_argument("--format", choices=FORMATS, help="input format (default: from the extension)")
     parser.add_argument("--output", metavar="FILE", help="write the predictions here (default: standard output)")
-    parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="N", help=f"examples per model call (default: {DEFAULT_BATCH_SIZE})")
-    parser.add_argument("--ignore-unknown", action="store_true", help="drop columns/keys the feature spec does not declare (default: an error)")
     parser.add_argument(
-        "--compression", choices=("none", "gzip", "zlib"), type=str.lower, default=None,
+        "--batch-size",
+        type=positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        metavar="N",
+        help=f"examples per model call (default: {DEFAULT_BATCH_SIZE})",
+    )
+    parser.add_argument(
+        "--ignore-unknown",
+        action="store_true",
+        help="drop columns/keys the feature spec does not declare (default: an error)",
+    )
+    parser.add_argument(
+        "--compression",
+        choices=("none", "gzip", "zlib"),
+        type=str.lower,
+        default=None,
         help="TFRecord compression (default: from each file's extension: .gz GZIP, .zz ZLIB)",
     )
 
@@ -70,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     where = args.output or "standard output"
     records = "record" if out.count == 1 else "records"
-    message = f"predicted {out.count} {records} with {predictor.path} ({predictor.policy} v{predictor.version}) to {where}"
+    message = (
+        f"predicted {out.count} {records} with {predictor.path} ({predictor.policy} v{predictor.version}) to {where}"
+    )
     print(message, file=sys.stdout if args.output else sys.stderr)
     return 0
 

@@ -36,11 +36,13 @@ def image_value(feature: Feature, value: Any, base_dir: Path) -> Any:
     """
     if isinstance(value, Mapping):
         if set(value) != {"b64"} or not isinstance(value["b64"], str):
-            raise PredictError(f"feature '{feature.name}': expected {{\"b64\": \"<base64 PNG/JPEG>\"}}, got {json.dumps(value)[:60]}")
+            raise PredictError(
+                f'feature \'{feature.name}\': expected {{"b64": "<base64 PNG/JPEG>"}}, got {json.dumps(value)[:60]}'
+            )
         data = _b64(value["b64"])
         if data is None:
             raise PredictError(f"feature '{feature.name}': the \"b64\" value is not valid base64")
-        return checked_image(feature, data, "the \"b64\" value")
+        return checked_image(feature, data, 'the "b64" value')
     if isinstance(value, bytes):
         return checked_image(feature, value, "the value")
     if not isinstance(value, str):
@@ -58,7 +60,9 @@ def image_value(feature: Feature, value: Any, base_dir: Path) -> Any:
             if path.is_file():
                 return checked_image(feature, path.read_bytes(), f"image file {path}")
         except OSError as err:
-            raise PredictError(f"feature '{feature.name}': cannot read image file {path}: {err.strerror or err}") from None
+            raise PredictError(
+                f"feature '{feature.name}': cannot read image file {path}: {err.strerror or err}"
+            ) from None
     data = _b64(text)
     if data is not None and images.image_size(data) is not None:
         return checked_image(feature, data, "the base64 data")

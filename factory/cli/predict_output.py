@@ -33,7 +33,9 @@ class JsonLinesOutput:
             self._file = sys.stdout
             return self
         if self.path.is_dir():
-            raise RecordError(f"--output {self.path} is a directory; give a file name, e.g. {self.path / 'predictions.jsonl'}")
+            raise RecordError(
+                f"--output {self.path} is a directory; give a file name, e.g. {self.path / 'predictions.jsonl'}"
+            )
         if not self.path.parent.is_dir():
             raise RecordError(f"--output {self.path}: the directory {self.path.parent} does not exist")
         self._partial = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
@@ -47,7 +49,9 @@ class JsonLinesOutput:
         """One line per example of ``outputs`` (arrays whose first axis counts examples), indexed from ``start``."""
         columns = {name: _json_column(values) for name, values in outputs.items()}
         rows = len(next(iter(columns.values()))) if columns else 0
-        lines = (json.dumps({"index": start + i, **{name: col[i] for name, col in columns.items()}}) for i in range(rows))
+        lines = (
+            json.dumps({"index": start + i, **{name: col[i] for name, col in columns.items()}}) for i in range(rows)
+        )
         self._file.write("".join(line + "\n" for line in lines))
         self.count += rows
 

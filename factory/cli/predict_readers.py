@@ -25,7 +25,12 @@ Batches = Iterator[tuple[int, dict[str, np.ndarray]]]
 
 
 def batches(
-    predictor: Predictor, path: str, kind: str, batch_size: int, ignore_unknown: bool = False, compression: str | None = None,
+    predictor: Predictor,
+    path: str,
+    kind: str,
+    batch_size: int,
+    ignore_unknown: bool = False,
+    compression: str | None = None,
 ) -> Batches:
     """``(index of the batch's first record, outputs)`` for each ``batch_size`` records of ``path``.
 
@@ -50,7 +55,17 @@ def _reader_spec(spec: FeatureSpec) -> FeatureSpec:
     """
 
     def passed(f: Feature) -> Feature:
-        return replace(f, dtype="string", shape=(), encoding=None, vocabulary=None, oov_buckets=0, default=(), preprocess=None, augment=None)
+        return replace(
+            f,
+            dtype="string",
+            shape=(),
+            encoding=None,
+            vocabulary=None,
+            oov_buckets=0,
+            default=(),
+            preprocess=None,
+            augment=None,
+        )
 
     features = tuple(passed(f) if f.encoding else replace(f, default=()) for f in spec.features)
     others = tuple(passed(f) for f in spec.all() if f.role != "feature")
@@ -159,7 +174,9 @@ def _tfrecord_batches(predictor: Predictor, pattern: str, batch_size: int, compr
     from factory.features.pipeline import record_batches, resolve_files  # defers TensorFlow
 
     start = 0
-    for path, count, batch in record_batches(resolve_files(pattern), compression, batch_size, hint="pass --compression"):
+    for path, count, batch in record_batches(
+        resolve_files(pattern), compression, batch_size, hint="pass --compression"
+    ):
         try:
             outputs = predictor.predict_examples(batch.numpy().tolist())
         except PredictError as err:

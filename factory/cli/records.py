@@ -34,12 +34,30 @@ def write_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", required=True, metavar="SPEC", help="feature spec YAML file")
     parser.add_argument("--input", required=True, metavar="FILE", help="one .csv, .jsonl or .npz file")
     parser.add_argument("--format", choices=("csv", "jsonl", "npz"), help="input format (default: from the extension)")
-    parser.add_argument("--output", required=True, metavar="PREFIX", help="shards are written as PREFIX-00000-of-0000N.tfrecord")
-    parser.add_argument("--shards", type=positive_int, default=1, metavar="N", help="number of shard files (default: 1)")
-    parser.add_argument("--compression", choices=("none", "gzip", "zlib"), default="none", type=str.lower, help="shard compression (default: none)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing shards under PREFIX (default: refuse)")
-    parser.add_argument("--skip-bad-rows", action="store_true", help="skip and count rows that do not match the spec (default: stop at the first)")
-    parser.add_argument("--ignore-unknown", action="store_true", help="drop columns the spec does not declare (default: an error)")
+    parser.add_argument(
+        "--output", required=True, metavar="PREFIX", help="shards are written as PREFIX-00000-of-0000N.tfrecord"
+    )
+    parser.add_argument(
+        "--shards", type=positive_int, default=1, metavar="N", help="number of shard files (default: 1)"
+    )
+    parser.add_argument(
+        "--compression",
+        choices=("none", "gzip", "zlib"),
+        default="none",
+        type=str.lower,
+        help="shard compression (default: none)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace existing shards under PREFIX (default: refuse)"
+    )
+    parser.add_argument(
+        "--skip-bad-rows",
+        action="store_true",
+        help="skip and count rows that do not match the spec (default: stop at the first)",
+    )
+    parser.add_argument(
+        "--ignore-unknown", action="store_true", help="drop columns the spec does not declare (default: an error)"
+    )
 
 
 class _BadRows:
@@ -168,14 +186,18 @@ def run_write(args: argparse.Namespace) -> int:
     with open_source(args.input, spec, format=args.format, ignore_unknown=args.ignore_unknown) as source:
         # The source checked its columns first: a wrong file fails before TensorFlow loads.
         try:
-            with spec.writer(args.output, shards=args.shards, compression=compression, overwrite=args.overwrite) as writer:
+            with spec.writer(
+                args.output, shards=args.shards, compression=compression, overwrite=args.overwrite
+            ) as writer:
                 if source.format == "npz":
                     _write_columns(source, writer, bad)
                 else:
                     _write_rows(source, writer, bad)
                 if writer.count == 0:
                     why = f"all {bad.count} rows were skipped as bad" if bad.count else "the input has no rows"
-                    raise RecordError(f"{args.input}: no records to write ({why}); existing files are left as they were")
+                    raise RecordError(
+                        f"{args.input}: no records to write ({why}); existing files are left as they were"
+                    )
         finally:
             bad.report()
     rows = "row" if bad.count == 1 else "rows"
@@ -191,7 +213,10 @@ def check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", required=True, metavar="SPEC", help="feature spec YAML file")
     parser.add_argument("files", nargs="+", metavar="FILES", help="record files or globs (quote globs: 'out/train-*')")
     parser.add_argument(
-        "--compression", choices=("none", "gzip", "zlib"), type=str.lower, default=None,
+        "--compression",
+        choices=("none", "gzip", "zlib"),
+        type=str.lower,
+        default=None,
         help="record compression (default: from each file's extension: .gz GZIP, .zz ZLIB)",
     )
 
@@ -221,4 +246,3 @@ inputs:
 
 A bad row stops the command and nothing is written, unless --skip-bad-rows.
 """
-

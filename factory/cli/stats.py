@@ -16,11 +16,18 @@ from factory.features.spec import FeatureSpec
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", required=True, metavar="SPEC", help="feature spec YAML file")
     parser.add_argument(
-        "--input", required=True, action="extend", nargs="+", metavar="FILES",
+        "--input",
+        required=True,
+        action="extend",
+        nargs="+",
+        metavar="FILES",
         help="record files or globs (quote globs: 'records/train-*'); may be repeated",
     )
     parser.add_argument(
-        "--compression", choices=("none", "gzip", "zlib"), type=str.lower, default=None,
+        "--compression",
+        choices=("none", "gzip", "zlib"),
+        type=str.lower,
+        default=None,
         help="record compression (default: from each file's extension: .gz GZIP, .zz ZLIB)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON document")
@@ -76,10 +83,14 @@ def format_report(spec: FeatureSpec, report: Mapping[str, Any]) -> str:
             scaled = " (after scale)" if f.preprocess.scale is not None else ""
             lines.append(f"  normalize: auto -> mean {_list(norm['mean'])}, std {_list(norm['std'])}{scaled}")
             if stats.get("constant_channels"):
-                lines.append(f"    constant (std 0, divided by 1.0): channel {', '.join(map(str, stats['constant_channels']))}")
+                lines.append(
+                    f"    constant (std 0, divided by 1.0): channel {', '.join(map(str, stats['constant_channels']))}"
+                )
         else:
             vocab = stats["vocabulary"]
-            lines.append(f"  vocabulary: auto -> {len(vocab)} of {stats['distinct']} values: {shown(vocab, quote=True)}")
+            lines.append(
+                f"  vocabulary: auto -> {len(vocab)} of {stats['distinct']} values: {shown(vocab, quote=True)}"
+            )
             left = stats["left_out"]
             if left["distinct"]:
                 note = "" if f.oov_buckets else "; training would stop on them: set `oov_buckets: 1` (or more)"

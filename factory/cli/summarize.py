@@ -9,7 +9,9 @@ from factory.sweeps.results import format_table, read_sweep, write_csv
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sweep", metavar="MULTIRUN_DIR", help="the directory a sweep wrote (its hydra.sweep.dir), or one run dir")
+    parser.add_argument(
+        "sweep", metavar="MULTIRUN_DIR", help="the directory a sweep wrote (its hydra.sweep.dir), or one run dir"
+    )
     parser.add_argument("--csv", metavar="PATH", help="write the table here (default: MULTIRUN_DIR/summary.csv)")
     parser.add_argument("--no-csv", action="store_true", help="only print the table")
 

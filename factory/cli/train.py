@@ -105,9 +105,7 @@ def _trial_overrides(overrides: list[str]) -> list[list[str]]:
     return trials
 
 
-def _explain_hydra_error(
-    err: Exception, overrides: list[str], config_dir: str, name: str
-) -> list[str]:
+def _explain_hydra_error(err: Exception, overrides: list[str], config_dir: str, name: str) -> list[str]:
     """A Hydra composition error as our one-line problems, with suggestions."""
     message = str(err)
     missing = re.search(r"Could not find '([^']+)/([^']+)'", message)
@@ -115,21 +113,15 @@ def _explain_hydra_error(
         group, choice = missing.groups()
         options = re.findall(r"^\t(\S+)$", message, re.MULTILINE)
         known = f"; available: {', '.join(options)}" if options else ""
-        return [
-            f"{group}: there is no config '{choice}' in the '{group}' group{did_you_mean(choice, options)}{known}"
-        ]
-    key = re.search(r"full_key: (\S+)", message) or re.search(
-        r"Could not override '([^']+)'", message
-    )
+        return [f"{group}: there is no config '{choice}' in the '{group}' group{did_you_mean(choice, options)}{known}"]
+    key = re.search(r"full_key: (\S+)", message) or re.search(r"Could not override '([^']+)'", message)
     if key and ("not in struct" in message or "Could not override" in message):
         dotted = key.group(1)
         parent, _, leaf = dotted.rpartition(".")
         siblings = _keys_at(parent, overrides, config_dir, name)
         hint = did_you_mean(leaf, siblings)
         allowed = f"; allowed keys: {', '.join(sorted(siblings))}" if siblings else ""
-        return [
-            f"{dotted}: unknown key{hint}{allowed} (to add a new key on purpose, write +{dotted}=...)"
-        ]
+        return [f"{dotted}: unknown key{hint}{allowed} (to add a new key on purpose, write +{dotted}=...)"]
     first = message.strip().splitlines()[0] if message.strip() else type(err).__name__
     return [f"command line: {first}"]
 
@@ -140,8 +132,7 @@ def _keys_at(parent: str, overrides: list[str], config_dir: str, name: str) -> l
     groups = [
         o
         for o in overrides
-        if "=" in o
-        and ("." not in o.split("=", 1)[0].lstrip("+~") or o.startswith("hydra.searchpath="))
+        if "=" in o and ("." not in o.split("=", 1)[0].lstrip("+~") or o.startswith("hydra.searchpath="))
     ]
     try:
         with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
@@ -178,9 +169,7 @@ def check_command_line(argv: Sequence[str]) -> None:
             *overrides,
             f"hydra.searchpath=[{','.join('file://' + os.path.abspath(d) for d in dirs)}]",
         ]
-    sampling = any(
-        o.startswith(("hydra/sweeper=", "+hparams_search=", "hparams_search=")) for o in overrides
-    )
+    sampling = any(o.startswith(("hydra/sweeper=", "+hparams_search=", "hparams_search=")) for o in overrides)
     for o in overrides:
         if "interval(" in o and not sampling:
             raise ConfigError(
@@ -212,9 +201,7 @@ def check_command_line(argv: Sequence[str]) -> None:
         fresh = [p for p in problems if p not in seen]
         seen.update(fresh)
         fresh = [
-            f"{p} (it comes from hydra.sweeper.params in a config file)"
-            if p.split(":", 1)[0] in config_keys
-            else p
+            f"{p} (it comes from hydra.sweeper.params in a config file)" if p.split(":", 1)[0] in config_keys else p
             for p in fresh
         ]
         if fresh:
@@ -237,9 +224,7 @@ def _job(cfg) -> float:
             parallel = (
                 max(1, (os.cpu_count() or 1) + 1 + n_jobs) if n_jobs < 0 else n_jobs
             )  # joblib: -1 is one per core
-            return run_in_child(
-                raw, run_dir, OmegaConf.to_container(hydra_cfg.job_logging, resolve=True), parallel
-            )
+            return run_in_child(raw, run_dir, OmegaConf.to_container(hydra_cfg.job_logging, resolve=True), parallel)
         return train(config, run_dir=run_dir)
     except FactoryError as err:
         logging.getLogger("factory").error(f"error: {err}")
@@ -264,11 +249,7 @@ def register_with_hydra() -> None:
         store.store(group=group, name="default", node=defaults(settings), provider="factory")
 
     def direction(monitor: str, mode: str = "auto") -> str:
-        return (
-            "maximize"
-            if Monitor(monitor, mode, config_key="early_stop").mode == "max"
-            else "minimize"
-        )
+        return "maximize" if Monitor(monitor, mode, config_key="early_stop").mode == "max" else "minimize"
 
     if not OmegaConf.has_resolver("factory_direction"):
         OmegaConf.register_new_resolver("factory_direction", direction)
@@ -301,9 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
 
-    app = hydra.main(
-        config_path=str(resource_dir("conf")), config_name=CONFIG_NAME, version_base="1.3"
-    )(_job)
+    app = hydra.main(config_path=str(resource_dir("conf")), config_name=CONFIG_NAME, version_base="1.3")(_job)
     saved = sys.argv
     sys.argv = [saved[0] if saved else "factory-train", *argv]
     try:
@@ -311,9 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     except KeyboardInterrupt:
-        print(
-            "interrupted: the checkpoint is saved; run the same command to resume", file=sys.stderr
-        )
+        print("interrupted: the checkpoint is saved; run the same command to resume", file=sys.stderr)
         return 130
     finally:
         sys.argv = saved

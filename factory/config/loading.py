@@ -91,7 +91,9 @@ def _train_problems(train: TrainConfig, spec: FeatureSpec) -> list[str]:
             f"({train.eval_every_steps}); evaluations happen between executions"
         )
     if train.loss is not None and spec.labels and spec.labels[0].task != "regression":
-        problems.append(f"train.loss: '{train.loss}' is a regression loss; a {spec.labels[0].task} label trains with cross-entropy (drop train.loss)")
+        problems.append(
+            f"train.loss: '{train.loss}' is a regression loss; a {spec.labels[0].task} label trains with cross-entropy (drop train.loss)"
+        )
     if train.resume_input == "iterator" and train.strategy != "default":
         problems.append(
             f"train.resume_input: 'iterator' needs train.strategy=default (a distributed iterator cannot be "
@@ -104,7 +106,9 @@ def _monitor_problems(key: str, monitor: str, task: str) -> list[str]:
     available = metric_names(task)
     if monitor in available:
         return []
-    return [f"{key}: no evaluation produces '{monitor}'{did_you_mean(monitor, available)}; a {task} run reports {', '.join(available)}"]
+    return [
+        f"{key}: no evaluation produces '{monitor}'{did_you_mean(monitor, available)}; a {task} run reports {', '.join(available)}"
+    ]
 
 
 def _export_problems(export: ExportConfig, task: str) -> list[str]:
@@ -118,9 +122,14 @@ def _export_problems(export: ExportConfig, task: str) -> list[str]:
         try:
             EXPORT_POLICIES[name](**args)
         except ConfigError as err:
-            problems += [p if p.startswith(f"export.{name}") else p.replace("export.", f"export.{name}.", 1) for p in err.problems]
+            problems += [
+                p if p.startswith(f"export.{name}") else p.replace("export.", f"export.{name}.", 1)
+                for p in err.problems
+            ]
     outputs = OUTPUTS[task]
     for key in export.output_names:
         if key not in outputs:
-            problems.append(f"export.output_names.{key}: a {task} export has no output '{key}'{did_you_mean(key, outputs)}; outputs: {', '.join(outputs)}")
+            problems.append(
+                f"export.output_names.{key}: a {task} export has no output '{key}'{did_you_mean(key, outputs)}; outputs: {', '.join(outputs)}"
+            )
     return problems

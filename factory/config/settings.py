@@ -81,7 +81,9 @@ class TrainConfig:
     shuffle_buffer: int = setting(10_000, "Examples in the training input's shuffle buffer.", minimum=1)
     optimizer: OptimizerConfig = setting(OptimizerConfig, "The optimizer and its parameters.")
     lr_schedule: ScheduleConfig = setting(ScheduleConfig, "How the learning rate changes over the steps.")
-    checkpoint_every_steps: int | None = setting(None, "Steps between checkpoints; null: at every evaluation.", minimum=1)
+    checkpoint_every_steps: int | None = setting(
+        None, "Steps between checkpoints; null: at every evaluation.", minimum=1
+    )
     keep_checkpoints: int = setting(3, "Newest checkpoints to keep.", minimum=1)
     resume_input: str = setting(
         "replay",
@@ -90,15 +92,21 @@ class TrainConfig:
         enum=("replay", "iterator", "restart"),
     )
     deterministic: bool = setting(False, "Op determinism (slower); with `seed`, runs repeat bit for bit.")
-    mixed_precision: str | None = setting(None, "Mixed-precision policy; null: float32.", enum=(None, "mixed_float16", "mixed_bfloat16"))
+    mixed_precision: str | None = setting(
+        None, "Mixed-precision policy; null: float32.", enum=(None, "mixed_float16", "mixed_bfloat16")
+    )
     jit_compile: bool = setting(False, "Compile the step functions with XLA.")
     strategy: str = setting(
         "default",
         "Distribution strategy (multi_worker_mirrored reads TF_CONFIG).",
         enum=("default", "mirrored", "multi_worker_mirrored"),
     )
-    warm_start_from: str | None = setting(None, "A run dir or checkpoint whose weights (not optimizer) initialise the model.")
-    progress: str = setting("auto", "auto: a bar on a terminal, plain lines otherwise.", enum=("auto", "bar", "lines", "none"))
+    warm_start_from: str | None = setting(
+        None, "A run dir or checkpoint whose weights (not optimizer) initialise the model."
+    )
+    progress: str = setting(
+        "auto", "auto: a bar on a terminal, plain lines otherwise.", enum=("auto", "bar", "lines", "none")
+    )
 
 
 @config_class
@@ -154,7 +162,9 @@ class ExportConfig:
         schema={"type": "object", "additionalProperties": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]*$"}},
         convert=dict,
     )
-    verify_tolerance: float = setting(1e-5, "Max difference between the loaded export and the trained model.", exclusive_minimum=0)
+    verify_tolerance: float = setting(
+        1e-5, "Max difference between the loaded export and the trained model.", exclusive_minimum=0
+    )
     model_name: str = setting(
         "model",
         "The TF Serving model name in the manifest's example request.",
@@ -174,13 +184,22 @@ class ExportConfig:
 
 @config_class
 class DataConfig:
-    train: tuple[str, ...] = setting(doc="Training records: a glob of TFRecord files, or a list of globs.", schema=_FILES, convert=_files)
+    train: tuple[str, ...] = setting(
+        doc="Training records: a glob of TFRecord files, or a list of globs.", schema=_FILES, convert=_files
+    )
     eval: tuple[str, ...] = setting(doc="Evaluation records: a glob or a list of globs.", schema=_FILES, convert=_files)
     test: tuple[str, ...] | None = setting(
-        None, "Test records, evaluated once at the end; null: none.", schema={"anyOf": [_FILES, {"type": "null"}]}, convert=_files
+        None,
+        "Test records, evaluated once at the end; null: none.",
+        schema={"anyOf": [_FILES, {"type": "null"}]},
+        convert=_files,
     )
-    compression: str | None = setting(None, "null: from the file names.", enum=(None, "none", "GZIP", "ZLIB", "gzip", "zlib"))
-    generate: str | None = setting(None, "Write a bundled dataset into `dir` when its records are missing.", enum=(None, "digits", "diabetes"))
+    compression: str | None = setting(
+        None, "null: from the file names.", enum=(None, "none", "GZIP", "ZLIB", "gzip", "zlib")
+    )
+    generate: str | None = setting(
+        None, "Write a bundled dataset into `dir` when its records are missing.", enum=(None, "digits", "diabetes")
+    )
     dir: str | None = setting(None, "Where `generate` writes the records.")
 
 
@@ -201,7 +220,9 @@ def _network(raw: Mapping[str, Any]) -> NetworkConfig:
 class Config:
     """One training run, validated. ``raw`` is the resolved dict it came from, absent keys filled in."""
 
-    features: FeatureSpec = setting(doc="The feature spec: inputs, labels and their preprocessing.", schema={"$ref": "feature_spec.schema.json"})
+    features: FeatureSpec = setting(
+        doc="The feature spec: inputs, labels and their preprocessing.", schema={"$ref": "feature_spec.schema.json"}
+    )
     network: NetworkConfig = setting(
         doc="`name` picks a registered network; every other key is passed to its build function.",
         schema={
@@ -214,7 +235,9 @@ class Config:
     )
     data: DataConfig = setting(doc="The records to train, evaluate and test on.")
     train: TrainConfig = setting(TrainConfig, "Steps, batches, optimizer, checkpoints and devices.")
-    early_stop: EarlyStopConfig = setting(EarlyStopConfig, "When to stop; the monitored metric also picks the best weights.")
+    early_stop: EarlyStopConfig = setting(
+        EarlyStopConfig, "When to stop; the monitored metric also picks the best weights."
+    )
     export: ExportConfig = setting(ExportConfig, "Export policies; each writes RUN_DIR/export/<policy>/<version>/.")
     seed: int | None = setting(0, "Seeds weights, shuffling and augmentation.", minimum=0)
     imports: tuple[str, ...] = setting(
@@ -230,7 +253,9 @@ class Config:
         schema={"type": "array", "items": {"enum": ["ridge", "logistic"]}},
         convert=tuple,
     )
-    run_dir: str | None = setting(None, "Where the run writes everything (the Hydra app sets hydra.run.dir); null: runs/<timestamp>.")
+    run_dir: str | None = setting(
+        None, "Where the run writes everything (the Hydra app sets hydra.run.dir); null: runs/<timestamp>."
+    )
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

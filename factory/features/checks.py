@@ -103,7 +103,9 @@ def shape_matches(declared: Sequence[int | None], got: Sequence[int]) -> bool:
     return len(declared) == len(got) and all(d is None or d == g for d, g in zip(declared, got, strict=True))
 
 
-def shape_problem(declared: Sequence[int | None], got: Sequence[int], expected: str, got_what: str | None = None) -> str | None:
+def shape_problem(
+    declared: Sequence[int | None], got: Sequence[int], expected: str, got_what: str | None = None
+) -> str | None:
     """None if ``got`` fits ``declared``, else ``expected {expected}, got {got_what}``.
 
     ``expected`` is how the caller declares the value (``float32 [3]``,
@@ -221,7 +223,9 @@ def image_problem(data: bytes, height: int, width: int, encoding: str | None = N
     info = images.image_size(data)
     kind = encoding.upper() if encoding else "PNG or JPEG"
     if info is None:
-        return f"expected a {kind} image of {height}x{width} pixels, got {len(data)} bytes that are neither PNG nor JPEG"
+        return (
+            f"expected a {kind} image of {height}x{width} pixels, got {len(data)} bytes that are neither PNG nor JPEG"
+        )
     found, h, w, _ = info
     if encoding and found != encoding:
         return f"expected a {kind} image, got {found.upper()} bytes; re-encode the image or set `encoding: {found}`"

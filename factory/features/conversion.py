@@ -108,7 +108,9 @@ class FieldConverter:
         try:
             return json.loads(text)
         except json.JSONDecodeError as err:
-            raise self.bad(f"{text[:40]!r} is not a valid JSON list ({err.msg}); write the values separated by spaces or commas") from None
+            raise self.bad(
+                f"{text[:40]!r} is not a valid JSON list ({err.msg}); write the values separated by spaces or commas"
+            ) from None
 
     def string_list(self, text: str) -> Any:
         stripped = text.strip()

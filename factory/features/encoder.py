@@ -33,7 +33,9 @@ class _Encoder:
         self.f = feature
         self.kind = feature.storage
         self.header = wire.EntryHeader(feature.name, self.kind)
-        self.vocab = VocabularyCheck(feature.vocabulary) if feature.vocabulary is not None and feature.oov_buckets == 0 else None
+        self.vocab = (
+            VocabularyCheck(feature.vocabulary) if feature.vocabulary is not None and feature.oov_buckets == 0 else None
+        )
         if feature.default is not None:
             default = np.asarray(feature.default, dtype=object if feature.dtype == "string" else None)
             self.default_payload = self._payload(default.reshape(feature.shape), -1)
@@ -53,7 +55,10 @@ class _Encoder:
     def entry(self, value: Any, index: int) -> bytes:
         if value is None:
             if self.default_payload is None:
-                raise self.fail(index, f"missing, and it has no default ({self.f.describe()}); add it to the record or give it a `default` in the feature spec")
+                raise self.fail(
+                    index,
+                    f"missing, and it has no default ({self.f.describe()}); add it to the record or give it a `default` in the feature spec",
+                )
             payload = self.default_payload
         else:
             payload = self._payload(value, index)
@@ -232,4 +237,3 @@ def _shift_record_index(message: str, start: int) -> str:
         number, rest = message[7:].split(":", 1)
         return f"record {int(number) + start}:{rest}"
     return message
-

@@ -16,7 +16,11 @@ if TYPE_CHECKING:  # pragma: no cover
 # required features these defaults, and the pipeline raises a clear error when
 # one shows up instead of TensorFlow's "Feature: x is required but could not be
 # found". They are values no real record carries in practice.
-MISSING = {"float": float(np.finfo(np.float32).min), "int64": int(np.iinfo(np.int64).min), "bytes": b"\x00factory:missing\x00"}
+MISSING = {
+    "float": float(np.finfo(np.float32).min),
+    "int64": int(np.iinfo(np.int64).min),
+    "bytes": b"\x00factory:missing\x00",
+}
 _STORAGE_DTYPE = {"float": tf.float32, "int64": tf.int64, "bytes": tf.string}
 
 
@@ -45,7 +49,13 @@ def feature_parse_spec(feature: Feature, checked: bool = False):
         return tf.io.FixedLenFeature(shape, dtype, default_value=default)
     if checked:
         fill = MISSING[feature.storage]
-        return tf.io.FixedLenFeature(shape, dtype, default_value=np.full(shape, fill, dtype=object if feature.storage == "bytes" else None).tolist() if shape else fill)
+        return tf.io.FixedLenFeature(
+            shape,
+            dtype,
+            default_value=np.full(shape, fill, dtype=object if feature.storage == "bytes" else None).tolist()
+            if shape
+            else fill,
+        )
     return tf.io.FixedLenFeature(shape, dtype)
 
 

@@ -38,8 +38,10 @@ def resolve_files(files: str | Sequence[str]) -> list[str]:
     out: list[str] = []
     for pattern in patterns:
         pattern = str(pattern)
-        matches = sorted(tf.io.gfile.glob(pattern)) if any(c in pattern for c in "*?[") else (
-            [pattern] if tf.io.gfile.exists(pattern) else []
+        matches = (
+            sorted(tf.io.gfile.glob(pattern))
+            if any(c in pattern for c in "*?[")
+            else ([pattern] if tf.io.gfile.exists(pattern) else [])
         )
         matches = [m for m in matches if not tf.io.gfile.isdir(m)]
         if not matches:
@@ -189,7 +191,9 @@ _PARSE_ERROR = re.compile(r"Key: (\w+), Index: (\d+)\.\s+(.*?)(?:\n|\t|$)")
 _ASSERT_ERROR = re.compile(r"assertion failed: \[(.*?)\]")
 
 
-def check_files(spec: FeatureSpec, files: str | Sequence[str], compression: str | None = None, labels: bool = True) -> dict[str, int]:
+def check_files(
+    spec: FeatureSpec, files: str | Sequence[str], compression: str | None = None, labels: bool = True
+) -> dict[str, int]:
     """Read every record of every file; return ``{file: record count}``.
 
     Raises ``RecordError`` naming the file, the record index and the feature
@@ -235,7 +239,9 @@ def record_batches(
     A corrupt or truncated file is a ``RecordError`` naming it and how many records were good.
     """
     for path in paths:
-        iterator = iter(tf.data.TFRecordDataset(path, compression_type=compression_of(path, compression)).batch(batch_size))
+        iterator = iter(
+            tf.data.TFRecordDataset(path, compression_type=compression_of(path, compression)).batch(batch_size)
+        )
         count = 0
         while True:
             try:

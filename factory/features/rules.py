@@ -81,7 +81,9 @@ def _feature_problems(path: str, f: dict, label: bool) -> list[str]:
         if dtype != "uint8":
             p.append(f"{path}.encoding: {enc} images decode to uint8; set `dtype: uint8` (got {dtype})")
         if len(shape) != 3 or None in shape:
-            p.append(f"{path}.shape: an encoded image needs a fixed [height, width, channels] shape, got {shape_str(shape)}")
+            p.append(
+                f"{path}.shape: an encoded image needs a fixed [height, width, channels] shape, got {shape_str(shape)}"
+            )
         elif shape[2] not in IMAGE_CHANNELS[enc]:
             allowed = ", ".join(map(str, IMAGE_CHANNELS[enc]))
             p.append(f"{path}.shape: {enc} images have {allowed} channels, got {shape[2]}")
@@ -95,7 +97,9 @@ def _feature_problems(path: str, f: dict, label: bool) -> list[str]:
         p.append(f"{path}.oov_buckets: needs a `vocabulary`")
     for key in ("max_tokens", "min_count"):
         if key in f and vocab != AUTO:
-            p.append(f"{path}.{key}: only applies to `vocabulary: auto` (a vocabulary computed from the training records)")
+            p.append(
+                f"{path}.{key}: only applies to `vocabulary: auto` (a vocabulary computed from the training records)"
+            )
 
     if "pad_value" in f and variable:
         problem = _value_problem(dtype, f["pad_value"])
@@ -131,7 +135,9 @@ def _feature_problems(path: str, f: dict, label: bool) -> list[str]:
             for key in ("mean", "std"):
                 values = norm[key] if isinstance(norm[key], list) else [norm[key]]
                 if len(values) != 1 and (not shape or len(values) != channels):
-                    p.append(f"{path}.preprocess.normalize.{key}: {len(values)} values, but the last dimension has size {channels or 'none'}; give one value or one per channel")
+                    p.append(
+                        f"{path}.preprocess.normalize.{key}: {len(values)} values, but the last dimension has size {channels or 'none'}; give one value or one per channel"
+                    )
             stds = norm["std"] if isinstance(norm["std"], list) else [norm["std"]]
             if any(s <= 0 for s in stds):
                 p.append(f"{path}.preprocess.normalize.std: must be positive, got {norm['std']!r}")
@@ -139,7 +145,9 @@ def _feature_problems(path: str, f: dict, label: bool) -> list[str]:
     aug = f.get("augment")
     if aug:
         if dtype != "uint8" or len(shape) != 3 or None in shape:
-            p.append(f"{path}.augment: augmentation applies to images (uint8 with a fixed [height, width, channels] shape), got {dtype} {shape_str(shape)}")
+            p.append(
+                f"{path}.augment: augmentation applies to images (uint8 with a fixed [height, width, channels] shape), got {dtype} {shape_str(shape)}"
+            )
         elif aug.get("crop") and (aug["crop"][0] > shape[0] or aug["crop"][1] > shape[1]):
             p.append(f"{path}.augment.crop: {aug['crop']} is larger than the image ({shape[0]}x{shape[1]})")
 
@@ -160,7 +168,9 @@ def _label_problems(path: str, f: dict) -> list[str]:
         for key in ("mean", "std"):
             values = norm[key] if isinstance(norm[key], list) else [norm[key]]
             if len(values) not in (1, size):
-                p.append(f"{path}.normalize.{key}: {len(values)} values for a label of size {size}; give one value or {size}")
+                p.append(
+                    f"{path}.normalize.{key}: {len(values)} values for a label of size {size}; give one value or {size}"
+                )
         stds = norm["std"] if isinstance(norm["std"], list) else [norm["std"]]
         if any(v <= 0 for v in stds):
             p.append(f"{path}.normalize.std: must be positive, got {norm['std']!r}")
@@ -173,7 +183,9 @@ def _label_problems(path: str, f: dict) -> list[str]:
             p.append(f"{path}.vocabulary: a string label needs a `vocabulary` that maps it to class ids")
         vocab = f.get("vocabulary")
         if vocab is not None and "num_classes" in f and f["num_classes"] != len(vocab):
-            p.append(f"{path}.num_classes: {f['num_classes']} does not match the vocabulary's {len(vocab)} entries; drop `num_classes`")
+            p.append(
+                f"{path}.num_classes: {f['num_classes']} does not match the vocabulary's {len(vocab)} entries; drop `num_classes`"
+            )
     elif task == "binary":
         if dtype not in ("int64", "float32", "uint8"):
             p.append(f"{path}.dtype: a binary label is 0/1 as int64 or float32, got {dtype}")

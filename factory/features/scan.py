@@ -84,7 +84,11 @@ class Column:
 
 
 def scan(
-    spec: FeatureSpec, files: str | Sequence[str], compression: str | None, summary: Iterable[str], auto: Iterable[str],
+    spec: FeatureSpec,
+    files: str | Sequence[str],
+    compression: str | None,
+    summary: Iterable[str],
+    auto: Iterable[str],
 ) -> tuple[list[str], int, dict[str, Column]]:
     """One pass over ``files``: ``(files, records, {name: Column})`` for the features in ``summary`` or ``auto``.
 
@@ -161,7 +165,10 @@ def compute_statistics(spec: FeatureSpec, files: str | Sequence[str], compressio
 
 
 def resolve_statistics(
-    spec: FeatureSpec, files: str | Sequence[str], compression: str | None, run_dir: str | os.PathLike,
+    spec: FeatureSpec,
+    files: str | Sequence[str],
+    compression: str | None,
+    run_dir: str | os.PathLike,
 ) -> FeatureSpec:
     """``spec`` with its ``auto`` statistics filled in, computed once per run directory.
 
@@ -194,7 +201,9 @@ def resolve_statistics(
         raise ConfigError(problems)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, stats)
-    log.info(f"computed statistics from {stats['records']} training records in {seconds:.2f} s: {describe(stats)}; saved in {path}")
+    log.info(
+        f"computed statistics from {stats['records']} training records in {seconds:.2f} s: {describe(stats)}; saved in {path}"
+    )
     return spec.with_statistics(stats)
 
 
@@ -222,7 +231,9 @@ def statistics_problems(spec: FeatureSpec, stats: Mapping[str, Any]) -> list[str
         entry = stored.get(f.name)
         now = Statistic.of(f).declared()
         if entry is None:
-            problems.append(f"features.{f.name}: `{f.auto_statistic}: auto` now, but the statistics were computed without it")
+            problems.append(
+                f"features.{f.name}: `{f.auto_statistic}: auto` now, but the statistics were computed without it"
+            )
             continue
         before = entry.get("declared", {})
         changed = [f"{key} {before.get(key)!r} -> {now[key]!r}" for key in now if before.get(key) != now[key]]

@@ -220,7 +220,11 @@ class JsonlSource(_TextSource):
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
-                yield Row(where, None, f"not valid JSON ({err.msg} at column {err.colno}); each line must hold one JSON object")
+                yield Row(
+                    where,
+                    None,
+                    f"not valid JSON ({err.msg} at column {err.colno}); each line must hold one JSON object",
+                )
                 continue
             if not isinstance(obj, Mapping):
                 yield Row(where, None, f"expected a JSON object of feature name to value, got {type(obj).__name__}")
@@ -262,7 +266,9 @@ class NpzSource(_Source):
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             raise RecordError(f"{self.path}: not a NumPy .npz archive ({err})") from None
         if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise RecordError(f"{self.path}: holds a single array, not an .npz archive of arrays keyed by feature name; save it with np.savez(path, name=array, ...)")
+            raise RecordError(
+                f"{self.path}: holds a single array, not an .npz archive of arrays keyed by feature name; save it with np.savez(path, name=array, ...)"
+            )
         with archive:
             keep = _check_columns(self.path, list(archive.files), self.spec, self.ignore_unknown, "array")
             for name in keep:
@@ -279,7 +285,9 @@ class NpzSource(_Source):
         lengths = {name: len(arr) for name, arr in self.columns.items()}
         if len(set(lengths.values())) > 1:
             detail = ", ".join(f"'{k}': {n}" for k, n in lengths.items())
-            raise RecordError(f"{self.path}: the arrays have different numbers of records ({detail}); the first axis must count the records")
+            raise RecordError(
+                f"{self.path}: the arrays have different numbers of records ({detail}); the first axis must count the records"
+            )
         self.rows = next(iter(lengths.values()), 0)
         return self
 

@@ -28,6 +28,7 @@ from factory.validation import did_you_mean, load_yaml, plain, schema_problems
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
 
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """A validated, immutable feature spec. Build it with ``from_yaml`` or ``from_dict``."""
@@ -52,7 +53,10 @@ class FeatureSpec:
         embedded in a larger config reports ``features.features.image.shape``.
         """
         if not isinstance(spec, Mapping):
-            raise ConfigError(f"{prefix or 'feature spec'}: expected a mapping with `features` (and `labels`), got {type(spec).__name__}", source)
+            raise ConfigError(
+                f"{prefix or 'feature spec'}: expected a mapping with `features` (and `labels`), got {type(spec).__name__}",
+                source,
+            )
         spec = plain(spec)
         problems = schema_problems(spec, "feature_spec.schema.json")
         if not problems:
@@ -166,7 +170,9 @@ class FeatureSpec:
 
         return parse_spec(self, labels=labels)
 
-    def dataset(self, files: str | Sequence[str], mode: str = "train", batch_size: int = 32, **kwargs) -> tf.data.Dataset:
+    def dataset(
+        self, files: str | Sequence[str], mode: str = "train", batch_size: int = 32, **kwargs
+    ) -> tf.data.Dataset:
         """A ``tf.data.Dataset`` of ``(features, labels)`` (``+ weights``) batches.
 
         See ``factory.features.pipeline.dataset`` for the options. A spec with

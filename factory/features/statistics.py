@@ -114,8 +114,15 @@ class Statistic:
         """What the statistic depends on; a stored one is reused only while this is unchanged."""
         f = self.feature
         default = list(f.default) if f.default is not None else None
-        return {"statistic": self.kind, "dtype": f.dtype, "shape": list(f.shape), "encoding": f.encoding,
-                "default": default, "max_length": f.max_length, **self._declared()}
+        return {
+            "statistic": self.kind,
+            "dtype": f.dtype,
+            "shape": list(f.shape),
+            "encoding": f.encoding,
+            "default": default,
+            "max_length": f.max_length,
+            **self._declared(),
+        }
 
     def problems(self, entry: Mapping[str, Any]) -> list[str]:
         """Why training could not use ``entry`` (empty: it can)."""
@@ -150,7 +157,9 @@ class Normalization(Statistic):
     def _fitted(self) -> dict[str, Any]:
         f, moments = self.feature, self.moments
         if moments.count == 0:
-            raise RecordError(f"features.{f.name}: the training records hold no values to compute `normalize: auto` from")
+            raise RecordError(
+                f"features.{f.name}: the training records hold no values to compute `normalize: auto` from"
+            )
         mean, std = moments.mean, moments.std
         if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
             raise RecordError(
@@ -162,10 +171,17 @@ class Normalization(Statistic):
             mean, std = mean * scale, std * abs(scale)
         constant = [int(c) for c in np.flatnonzero(std == 0)]
         if constant:
-            which = "it is" if f.channels == 1 else f"channel{'s' if len(constant) > 1 else ''} {', '.join(map(str, constant))} are"
+            which = (
+                "it is"
+                if f.channels == 1
+                else f"channel{'s' if len(constant) > 1 else ''} {', '.join(map(str, constant))} are"
+            )
             log.warning(f"features.{f.name}: {which} constant in the training records (std 0); dividing by 1.0 instead")
             std = np.where(std == 0, 1.0, std)
-        entry = {"normalize": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}, "count": int(moments.count)}
+        entry = {
+            "normalize": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
+            "count": int(moments.count),
+        }
         if constant:
             entry["constant_channels"] = constant
         return entry
@@ -212,7 +228,8 @@ class Normalization(Statistic):
         return keras.layers.Rescaling(
             scale=list(std) if len(std) > 1 else std[0],
             offset=list(mean) if len(mean) > 1 else mean[0],
-            dtype="float32", name="denormalize",
+            dtype="float32",
+            name="denormalize",
         )(x)
 
 
@@ -243,8 +260,14 @@ class Vocabulary(Statistic):
         if auto.max_tokens is not None:
             kept = kept[: auto.max_tokens]
         if not kept:
-            why = f"no value is seen {auto.min_count} times or more; lower `min_count`" if values else "they hold no values"
-            raise RecordError(f"features.{f.name}: `vocabulary: auto` found nothing to keep in the training records: {why}")
+            why = (
+                f"no value is seen {auto.min_count} times or more; lower `min_count`"
+                if values
+                else "they hold no values"
+            )
+            raise RecordError(
+                f"features.{f.name}: `vocabulary: auto` found nothing to keep in the training records: {why}"
+            )
         kept_set = set(kept)
         left_out = [(value, n) for value, n in values if value not in kept_set]
         left = {"distinct": len(left_out), "values": int(sum(n for _, n in left_out))}

@@ -154,8 +154,12 @@ def augment_images(images: tf.Tensor, aug: Augment, seed: tf.Tensor) -> tf.Tenso
         # Output pixel (x, y) reads input (x - dx, y - dy): the image moves by (dx, dy).
         transforms = tf.stack([ones, zeros, -shift[:, 1], zeros, ones, -shift[:, 0], zeros, zeros], axis=1)
         x = tf.raw_ops.ImageProjectiveTransformV3(
-            images=x, transforms=transforms, output_shape=[height, width], fill_value=0.0,
-            interpolation="NEAREST", fill_mode="CONSTANT",
+            images=x,
+            transforms=transforms,
+            output_shape=[height, width],
+            fill_value=0.0,
+            interpolation="NEAREST",
+            fill_mode="CONSTANT",
         )
     if aug.brightness:
         delta = tf.random.stateless_uniform([batch, 1, 1, 1], seeds[4], -aug.brightness, aug.brightness) * 255.0

@@ -24,9 +24,7 @@ from factory.processes import alive
 def shard_paths(prefix: str | Path, shards: int, compression: str | None) -> list[Path]:
     prefix = Path(prefix)
     suffix = ".tfrecord" + COMPRESSION_SUFFIX[compression]
-    return [
-        prefix.with_name(f"{prefix.name}-{i:05d}-of-{shards:05d}{suffix}") for i in range(shards)
-    ]
+    return [prefix.with_name(f"{prefix.name}-{i:05d}-of-{shards:05d}{suffix}") for i in range(shards)]
 
 
 class RecordWriter:
@@ -57,8 +55,7 @@ class RecordWriter:
         directory = self.prefix.parent
         existing = sorted(
             glob.glob(
-                glob.escape(str(self.prefix))
-                + "-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].tfrecord*"
+                glob.escape(str(self.prefix)) + "-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].tfrecord*"
             )
         )
         if existing and not overwrite:
@@ -70,9 +67,7 @@ class RecordWriter:
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise RecordError(
-                f"cannot create the output directory {directory}: {err.strerror}"
-            ) from None
+            raise RecordError(f"cannot create the output directory {directory}: {err.strerror}") from None
         self._clean_stale_partials()
         self._partials = [p.with_name(f".{p.name}.partial-{os.getpid()}") for p in self.paths]
         self._writers: list[TFRecordFile] = []
@@ -99,9 +94,7 @@ class RecordWriter:
         """Validate, encode and write one record (a dict of feature name to value)."""
         self._write(encode_record(self.spec, record, self.count, self.encoders_for))
 
-    def write_many(
-        self, records: Mapping[str, Any] | Iterable[Mapping[str, Any]], chunk: int = 65536
-    ) -> int:
+    def write_many(self, records: Mapping[str, Any] | Iterable[Mapping[str, Any]], chunk: int = 65536) -> int:
         """Write a dict of equally long columns (fast path) or an iterable of records.
 
         Returns the number of records written by this call.
@@ -111,9 +104,7 @@ class RecordWriter:
             lengths = {len(v) for v in records.values() if v is not None}
             rows = lengths.pop() if len(lengths) == 1 else None
             if rows is None:
-                encode_columns(
-                    self.spec, records, self.count, self.encoders_for
-                )  # raises the error
+                encode_columns(self.spec, records, self.count, self.encoders_for)  # raises the error
             for lo in range(0, rows, chunk):
                 part = {k: (None if v is None else v[lo : lo + chunk]) for k, v in records.items()}
                 self._write(encode_columns(self.spec, part, self.count, self.encoders_for))

@@ -75,7 +75,9 @@ def build_model(spec: FeatureSpec, network: str, params: Mapping[str, Any] | Non
                 "set `ragged: false` and a `max_length` (or drop `ragged`)"
             )
         if f.name == HEAD:
-            raise ConfigError(f"features.{f.name}: the name '{HEAD}' is taken by the model's output layer; rename the feature")
+            raise ConfigError(
+                f"features.{f.name}: the name '{HEAD}' is taken by the model's output layer; rename the feature"
+            )
 
     import keras  # defers TensorFlow
 

@@ -66,7 +66,9 @@ def cnn(
     for name in images:
         x = to_float(name, features[name])
         for i, n in enumerate(filters):
-            x = keras.layers.Conv2D(n, kernel_size, padding="same", activation=act, name=layer_name(f"{name}_conv{i}"))(x)
+            x = keras.layers.Conv2D(n, kernel_size, padding="same", activation=act, name=layer_name(f"{name}_conv{i}"))(
+                x
+            )
             if pool and min(x.shape[1], x.shape[2]) // 2 >= 2:
                 x = keras.layers.MaxPooling2D(2, name=layer_name(f"{name}_pool{i}"))(x)
         parts.append(keras.layers.Flatten(name=layer_name(f"{name}_flatten"))(x))

@@ -90,7 +90,9 @@ def spec_feature(name: str) -> Feature:
     for f in spec.features:
         if f.name == name:
             return f
-    raise FactoryError(f"'{name}' is not a feature of the spec being built; features: {', '.join(f.name for f in spec.features)}")
+    raise FactoryError(
+        f"'{name}' is not a feature of the spec being built; features: {', '.join(f.name for f in spec.features)}"
+    )
 
 
 def is_image(x: keras.KerasTensor) -> bool:
@@ -173,7 +175,9 @@ def _network() -> str:
     return (_stack[-1].network if _stack else None) or "this"
 
 
-def check_range(param: str, value: Any, low: float | None = None, high: float | None = None, high_open: bool = False) -> None:
+def check_range(
+    param: str, value: Any, low: float | None = None, high: float | None = None, high_open: bool = False
+) -> None:
     """``ConfigError`` at ``network.<param>`` unless ``low <= value <= high`` (``< high`` if ``high_open``)."""
     bad = (low is not None and value < low) or (high is not None and (value >= high if high_open else value > high))
     if bad:
@@ -190,8 +194,7 @@ def activation(param: str, name: str) -> Any:
         return keras.activations.get(name)
     except (ValueError, TypeError):
         known = sorted(
-            k for k in dir(keras.activations)
-            if not k.startswith("_") and k not in ("get", "serialize", "deserialize")
+            k for k in dir(keras.activations) if not k.startswith("_") and k not in ("get", "serialize", "deserialize")
         )
         raise ConfigError(
             f"network.{param}: unknown activation {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}"

@@ -51,7 +51,9 @@ def import_modules(names: list[str] | tuple[str, ...], key: str = "imports") -> 
                     f"{where}: cannot import '{module}': no module named '{missing}'; "
                     f"check that it is on PYTHONPATH or in the run's working directory ({cwd})"
                 ) from None
-            raise ConfigError(f"{where}: cannot import '{module}': {registry.failure_reason(err)}; install the missing package '{missing}'") from None
+            raise ConfigError(
+                f"{where}: cannot import '{module}': {registry.failure_reason(err)}; install the missing package '{missing}'"
+            ) from None
         except FactoryError as err:
             problems = getattr(err, "problems", [str(err)])
             raise ConfigError([f"{where}: importing '{module}': {p}" for p in problems]) from None

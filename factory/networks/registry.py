@@ -283,11 +283,7 @@ def accepted_params(name: str) -> dict[str, inspect.Parameter]:
     params = list(sig.parameters.values())
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     skip = {p.name for p in positional[:2]}
-    return {
-        p.name: p
-        for p in params
-        if p.name not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
+    return {p.name: p for p in params if p.name not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def check_params(name: str, params: Mapping[str, Any], key: str = "network") -> list[str]:
@@ -327,9 +323,7 @@ def check_params(name: str, params: Mapping[str, Any], key: str = "network") -> 
             continue
         want, got = type_name(default), type_name(value)
         if want in _KIND_WORDS and want != got:
-            problems.append(
-                f"{key}.{param}: expected {_KIND_WORDS[want]} like the default {default!r}, got {value!r}"
-            )
+            problems.append(f"{key}.{param}: expected {_KIND_WORDS[want]} like the default {default!r}, got {value!r}")
     for param, spec in accepted.items():
         if spec.default is inspect.Parameter.empty and param not in params:
             problems.append(f"{key}.{param}: required parameter of network '{name}' is missing; set {key}.{param}=...")

@@ -76,13 +76,9 @@ class EarlyStopping(BestSoFar):
         problems: list[str] = []
         self._set_monitor(problems, monitor, mode, min_delta)
         if patience is not None:
-            problems += check_int(
-                patience, f"{key}.patience", 0, "evaluations without improvement to allow"
-            )
+            problems += check_int(patience, f"{key}.patience", 0, "evaluations without improvement to allow")
         problems += check_finite(baseline, f"{key}.baseline", allow_none=True)
-        problems += check_int(
-            start_from_eval, f"{key}.start_from_eval", 0, "evaluations to ignore at first"
-        )
+        problems += check_int(start_from_eval, f"{key}.start_from_eval", 0, "evaluations to ignore at first")
         if problems:
             raise ConfigError(problems)
 
@@ -144,23 +140,18 @@ class EarlyStopping(BestSoFar):
             if self._baseline is None or self._monitor.is_improvement(value, self._baseline):
                 self._wait = 0
             else:
-                self._note += (
-                    f" but not beyond baseline {fmt(self._baseline)}: {self._no_improvement()}"
-                )
+                self._note += f" but not beyond baseline {fmt(self._baseline)}: {self._no_improvement()}"
             return False
 
         best = (
-            f"best {fmt(self._best_value)} @ eval {self._best_eval}"
-            if self._best_value is not None
-            else "no best yet"
+            f"best {fmt(self._best_value)} @ eval {self._best_eval}" if self._best_value is not None else "no best yet"
         )
         # Keras' `epoch > 0`: the first evaluation never stops training.
         if self._patience is not None and self._wait >= self._patience and n > 1:
             self._stopped_eval = n
             beyond = ""
             if self._baseline is not None and not (
-                self._best_value is not None
-                and self._monitor.is_improvement(self._best_value, self._baseline)
+                self._best_value is not None and self._monitor.is_improvement(self._best_value, self._baseline)
             ):
                 beyond = f" beyond baseline {fmt(self._baseline)}"
             evals = plural(self._wait, "evaluation")

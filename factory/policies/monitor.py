@@ -132,9 +132,7 @@ def state_int(state: Mapping[str, Any], key: str, *, optional: bool = False) -> 
     if value is None and optional:
         return None
     if not is_int(value) or value < 0:
-        raise PolicyStateError(
-            f"saved policy state: {key} must be a whole number >= 0, got {value!r}"
-        )
+        raise PolicyStateError(f"saved policy state: {key} must be a whole number >= 0, got {value!r}")
     return int(value)
 
 
@@ -169,8 +167,7 @@ class Monitor:
         problems: list[str] = []
         if not isinstance(monitor, str) or not monitor:
             problems.append(
-                f"{config_path(config_key, 'monitor')}: must be a metric name such as "
-                f"'val_loss', got {monitor!r}"
+                f"{config_path(config_key, 'monitor')}: must be a metric name such as 'val_loss', got {monitor!r}"
             )
         problems += check_choice(mode, config_path(config_key, "mode"), _MODES)
         problems += check_finite(min_delta, config_path(config_key, "min_delta"))

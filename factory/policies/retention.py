@@ -131,8 +131,7 @@ class ExportPolicy:
         for entry in exports:
             if not isinstance(entry, Mapping) or not {"version", "eval", "value"} <= set(entry):
                 raise PolicyStateError(
-                    f"saved {self._policy} state: each export needs version, eval and value, "
-                    f"got {entry!r}"
+                    f"saved {self._policy} state: each export needs version, eval and value, got {entry!r}"
                 )
             version = state_int(entry, "version")
             eval_ = state_int(entry, "eval", optional=True)
@@ -140,9 +139,7 @@ class ExportPolicy:
             parsed.append({"version": version, "eval": eval_, "value": value})
         pending = state["pending_delete"]
         if not isinstance(pending, list) or not all(is_int(v) for v in pending):
-            raise PolicyStateError(
-                f"saved {self._policy} state: pending_delete must be a list of versions"
-            )
+            raise PolicyStateError(f"saved {self._policy} state: pending_delete must be a list of versions")
         return {
             "_next_version": state_int(state, "next_version"),
             "_last_version": state_int(state, "last_version", optional=True),

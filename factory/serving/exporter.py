@@ -82,11 +82,7 @@ class Exporter:
             return
         for path in self.root.iterdir():
             kind, _, pid = path.name.rpartition("-")
-            if (
-                kind.startswith((".staging-", ".stale-", ".deleting-"))
-                and pid.isdigit()
-                and not alive(int(pid))
-            ):
+            if kind.startswith((".staging-", ".stale-", ".deleting-")) and pid.isdigit() and not alive(int(pid)):
                 shutil.rmtree(path, ignore_errors=True)
 
     # -- paths ------------------------------------------------------------------------------------
@@ -105,9 +101,7 @@ class Exporter:
         directory = self.policy_dir(policy)
         if not directory.is_dir():
             return []
-        return sorted(
-            int(p.name) for p in directory.iterdir() if p.name.isdigit() and not p.is_symlink()
-        )
+        return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and not p.is_symlink())
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -186,20 +180,13 @@ class Exporter:
         Returns the signatures' input/output descriptions for the manifest.
         """
         if not self.sample:
-            raise ExportError(
-                "export: no eval records to verify the export with; data.eval is empty"
-            )
+            raise ExportError("export: no eval records to verify the export with; data.eval is empty")
         raw = self.sample_inputs()
-        expected = {
-            k: v.numpy()
-            for k, v in self.forward(self.transform.preprocess(raw, labels=False)).items()
-        }
+        expected = {k: v.numpy() for k, v in self.forward(self.transform.preprocess(raw, labels=False)).items()}
         loaded = tf.saved_model.load(str(path))
         results = {
             DEFAULT_SIGNATURE: loaded.signatures[DEFAULT_SIGNATURE](**raw),
-            EXAMPLE_SIGNATURE: loaded.signatures[EXAMPLE_SIGNATURE](
-                **{EXAMPLES_INPUT: tf.constant(self.sample)}
-            ),
+            EXAMPLE_SIGNATURE: loaded.signatures[EXAMPLE_SIGNATURE](**{EXAMPLES_INPUT: tf.constant(self.sample)}),
         }
         for signature, outputs in results.items():
             if set(outputs) != set(expected):
@@ -227,9 +214,7 @@ class Exporter:
 
     # -- manifest ---------------------------------------------------------------------------------
 
-    def manifest(
-        self, policy: str, version: int, info: Mapping[str, Any], signatures: dict
-    ) -> dict[str, Any]:
+    def manifest(self, policy: str, version: int, info: Mapping[str, Any], signatures: dict) -> dict[str, Any]:
         raw = {k: v.numpy() for k, v in self.sample_inputs().items()}
         instance = {name: _json_value(value[0]) for name, value in raw.items()}
         url = f"http://localhost:8501/v1/models/{self.model_name}:predict"
@@ -255,9 +240,7 @@ class Exporter:
                 "rest_request": {"signature_name": DEFAULT_SIGNATURE, "instances": [instance]},
                 "rest_request_tf_example": {
                     "signature_name": EXAMPLE_SIGNATURE,
-                    "instances": [
-                        {EXAMPLES_INPUT: {"b64": base64.b64encode(self.sample[0]).decode()}}
-                    ],
+                    "instances": [{EXAMPLES_INPUT: {"b64": base64.b64encode(self.sample[0]).decode()}}],
                 },
             },
         }

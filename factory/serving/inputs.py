@@ -189,7 +189,9 @@ class ServingInputs:
         unknown = [k for k in features if k not in self.tensors and k not in self.ignored]
         if unknown:
             name = str(unknown[0])
-            raise PredictError(f"unknown feature '{name}'{did_you_mean(name, self.tensors)}; the export takes {self.describe()}")
+            raise PredictError(
+                f"unknown feature '{name}'{did_you_mean(name, self.tensors)}; the export takes {self.describe()}"
+            )
         missing = [n for n in self.tensors if features.get(n) is None and self.default(n) is None]
         if missing:
             name = missing[0]
@@ -197,11 +199,15 @@ class ServingInputs:
                 f"missing feature '{name}': expected {self.tensors[name].describe()}, got nothing; "
                 f"the export takes {self.describe()}"
             )
-        arrays = {n: info.convert(features[n], start=start) for n, info in self.tensors.items() if features.get(n) is not None}
+        arrays = {
+            n: info.convert(features[n], start=start) for n, info in self.tensors.items() if features.get(n) is not None
+        }
         sizes = {n: a.shape[0] for n, a in arrays.items()}
         if len(set(sizes.values())) > 1:
             detail = ", ".join(f"'{n}' {s}" for n, s in sizes.items())
-            raise PredictError(f"features have different batch sizes ({detail}); the first dimension of every feature counts the same examples")
+            raise PredictError(
+                f"features have different batch sizes ({detail}); the first dimension of every feature counts the same examples"
+            )
         if not sizes:
             raise PredictError(f"no features given; the export takes {self.describe()}")
         batch = next(iter(sizes.values()))

@@ -78,7 +78,9 @@ def find_export(path: str | os.PathLike) -> Path:
     if not given.exists():
         raise PredictError(f"export not found: {given} does not exist")
     if not given.is_dir():
-        raise PredictError(f"{given} is a file, not an export directory; pass RUN_DIR/export/<policy>/<version> or a directory above it")
+        raise PredictError(
+            f"{given} is a file, not an export directory; pass RUN_DIR/export/<policy>/<version> or a directory above it"
+        )
     if _is_version(given):
         return given
     for look in (_policy_version, _export_version, _run_version):

@@ -74,7 +74,9 @@ class Predictor:
                 raise PredictError(f"{self.path}: cannot load the SavedModel ({_first_line(err)})") from None
             missing = [s for s in (DEFAULT_SIGNATURE, EXAMPLE_SIGNATURE) if s not in loaded.signatures]
             if missing:
-                raise PredictError(f"{self.path}: the SavedModel has no {' or '.join(missing)} signature; has {', '.join(loaded.signatures) or 'none'}")
+                raise PredictError(
+                    f"{self.path}: the SavedModel has no {' or '.join(missing)} signature; has {', '.join(loaded.signatures) or 'none'}"
+                )
             self._loaded = loaded
         return self
 
@@ -136,7 +138,9 @@ class Predictor:
         naming the record (``index``) and the feature.
         """
         if isinstance(serialized, str | bytes):
-            raise PredictError("serialized: expected a list of serialized tf.train.Example records, got a single value; wrap it in a list")
+            raise PredictError(
+                "serialized: expected a list of serialized tf.train.Example records, got a single value; wrap it in a list"
+            )
         records = list(serialized)
         for i, item in enumerate(records):
             if not isinstance(item, bytes | np.bytes_):

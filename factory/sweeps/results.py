@@ -138,21 +138,25 @@ def format_table(trials: Sequence[Trial]) -> str:
         value = _fmt(trial.best_value)
         if not one_monitor and trial.best_value is not None:
             value = f"{trial.monitor}={value}"
-        rows.append([
-            "-" if position is None else str(position),
-            trial.name,
-            trial.status,
-            " ".join(_short(o) for o in trial.overrides if o not in shared) or "-",
-            value,
-            str(trial.best_eval) if trial.best_eval is not None else "-",
-            _duration(trial.seconds),
-            _shown_path(trial.export) if trial.export else "-",
-        ])
+        rows.append(
+            [
+                "-" if position is None else str(position),
+                trial.name,
+                trial.status,
+                " ".join(_short(o) for o in trial.overrides if o not in shared) or "-",
+                value,
+                str(trial.best_eval) if trial.best_eval is not None else "-",
+                _duration(trial.seconds),
+                _shown_path(trial.export) if trial.export else "-",
+            ]
+        )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     numeric = {0, 4, 5, 6}
 
     def line(cells: list[str]) -> str:
-        padded = [c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        padded = [
+            c.rjust(w) if i in numeric else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
         return "  ".join(padded).rstrip()
 
     out = []
@@ -181,8 +185,22 @@ def write_csv(trials: Sequence[Trial], path: str | os.PathLike) -> Path:
     policies = sorted({p for t in trials for p in t.exports})
     tests = sorted({m for t in trials for m in t.test})
     fields = [
-        "rank", "trial", "status", "monitor", "mode", "best_value", "best_eval", "evaluations", "steps",
-        "stopped_early", "seconds", "overrides", *(f"export_{p}" for p in policies), *tests, "error", "run_dir",
+        "rank",
+        "trial",
+        "status",
+        "monitor",
+        "mode",
+        "best_value",
+        "best_eval",
+        "evaluations",
+        "steps",
+        "stopped_early",
+        "seconds",
+        "overrides",
+        *(f"export_{p}" for p in policies),
+        *tests,
+        "error",
+        "run_dir",
     ]
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as f:
@@ -190,10 +208,19 @@ def write_csv(trials: Sequence[Trial], path: str | os.PathLike) -> Path:
         writer.writeheader()
         for position, t in zip(_ranks(trials), trials, strict=True):
             row = {
-                "rank": position, "trial": t.name, "status": t.status,
-                "monitor": t.monitor, "mode": t.mode, "best_value": t.best_value, "best_eval": t.best_eval,
-                "evaluations": t.evaluations, "steps": t.steps, "stopped_early": t.stopped_early,
-                "seconds": t.seconds, "overrides": " ".join(t.overrides), "error": t.error,
+                "rank": position,
+                "trial": t.name,
+                "status": t.status,
+                "monitor": t.monitor,
+                "mode": t.mode,
+                "best_value": t.best_value,
+                "best_eval": t.best_eval,
+                "evaluations": t.evaluations,
+                "steps": t.steps,
+                "stopped_early": t.stopped_early,
+                "seconds": t.seconds,
+                "overrides": " ".join(t.overrides),
+                "error": t.error,
                 "run_dir": str(t.path.resolve()),
                 **{f"export_{p}": t.exports.get(p) for p in policies},
                 **{m: t.test.get(m) for m in tests},

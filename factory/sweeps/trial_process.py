@@ -39,7 +39,10 @@ from factory.training.runner import train
 
 
 def run_in_child(
-    config: Mapping[str, Any], run_dir: str, logging_config: Mapping[str, Any] | None, parallel: int = 1,
+    config: Mapping[str, Any],
+    run_dir: str,
+    logging_config: Mapping[str, Any] | None,
+    parallel: int = 1,
 ) -> float:
     """Train ``config`` in a new Python process; the best monitored value, or exit as the trial did.
 
@@ -57,7 +60,11 @@ def run_in_child(
     try:
         subprocess.run(
             [sys.executable, "-m", "factory.sweeps.trial_process", str(lifeline_r), str(done_w)],
-            input=payload, text=True, check=True, env=env, pass_fds=(lifeline_r, done_w),
+            input=payload,
+            text=True,
+            check=True,
+            env=env,
+            pass_fds=(lifeline_r, done_w),
         )
     finally:
         os.close(lifeline_r)

@@ -88,7 +88,9 @@ class Trial:
     def has_objective(self) -> bool:
         """A finished trial with a finite best value and a known direction: it can be ranked."""
         return (
-            self.status == DONE and self.mode is not None and self.best_value is not None
+            self.status == DONE
+            and self.mode is not None
+            and self.best_value is not None
             and math.isfinite(self.best_value)
         )
 
@@ -116,8 +118,7 @@ def find_trial_dirs(root: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         what = "is not a directory" if root.exists() else "does not exist"
         raise SummaryError(
-            f"{root}: {what}; pass the directory a sweep wrote (its hydra.sweep.dir, "
-            "by default multirun/<date>_<time>)"
+            f"{root}: {what}; pass the directory a sweep wrote (its hydra.sweep.dir, by default multirun/<date>_<time>)"
         )
     if _is_trial_dir(root):
         return [root]
@@ -212,22 +213,33 @@ def read_trial(path: str | os.PathLike, root: str | os.PathLike | None = None) -
         exports = summary.get("exports") if isinstance(summary.get("exports"), dict) else {}
         test = summary.get("test") if isinstance(summary.get("test"), dict) else {}
         return Trial(
-            name=name, path=path, status=DONE, overrides=overrides, monitor=monitor, mode=mode,
+            name=name,
+            path=path,
+            status=DONE,
+            overrides=overrides,
+            monitor=monitor,
+            mode=mode,
             best_value=_number(summary.get("best_value")),
             best_eval=summary.get("best_eval") if isinstance(summary.get("best_eval"), int) else None,
-            evaluations=summary.get("evaluations"), steps=summary.get("steps"),
-            stopped_early=summary.get("stopped_early"), seconds=_number(summary.get("seconds")),
+            evaluations=summary.get("evaluations"),
+            steps=summary.get("steps"),
+            stopped_early=summary.get("stopped_early"),
+            seconds=_number(summary.get("seconds")),
             exports={str(k): str(v) for k, v in exports.items()},
             test={str(k): v for k, v in test.items() if _number(v) is not None},
         )
     error = error or _logged_error(path)
     last = _last_evaluation(path)
     return Trial(
-        name=name, path=path, status=FAILED if error else UNFINISHED, overrides=overrides,
-        monitor=monitor, mode=mode, best_value=_number(last.get("best")),
+        name=name,
+        path=path,
+        status=FAILED if error else UNFINISHED,
+        overrides=overrides,
+        monitor=monitor,
+        mode=mode,
+        best_value=_number(last.get("best")),
         evaluations=last.get("eval") if isinstance(last.get("eval"), int) else None,
         steps=last.get("step") if isinstance(last.get("step"), int) else None,
-        seconds=_number(last.get("seconds")), error=error,
+        seconds=_number(last.get("seconds")),
+        error=error,
     )
-
-

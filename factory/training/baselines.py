@@ -22,7 +22,9 @@ REFERENCES = {"ridge": "regression", "logistic": "classification"}
 
 def _table(spec: FeatureSpec, transform: FeatureTransform, files: Sequence[str], compression: str | None):
     columns, labels = [], []
-    for features, label in spec.dataset(list(files), mode="eval", batch_size=1024, compression=compression, transform=transform):
+    for features, label in spec.dataset(
+        list(files), mode="eval", batch_size=1024, compression=compression, transform=transform
+    ):
         parts = []
         for f in spec.features:
             value = features[f.name].numpy()
@@ -36,7 +38,11 @@ def _table(spec: FeatureSpec, transform: FeatureTransform, files: Sequence[str],
 
 
 def reference_metrics(
-    name: str, spec: FeatureSpec, transform: FeatureTransform, train: Sequence[str], test: Sequence[str],
+    name: str,
+    spec: FeatureSpec,
+    transform: FeatureTransform,
+    train: Sequence[str],
+    test: Sequence[str],
     compression: str | None = None,
 ) -> dict[str, float]:
     """Fit reference model ``name`` on ``train``; its ``test_*`` metrics on ``test``."""

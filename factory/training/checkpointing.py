@@ -53,7 +53,9 @@ def warm_start(model, source: str) -> str:
     """
     prefix = find_checkpoint(source)
     if prefix is None:
-        raise ConfigError(f"train.warm_start_from: no checkpoint found at {source!r}; give a run dir or a checkpoint prefix")
+        raise ConfigError(
+            f"train.warm_start_from: no checkpoint found at {source!r}; give a run dir or a checkpoint prefix"
+        )
     status = tf.train.Checkpoint(model=model).read(prefix)
     try:
         status.assert_existing_objects_matched()

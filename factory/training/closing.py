@@ -29,8 +29,16 @@ def _metrics_text(metrics: dict[str, float]) -> str:
 
 
 def close_run(
-    config: Config, trainer: Trainer, checkpoints: RunCheckpoint, early_stop: EarlyStop, exports: Exports, *,
-    evals: int, stopped: bool, started: float, save: Callable[[int], None],
+    config: Config,
+    trainer: Trainer,
+    checkpoints: RunCheckpoint,
+    early_stop: EarlyStop,
+    exports: Exports,
+    *,
+    evals: int,
+    stopped: bool,
+    started: float,
+    save: Callable[[int], None],
 ) -> float:
     """Finish the run; returns the best value of the monitored metric (NaN when there is none).
 
@@ -61,7 +69,12 @@ def close_run(
             summary["reference"] = {}
             for name in config.compare_with:
                 ref = reference_metrics(
-                    name, trainer.spec, trainer.transform, config.data.train, config.data.test, config.data.compression,
+                    name,
+                    trainer.spec,
+                    trainer.transform,
+                    config.data.train,
+                    config.data.test,
+                    config.data.compression,
                 )
                 summary["reference"][name] = ref
                 log.info(f"test ({name}, scikit-learn, same split): {_metrics_text(ref)}")

@@ -67,9 +67,12 @@ class EarlyStop:
     def __init__(self, config: EarlyStopConfig, agree: Callable[[bool], bool], save_best_weights: Callable[[], None]):
         self.enabled = config.enabled
         self.policy = EarlyStopping(
-            monitor=config.monitor, mode=config.mode, patience=config.patience if config.enabled else None,
+            monitor=config.monitor,
+            mode=config.mode,
+            patience=config.patience if config.enabled else None,
             min_delta=config.min_delta,
-            baseline=config.baseline, start_from_eval=config.start_from_eval,
+            baseline=config.baseline,
+            start_from_eval=config.start_from_eval,
         )
         self._agree = agree
         self._save_best_weights = save_best_weights
@@ -117,7 +120,10 @@ class Exports:
         self.policies = {name: EXPORT_POLICIES[name](**args) for name, args in config.policies.items()}
         # What each export's manifest says it was chosen by.
         self._monitors = {
-            name: {"monitor": args["monitor"], "mode": policy.monitor.mode if getattr(policy, "monitor", None) else args.get("mode")}
+            name: {
+                "monitor": args["monitor"],
+                "mode": policy.monitor.mode if getattr(policy, "monitor", None) else args.get("mode"),
+            }
             for (name, args), policy in zip(config.policies.items(), self.policies.values(), strict=True)
             if args.get("monitor") and args.get("weights") != "last"
         }
@@ -142,7 +148,9 @@ class Exports:
                 policy.load_state_dict(state[name])
             removed = self.exporter.remove_newer(name, policy.next_version)
             if removed:
-                log.info(f"export/{name}: removed v{', v'.join(map(str, removed))}, written after the checkpoint resumed from")
+                log.info(
+                    f"export/{name}: removed v{', v'.join(map(str, removed))}, written after the checkpoint resumed from"
+                )
             self.exporter.prune(name, policy.prune())
 
     def after_evaluation(self, evaluation: Evaluation) -> None:
@@ -200,7 +208,11 @@ class MetricsLog:
     state_key = None
 
     def __init__(
-        self, path: Path, early_stop: EarlyStop, scalars: Callable[[int, Mapping[str, float]], None], started: float,
+        self,
+        path: Path,
+        early_stop: EarlyStop,
+        scalars: Callable[[int, Mapping[str, float]], None],
+        started: float,
     ):
         self.path = path
         self.early_stop = early_stop
@@ -211,11 +223,18 @@ class MetricsLog:
         metrics, early = evaluation.metrics, self.early_stop.policy
         values = ", ".join(f"{k} {fmt(v)}" for k, v in metrics.items())
         exported = f" | {'; '.join(evaluation.notes)}" if evaluation.notes else ""
-        log.info(f"eval {evaluation.number} @ step {evaluation.step}: {values} | {self.early_stop.describe()}{exported}")
+        log.info(
+            f"eval {evaluation.number} @ step {evaluation.step}: {values} | {self.early_stop.describe()}{exported}"
+        )
         self.scalars(evaluation.step, metrics)
         row = {
-            "eval": evaluation.number, "step": evaluation.step, **metrics, "best": early.best_value, "wait": early.wait,
-            "stop": bool(evaluation.stop), "seconds": round(time.perf_counter() - self.started, 3),
+            "eval": evaluation.number,
+            "step": evaluation.step,
+            **metrics,
+            "best": early.best_value,
+            "wait": early.wait,
+            "stop": bool(evaluation.stop),
+            "seconds": round(time.perf_counter() - self.started, 3),
         }
         append_json_line(self.path, row)
 

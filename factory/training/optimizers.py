@@ -15,8 +15,11 @@ def make_optimizer(config: Config):
     lr = opt.learning_rate
     if sched.name == "cosine":
         schedule = keras.optimizers.schedules.CosineDecay(
-            0.0 if sched.warmup_steps else lr, max(total - sched.warmup_steps, 1), alpha=sched.alpha,
-            warmup_target=lr if sched.warmup_steps else None, warmup_steps=sched.warmup_steps,
+            0.0 if sched.warmup_steps else lr,
+            max(total - sched.warmup_steps, 1),
+            alpha=sched.alpha,
+            warmup_target=lr if sched.warmup_steps else None,
+            warmup_steps=sched.warmup_steps,
         )
     elif sched.name in ("exponential", "step"):
         schedule = keras.optimizers.schedules.ExponentialDecay(
@@ -34,7 +37,9 @@ def make_optimizer(config: Config):
     elif opt.name == "rmsprop":
         optimizer = keras.optimizers.RMSprop(momentum=opt.momentum, **kwargs)
     elif opt.name == "adamw":
-        optimizer = keras.optimizers.AdamW(weight_decay=ADAMW_WEIGHT_DECAY if opt.weight_decay is None else opt.weight_decay, **kwargs)
+        optimizer = keras.optimizers.AdamW(
+            weight_decay=ADAMW_WEIGHT_DECAY if opt.weight_decay is None else opt.weight_decay, **kwargs
+        )
     else:
         optimizer = keras.optimizers.Adam(weight_decay=opt.weight_decay, **kwargs)
     if config.train.mixed_precision == "mixed_float16":
@@ -44,6 +49,7 @@ def make_optimizer(config: Config):
 
 def warmup_schedule(schedule, warmup_steps):
     """Linear warm-up in front of another schedule (or a constant)."""
+
     class Warmup(keras.optimizers.schedules.LearningRateSchedule):
         def __call__(self, step):
             base = schedule(step) if callable(schedule) else schedule

@@ -51,13 +51,19 @@ def train(config: Config | Mapping[str, Any], run_dir: str | os.PathLike | None 
     trainer = Trainer(config, Path(run_dir))
     directory = trainer.run_dir  # a worker's own, in a multi-worker run
     checkpoints = RunCheckpoint(
-        directory, model=trainer.model, optimizer=trainer.optimizer, step=trainer.global_step,
-        iterator=trainer.train_iter, keep=config.train.keep_checkpoints,
+        directory,
+        model=trainer.model,
+        optimizer=trainer.optimizer,
+        step=trainer.global_step,
+        iterator=trainer.train_iter,
+        keep=config.train.keep_checkpoints,
     )
     early_stop = EarlyStop(config.early_stop, agree=trainer.agree, save_best_weights=checkpoints.write_best)
     exports = Exports(
-        config.export, trainer.make_exporter,
-        keep_final_weights=checkpoints.write_final, load_final_weights=checkpoints.load_final,
+        config.export,
+        trainer.make_exporter,
+        keep_final_weights=checkpoints.write_final,
+        load_final_weights=checkpoints.load_final,
     )
     state = checkpoints.restore()
     resumed = state is not None
@@ -79,6 +85,13 @@ def train(config: Config | Mapping[str, Any], run_dir: str | os.PathLike | None 
     schedule = Schedule(config.train, trainer, checkpoints, [early_stop, exports, metrics_log], tensorboard, evals)
     stopped = schedule.run(resumed, evaluated_steps(directory / METRICS), stopped=early_stop.stopped)
     return close_run(
-        config, trainer, checkpoints, early_stop, exports,
-        evals=schedule.evals, stopped=stopped, started=started, save=schedule.save,
+        config,
+        trainer,
+        checkpoints,
+        early_stop,
+        exports,
+        evals=schedule.evals,
+        stopped=stopped,
+        started=started,
+        save=schedule.save,
     )

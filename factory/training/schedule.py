@@ -70,8 +70,13 @@ class Schedule:
     """
 
     def __init__(
-        self, train: TrainConfig, steps: Steps, checkpoints: Checkpoints, hooks: Sequence[EvaluationHook],
-        summaries: TrainingSummaries, evals: int,
+        self,
+        train: TrainConfig,
+        steps: Steps,
+        checkpoints: Checkpoints,
+        hooks: Sequence[EvaluationHook],
+        summaries: TrainingSummaries,
+        evals: int,
     ):
         self.train = train
         self.steps = steps
@@ -79,7 +84,9 @@ class Schedule:
         self.hooks = list(hooks)
         self.summaries = summaries
         self.evals = evals
-        self.progress = Progress(train.max_steps, train.batch_size, train.progress, train.log_every_steps, start=steps.step)
+        self.progress = Progress(
+            train.max_steps, train.batch_size, train.progress, train.log_every_steps, start=steps.step
+        )
         # The state from before the evaluation under way, to roll back to if it is cut short.
         self._before_eval: dict[str, Any] | None = None
 

@@ -142,9 +142,15 @@ class Trainer:
 
         def make(batch_size: int, skip_batches: int, shard=None):
             return self.spec.dataset(
-                list(cfg.data.train), mode="train", batch_size=batch_size,
-                seed=cfg.seed if cfg.seed is not None else 0, shuffle_buffer=cfg.train.shuffle_buffer,
-                compression=cfg.data.compression, transform=self.transform, skip_batches=skip_batches, shard=shard,
+                list(cfg.data.train),
+                mode="train",
+                batch_size=batch_size,
+                seed=cfg.seed if cfg.seed is not None else 0,
+                shuffle_buffer=cfg.train.shuffle_buffer,
+                compression=cfg.data.compression,
+                transform=self.transform,
+                skip_batches=skip_batches,
+                shard=shard,
             )
 
         if not self.distributed:
@@ -155,7 +161,8 @@ class Trainer:
             # batches; each step takes one batch per local replica.
             local_replicas = self.strategy.num_replicas_in_sync // context.num_input_pipelines
             return make(
-                context.get_per_replica_batch_size(self.global_batch), skip * local_replicas,
+                context.get_per_replica_batch_size(self.global_batch),
+                skip * local_replicas,
                 shard=(context.num_input_pipelines, context.input_pipeline_id),
             )
 
@@ -237,7 +244,10 @@ class Trainer:
         key = (tuple(files), max_batches)
         if key not in self._eval_datasets:
             ds = self.spec.dataset(
-                list(files), mode="eval", batch_size=self.global_batch, compression=self.config.data.compression,
+                list(files),
+                mode="eval",
+                batch_size=self.global_batch,
+                compression=self.config.data.compression,
                 transform=self.transform,
             )
             if max_batches:
@@ -291,8 +301,16 @@ class Trainer:
             if len(sample) >= _EXPORT_SAMPLE:
                 break
         return Exporter(
-            self.run_dir, self.spec, self.transform, self.model, self.task.task, sample, cfg.raw,
-            output_names=cfg.export.output_names, tolerance=cfg.export.verify_tolerance, model_name=cfg.export.model_name,
+            self.run_dir,
+            self.spec,
+            self.transform,
+            self.model,
+            self.task.task,
+            sample,
+            cfg.raw,
+            output_names=cfg.export.output_names,
+            tolerance=cfg.export.verify_tolerance,
+            model_name=cfg.export.model_name,
         )
 
 

@@ -35,7 +35,9 @@ def digits_test_records() -> tuple[list[str], list[bytes], np.ndarray, np.ndarra
 
     files = sorted(glob.glob(os.path.join(os.environ["FACTORY_CACHE"], "digits", "test-*.tfrecord")))
     records = [r.numpy() for r in tf.data.TFRecordDataset(files)]
-    parsed = tf.io.parse_example(records, {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)})
+    parsed = tf.io.parse_example(
+        records, {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
+    )
     pixels = np.stack([tf.io.decode_png(b, channels=1).numpy() for b in parsed["image"].numpy()])
     return files, records, pixels, parsed["label"].numpy()
 

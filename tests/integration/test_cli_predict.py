@@ -50,7 +50,10 @@ def inputs(kind: str, directory: Path, pixels: np.ndarray, labels: np.ndarray) -
     """The first N test images written as ``kind``; labels are included where a user would have them."""
     images, labels = pixels[:N], labels[:N]
     if kind == "jsonl_pixels":
-        return write_jsonl(directory / "in.jsonl", [{"image": im.tolist(), "label": int(y)} for im, y in zip(images, labels, strict=True)])
+        return write_jsonl(
+            directory / "in.jsonl",
+            [{"image": im.tolist(), "label": int(y)} for im, y in zip(images, labels, strict=True)],
+        )
     if kind == "jsonl_base64":
         rows = [{"image": {"b64": b64_png(im)}} if i % 2 else {"image": b64_png(im)} for i, im in enumerate(images)]
         return write_jsonl(directory / "in.jsonl", rows)
@@ -115,26 +118,56 @@ def tfrecord_lacking_image(directory: Path, good: bytes) -> Path:
 ZEROS = [[[0]] * 8] * 8
 # (id, how to write the input into a dir, what the error must say)
 BAD_INPUTS = [
-    ("missing", lambda d, r: write_jsonl(d / "in.jsonl", [{"image": ZEROS}, {"label": 3}]),
-     ["in.jsonl line 2: missing feature 'image': expected uint8 of shape [8, 8, 1]", "got nothing"]),
-    ("missing_csv_column", lambda d, r: (d / "in.csv").write_text("label\n1\n") and d / "in.csv",
-     ["in.csv row 1: missing feature 'image'"]),
-    ("unknown", lambda d, r: write_jsonl(d / "in.jsonl", [{"imgae": ZEROS}]),
-     ["in.jsonl line 1: unknown key 'imgae' (did you mean 'image'?)"]),
-    ("wrong_shape", lambda d, r: write_jsonl(d / "in.jsonl", [{"image": ZEROS}, {"image": [[0] * 8] * 8}]),
-     ["in.jsonl line 2: feature 'image': expected uint8 of shape [8, 8, 1], got int64 of shape [8, 8]"]),
-    ("strings", lambda d, r: write_jsonl(d / "in.jsonl", [{"image": [[["x"]] * 8] * 8}]),
-     ["in.jsonl line 1: feature 'image': expected uint8 of shape [8, 8, 1], got string of shape [8, 8, 1]"]),
-    ("out_of_range", lambda d, r: write_jsonl(d / "in.jsonl", [{"image": [[[300]] * 8] * 8}]),
-     ["feature 'image': 300 at [0, 0, 0] is outside the uint8 range 0..255"]),
-    ("npz_wrong_shape", lambda d, r: np.savez(d / "in.npz", image=np.zeros((3, 8, 8))) or d / "in.npz",
-     ["in.npz: feature 'image': expected uint8 of shape [batch, 8, 8, 1], got float64 of shape [3, 8, 8]"]),
-    ("image_too_big", lambda d, r: write_jsonl(d / "in.jsonl", [{"image": b64_png(np.zeros((16, 16, 1), np.uint8))}]),
-     ["in.jsonl line 1: feature 'image': expected an image of 8x8 pixels, got a PNG image of 16x16"]),
-    ("image_file_missing", lambda d, r: (d / "in.csv").write_text("image\nnope.png\n") and d / "in.csv",
-     ["in.csv row 1: feature 'image': 'nope.png' is neither an image file", "nor base64 PNG/JPEG data"]),
-    ("tfrecord_lacks_image", lambda d, r: tfrecord_lacking_image(d, r),
-     ["in.tfrecord, record 2: lacks the required feature 'image' (uint8 [8, 8, 1] (png))"]),
+    (
+        "missing",
+        lambda d, r: write_jsonl(d / "in.jsonl", [{"image": ZEROS}, {"label": 3}]),
+        ["in.jsonl line 2: missing feature 'image': expected uint8 of shape [8, 8, 1]", "got nothing"],
+    ),
+    (
+        "missing_csv_column",
+        lambda d, r: (d / "in.csv").write_text("label\n1\n") and d / "in.csv",
+        ["in.csv row 1: missing feature 'image'"],
+    ),
+    (
+        "unknown",
+        lambda d, r: write_jsonl(d / "in.jsonl", [{"imgae": ZEROS}]),
+        ["in.jsonl line 1: unknown key 'imgae' (did you mean 'image'?)"],
+    ),
+    (
+        "wrong_shape",
+        lambda d, r: write_jsonl(d / "in.jsonl", [{"image": ZEROS}, {"image": [[0] * 8] * 8}]),
+        ["in.jsonl line 2: feature 'image': expected uint8 of shape [8, 8, 1], got int64 of shape [8, 8]"],
+    ),
+    (
+        "strings",
+        lambda d, r: write_jsonl(d / "in.jsonl", [{"image": [[["x"]] * 8] * 8}]),
+        ["in.jsonl line 1: feature 'image': expected uint8 of shape [8, 8, 1], got string of shape [8, 8, 1]"],
+    ),
+    (
+        "out_of_range",
+        lambda d, r: write_jsonl(d / "in.jsonl", [{"image": [[[300]] * 8] * 8}]),
+        ["feature 'image': 300 at [0, 0, 0] is outside the uint8 range 0..255"],
+    ),
+    (
+        "npz_wrong_shape",
+        lambda d, r: np.savez(d / "in.npz", image=np.zeros((3, 8, 8))) or d / "in.npz",
+        ["in.npz: feature 'image': expected uint8 of shape [batch, 8, 8, 1], got float64 of shape [3, 8, 8]"],
+    ),
+    (
+        "image_too_big",
+        lambda d, r: write_jsonl(d / "in.jsonl", [{"image": b64_png(np.zeros((16, 16, 1), np.uint8))}]),
+        ["in.jsonl line 1: feature 'image': expected an image of 8x8 pixels, got a PNG image of 16x16"],
+    ),
+    (
+        "image_file_missing",
+        lambda d, r: (d / "in.csv").write_text("image\nnope.png\n") and d / "in.csv",
+        ["in.csv row 1: feature 'image': 'nope.png' is neither an image file", "nor base64 PNG/JPEG data"],
+    ),
+    (
+        "tfrecord_lacks_image",
+        lambda d, r: tfrecord_lacking_image(d, r),
+        ["in.tfrecord, record 2: lacks the required feature 'image' (uint8 [8, 8, 1] (png))"],
+    ),
 ]
 
 
@@ -161,6 +194,15 @@ def test_cli_refuses_a_path_without_an_export(capsys, tmp_path):
 def test_cli_binary_reports_bad_input_without_a_traceback(tmp_path, run_dir):
     source = write_jsonl(tmp_path / "in.jsonl", [{"image": [[0] * 8] * 8}])
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run([str(BIN / "factory"), "predict", str(run_dir), "--input", str(source)], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [str(BIN / "factory"), "predict", str(run_dir), "--input", str(source)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr == f"error: {source} line 1: feature 'image': expected uint8 of shape [8, 8, 1], got int64 of shape [8, 8]\n"
+    assert (
+        done.stderr
+        == f"error: {source} line 1: feature 'image': expected uint8 of shape [8, 8, 1], got int64 of shape [8, 8]\n"
+    )

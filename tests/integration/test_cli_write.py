@@ -90,7 +90,7 @@ def test_variable_length_and_multi_dimensional_values(tmp_path, capsys, fmt):
             "seq,grid,words,pair\n"
             '1 2 3,1 2 3 4,hello world,"[""x"", ""y z""]"\n'
             ',"[[5, 6], [7, 8]]","[""one token""]",\n'
-            "4,\"9,10,11,12\",,\n"
+            '4,"9,10,11,12",,\n'
         )
     else:
         rows = [

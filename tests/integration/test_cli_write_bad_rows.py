@@ -37,7 +37,9 @@ def test_many_rows_report_bad_ones_in_file_order(tmp_path, capsys):
     lines[10] = "10 11 12,green,,1"
     data.write_text("x,color,n,label\n" + "\n".join(lines) + "\n")
     assert write(spec, str(data), tmp_path / "out" / "m") == 2
-    assert capsys.readouterr().err.startswith(f"error: {data} row 4500: feature 'color': 'gren' is not in the vocabulary")
+    assert capsys.readouterr().err.startswith(
+        f"error: {data} row 4500: feature 'color': 'gren' is not in the vocabulary"
+    )
     assert files_in(tmp_path / "out") == []
 
     assert write(spec, str(data), tmp_path / "out" / "m", "--skip-bad-rows", "--shards", "3") == 0
@@ -90,7 +92,8 @@ def test_skip_bad_rows_shows_the_first_reasons_and_counts_the_rest(tmp_path, cap
     assert captured.out.startswith("wrote 10 records (10 bad rows skipped)")
     reasons = captured.err.splitlines()
     assert reasons[:5] == [
-        f"skipped {data} row {r}: feature 'label': string 'x' is not a number; expected int64 []" for r in (2, 4, 6, 8, 10)
+        f"skipped {data} row {r}: feature 'label': string 'x' is not a number; expected int64 []"
+        for r in (2, 4, 6, 8, 10)
     ]
     assert reasons[5:] == ["skipped 5 more bad rows"]
 
@@ -117,8 +120,14 @@ def test_all_rows_bad_is_an_error_and_keeps_existing_shards(tmp_path, capsys):
         ("x,color,n,label\n1 2 q,red,1,0\n", "row 1: feature 'x': string 'q' is not a number; expected float32 [3]"),
         ("x,color,n,label\n[1 2 3],red,1,0\n", "row 1: feature 'x': '[1 2 3]' is not a valid JSON list"),
         ("x,color,n,label\n1 2 3,,1,0\n", "row 1: feature 'color': missing, and it has no default"),
-        ("x,color,n,label\n1 2 3,gren,1,0\n", "row 1: feature 'color': 'gren' is not in the vocabulary (did you mean 'green'?)"),
-        ("x,color,n,label\n1 2 3,red,1,2.5\n", "row 1: feature 'label': 2.5 is not a whole number (int64 holds whole numbers)"),
+        (
+            "x,color,n,label\n1 2 3,gren,1,0\n",
+            "row 1: feature 'color': 'gren' is not in the vocabulary (did you mean 'green'?)",
+        ),
+        (
+            "x,color,n,label\n1 2 3,red,1,2.5\n",
+            "row 1: feature 'label': 2.5 is not a whole number (int64 holds whole numbers)",
+        ),
         ("x,color,label\n", "no records to write (the input has no rows)"),
         ("x,color,n\n", "no column for the required feature 'label' (int64 [])"),
         ("x,color,n,label,color\n", "the header names column 'color' twice"),
@@ -138,9 +147,15 @@ def test_csv_problems_name_the_row_and_feature(tmp_path, capsys, text, message):
     "line, message",
     [
         ('{"x": [1, 2, 3], "color": "red", "label": 0', "line 2: not valid JSON"),
-        ('[1, 2, 3]', "line 2: expected a JSON object of feature name to value, got list"),
-        ('{"x": "1 2 3", "color": "red", "label": 0}', "line 2: feature 'x': string '1 2 3' is not a number; expected float32 [3]"),
-        ('{"x": [1, 2, 3], "color": "red", "label": true}', "line 2: feature 'label': bool True is not a number; expected int64 []"),
+        ("[1, 2, 3]", "line 2: expected a JSON object of feature name to value, got list"),
+        (
+            '{"x": "1 2 3", "color": "red", "label": 0}',
+            "line 2: feature 'x': string '1 2 3' is not a number; expected float32 [3]",
+        ),
+        (
+            '{"x": [1, 2, 3], "color": "red", "label": true}',
+            "line 2: feature 'label': bool True is not a number; expected int64 []",
+        ),
         ('{"x": [1, 2, 3], "color": null, "label": 0}', "line 2: feature 'color': missing, and it has no default"),
     ],
 )
@@ -159,7 +174,10 @@ def test_jsonl_problems_name_the_line_and_feature(tmp_path, capsys, line, messag
     "fmt, message",
     [
         ("csv", "data.csv: unknown column 'colour' (did you mean 'color'?); the spec declares x, color, n, label"),
-        ("jsonl", "data.jsonl line 1: unknown key 'colour' (did you mean 'color'?); the spec declares x, color, n, label"),
+        (
+            "jsonl",
+            "data.jsonl line 1: unknown key 'colour' (did you mean 'color'?); the spec declares x, color, n, label",
+        ),
         ("npz", "data.npz: unknown array 'colour' (did you mean 'color'?); the spec declares x, color, n, label"),
     ],
 )

@@ -36,8 +36,22 @@ def test_console_script_writes_quietly(tmp_path):
     spec = write_spec(tmp_path)
     out = tmp_path / "out"
     run = subprocess.run(
-        [str(FACTORY), "write", "--features", spec, "--input", table_input(tmp_path, "csv"), "--output", str(out / "train"), "--shards", "2"],
-        capture_output=True, text=True, env=quiet_env(), timeout=120,
+        [
+            str(FACTORY),
+            "write",
+            "--features",
+            spec,
+            "--input",
+            table_input(tmp_path, "csv"),
+            "--output",
+            str(out / "train"),
+            "--shards",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env=quiet_env(),
+        timeout=120,
     )
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""  # no TensorFlow log lines
@@ -56,7 +70,15 @@ def test_config_and_input_errors_come_before_tensorflow(tmp_path):
     calls = [
         ["write", "--features", str(typo), "--input", "data.csv", "--output", str(tmp_path / "o")],
         ["write", "--features", spec, "--input", unknown, "--output", str(tmp_path / "o")],
-        ["write", "--features", spec, "--input", table_input(tmp_path, "jsonl"), "--output", str(tmp_path / "out" / "train")],
+        [
+            "write",
+            "--features",
+            spec,
+            "--input",
+            table_input(tmp_path, "jsonl"),
+            "--output",
+            str(tmp_path / "out" / "train"),
+        ],
         ["check", "--features", str(typo), "anything"],
     ]
     code = (
@@ -85,8 +107,20 @@ def test_interrupt_exits_130_and_leaves_no_files(tmp_path):
     os.mkfifo(fifo)
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [str(FACTORY), "write", "--features", write_spec(tmp_path), "--input", str(fifo), "--output", str(out / "train")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=quiet_env(),
+        [
+            str(FACTORY),
+            "write",
+            "--features",
+            write_spec(tmp_path),
+            "--input",
+            str(fifo),
+            "--output",
+            str(out / "train"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=quiet_env(),
     )
     deadline = time.monotonic() + 60
     try:

@@ -45,7 +45,7 @@ def test_layout_retention_and_current_pointer(run_dir):
     assert len(versions) == min(2, len(improvements))  # keep=2
     assert os.readlink(best_dir / "current") == str(versions[-1])
     evals = [json.loads((best_dir / str(v) / "assets.extra" / "manifest.json").read_text())["eval"] for v in versions]
-    assert evals == improvements[-len(versions):]
+    assert evals == improvements[-len(versions) :]
     assert numbered(run_dir / "export" / "latest") == [len(rows)]  # keep=1: the newest
     assert numbered(run_dir / "export" / "final") == [1]
     for policy in ("best", "latest", "final"):
@@ -65,7 +65,10 @@ def test_manifest_describes_the_export(run_dir):
     assert manifest["config"]["network"]["name"] == "mlp"
     assert manifest["signatures"]["serving_default"]["inputs"] == {"image": {"dtype": "uint8", "shape": [-1, 8, 8, 1]}}
     assert manifest["signatures"]["tf_example"]["inputs"] == {"examples": {"dtype": "string", "shape": [-1]}}
-    assert manifest["signatures"]["serving_default"]["outputs"]["probabilities"] == {"dtype": "float32", "shape": [-1, 10]}
+    assert manifest["signatures"]["serving_default"]["outputs"]["probabilities"] == {
+        "dtype": "float32",
+        "shape": [-1, 10],
+    }
     assert set(manifest["versions"]) == {"factory", "tensorflow", "keras"}
     request = manifest["serving"]["rest_request"]
     assert request["signature_name"] == "serving_default"
@@ -122,7 +125,9 @@ def test_an_export_that_does_not_match_the_model_is_not_published(tmp_path, monk
         return outputs
 
     monkeypatch.setattr(export, "predictions", skewed)
-    with pytest.raises(ExportError, match=r"serving_default output 'logits' differs from the trained model by 0.5 .*not published"):
+    with pytest.raises(
+        ExportError, match=r"serving_default output 'logits' differs from the trained model by 0.5 .*not published"
+    ):
         train(compose(*TINY, "train.max_steps=20"), run_dir=tmp_path / "run")
     export_dir = tmp_path / "run" / "export"
     assert not export_dir.exists() or not [p for p in export_dir.rglob("*") if p.name.isdigit()]

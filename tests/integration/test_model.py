@@ -64,9 +64,17 @@ def first_batch(spec: FeatureSpec, directory: Path, records: list[dict], batch_s
 @pytest.mark.parametrize(
     ("network", "params", "layers"),
     [
-        ("cnn", {"filters": [4, 8], "dense": 16}, ["image_conv0", "image_pool0", "image_conv1", "image_pool1", "cnn_dense"]),
+        (
+            "cnn",
+            {"filters": [4, 8], "dense": 16},
+            ["image_conv0", "image_pool0", "image_conv1", "image_pool1", "cnn_dense"],
+        ),
         ("cnn", {"filters": [2, 2, 2, 2], "dense": 0, "dropout": 0.0}, ["image_pool1", "image_conv3"]),
-        ("mlp", {"hidden": [16, 8], "dropout": 0.1, "batch_norm": True}, ["mlp_dense1", "mlp_batch_norm1", "mlp_dropout1"]),
+        (
+            "mlp",
+            {"hidden": [16, 8], "dropout": 0.1, "batch_norm": True},
+            ["mlp_dense1", "mlp_batch_norm1", "mlp_dropout1"],
+        ),
         ("linear", {}, ["image_flat"]),
     ],
 )
@@ -271,9 +279,13 @@ def test_a_network_that_returns_no_tensor_is_named(digits_spec):
     def returns_number(features, num_outputs):
         return 3
 
-    with pytest.raises(ConfigError, match=r"network 'returns_dict': the build function returned dict \(return one tensor"):
+    with pytest.raises(
+        ConfigError, match=r"network 'returns_dict': the build function returned dict \(return one tensor"
+    ):
         build_model(digits_spec, "returns_dict", {})
-    with pytest.raises(ConfigError, match="network 'returns_number': the build function returned int; it must return one KerasTensor"):
+    with pytest.raises(
+        ConfigError, match="network 'returns_number': the build function returned int; it must return one KerasTensor"
+    ):
         build_model(digits_spec, "returns_number", {})
 
 
@@ -282,7 +294,10 @@ def test_a_network_that_returns_an_unflattened_tensor_is_named(digits_spec):
     def returns_image(features, num_outputs):
         return keras.layers.Conv2D(2, 3, name="conv")(features["image"])
 
-    with pytest.raises(ConfigError, match=r"network 'returns_image': returned a tensor of shape \[null, 6, 6, 2\]; return \[batch, units\]"):
+    with pytest.raises(
+        ConfigError,
+        match=r"network 'returns_image': returned a tensor of shape \[null, 6, 6, 2\]; return \[batch, units\]",
+    ):
         build_model(digits_spec, "returns_image", {})
 
 
@@ -299,7 +314,10 @@ def test_a_name_clash_inside_a_custom_network_is_explained():
 
 def test_cnn_needs_an_image():
     spec = spec_from({"x": {"dtype": "float32", "shape": [3]}}, {"y": {"dtype": "float32", "shape": []}})
-    with pytest.raises(ConfigError, match=r"network\.name: 'cnn' needs at least one image feature .* x \(float32 \[3\]\); use mlp or linear"):
+    with pytest.raises(
+        ConfigError,
+        match=r"network\.name: 'cnn' needs at least one image feature .* x \(float32 \[3\]\); use mlp or linear",
+    ):
         build_model(spec, "cnn", {})
 
 
@@ -318,4 +336,3 @@ def test_cnn_needs_an_image():
 def test_bad_network_params(digits_spec, network, params, message):
     with pytest.raises(ConfigError, match=message):
         build_model(digits_spec, network, params)
-

@@ -16,8 +16,12 @@ import tensorflow as tf
 from tests.helpers import TINY
 
 OVERRIDES = [
-    *TINY, "train.strategy=multi_worker_mirrored", "train.deterministic=true", "seed=5",
-    "early_stop.patience=100", "data.test=null",
+    *TINY,
+    "train.strategy=multi_worker_mirrored",
+    "train.deterministic=true",
+    "seed=5",
+    "early_stop.patience=100",
+    "data.test=null",
 ]
 
 
@@ -47,7 +51,11 @@ def run_cluster(run_dir: Path, max_steps: int) -> None:
     processes = []
     for index in range(2):
         env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        processes.append(subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            )
+        )
     try:
         errors = [p.communicate(timeout=300)[1] for p in processes]
     finally:
@@ -60,7 +68,9 @@ def run_cluster(run_dir: Path, max_steps: int) -> None:
 
 def weights(checkpoints: Path) -> dict[str, np.ndarray]:
     reader = tf.train.load_checkpoint(str(checkpoints))
-    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k.startswith(("model/", "optimizer/"))}
+    return {
+        k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k.startswith(("model/", "optimizer/"))
+    }
 
 
 def rows(run_dir: Path) -> list[dict]:  # wall time differs, everything else must not

@@ -20,7 +20,10 @@ def write_digits_like(spec: FeatureSpec, prefix, n: int = 64, shards: int = 2):
 
 
 def batches(ds, n):
-    return [tuple(t.numpy() if not isinstance(t, dict) else {k: v.numpy() for k, v in t.items()} for t in b) for b in ds.take(n)]
+    return [
+        tuple(t.numpy() if not isinstance(t, dict) else {k: v.numpy() for k, v in t.items()} for t in b)
+        for b in ds.take(n)
+    ]
 
 
 def test_eval_is_one_deterministic_pass_without_augmentation(tmp_path, digits_like):
@@ -53,7 +56,9 @@ def test_train_shuffles_repeats_and_augments(tmp_path, digits_like):
     plain = dict(digits_like)
     plain["features"] = {"image": {k: v for k, v in digits_like["features"]["image"].items() if k != "augment"}}
     plain_spec = FeatureSpec.from_dict(plain)
-    x = np.concatenate([b[0]["image"] for b in batches(plain_spec.dataset(str(tmp_path / "d-*"), batch_size=16, seed=3), 3)])
+    x = np.concatenate(
+        [b[0]["image"] for b in batches(plain_spec.dataset(str(tmp_path / "d-*"), batch_size=16, seed=3), 3)]
+    )
     assert all(img.tobytes() in stored for img in np.round(x * 255).astype(np.uint8))
 
 
@@ -72,7 +77,6 @@ def test_same_seed_same_batches_other_seed_other_batches(tmp_path, digits_like):
     assert any(not np.array_equal(xa["image"], xc["image"]) for (xa, _), (xc, _) in zip(a, c, strict=True))
 
 
-
 @pytest.mark.parametrize("augment", [True, False])
 def test_skip_batches_continues_the_same_sequence_augmentation_included(tmp_path, digits_like, augment):
     raw = dict(digits_like)
@@ -82,7 +86,9 @@ def test_skip_batches_continues_the_same_sequence_augmentation_included(tmp_path
     write_digits_like(spec, tmp_path / "d", n=40, shards=3)
 
     def run(skip):  # 12 batches of 8 from 40 records: past an epoch, with a reshuffle
-        ds = spec.dataset(str(tmp_path / "d-*"), mode="train", batch_size=8, seed=5, shuffle_buffer=16, skip_batches=skip)
+        ds = spec.dataset(
+            str(tmp_path / "d-*"), mode="train", batch_size=8, seed=5, shuffle_buffer=16, skip_batches=skip
+        )
         return batches(ds, 12 - skip)
 
     whole = run(0)
@@ -113,6 +119,7 @@ def test_shards_are_disjoint_and_cover_every_record(tmp_path, digits_like, shard
     with pytest.raises(RecordError, match=r"shard: expected \(count, index\) with 0 <= index < count, got \(2, 2\)"):
         spec.dataset(files, shard=(2, 2))
 
+
 @pytest.mark.parametrize(
     ("augment", "check"),
     [
@@ -124,7 +131,9 @@ def test_shards_are_disjoint_and_cover_every_record(tmp_path, digits_like, shard
     ],
 )
 def test_each_augmentation_changes_images_and_keeps_shape(tmp_path, augment, check):
-    spec = FeatureSpec.from_dict({"features": {"image": {"dtype": "uint8", "shape": [8, 8, 1], "encoding": "png", "augment": augment}}})
+    spec = FeatureSpec.from_dict(
+        {"features": {"image": {"dtype": "uint8", "shape": [8, 8, 1], "encoding": "png", "augment": augment}}}
+    )
     image = np.tile(np.arange(8, dtype=np.uint8)[None, :, None] * 30, (8, 1, 1))  # horizontal ramp
     with spec.writer(tmp_path / "r") as w:
         w.write_many({"image": np.stack([image] * 32)})
@@ -167,13 +176,19 @@ def test_missing_required_feature_names_feature_file_and_record(tmp_path):
     with writer_spec.writer(tmp_path / "nolabel") as w:
         w.write_many({"x": np.zeros((5, 2), np.float32)})
     spec = FeatureSpec.from_dict(
-        {"features": {"x": {"dtype": "float32", "shape": [2]}}, "labels": {"label": {"dtype": "int64", "shape": [], "num_classes": 2}}}
+        {
+            "features": {"x": {"dtype": "float32", "shape": [2]}},
+            "labels": {"label": {"dtype": "int64", "shape": [], "num_classes": 2}},
+        }
     )
     files = str(tmp_path / "nolabel-*")
     ds = spec.dataset(files, mode="eval", batch_size=4)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"Feature: label \(data type: int64\) is required"):
         list(ds)
-    with pytest.raises(RecordError, match=r"nolabel-00000-of-00001.tfrecord, record 0: lacks the required feature 'label' \(int64 \[\]\)"):
+    with pytest.raises(
+        RecordError,
+        match=r"nolabel-00000-of-00001.tfrecord, record 0: lacks the required feature 'label' \(int64 \[\]\)",
+    ):
         with explain_errors(spec, files):
             list(ds)
     with pytest.raises(RecordError, match=r"record 0: lacks the required feature 'label'"):
@@ -184,7 +199,9 @@ def test_wrong_stored_type_names_the_feature(tmp_path):
     path = str(tmp_path / "plain.tfrecord")
     with tf.io.TFRecordWriter(path) as writer:
         for value in ([1.0, 2.0], [1.0, 2.0], [1.0, 2.0, 3.0]):
-            ex = tf.train.Example(features=tf.train.Features(feature={"x": tf.train.Feature(float_list=tf.train.FloatList(value=value))}))
+            ex = tf.train.Example(
+                features=tf.train.Features(feature={"x": tf.train.Feature(float_list=tf.train.FloatList(value=value))})
+            )
             writer.write(ex.SerializeToString())
     spec = FeatureSpec.from_dict({"features": {"x": {"dtype": "float32", "shape": [2]}}})
     with pytest.raises(RecordError, match=r"plain.tfrecord, record 2: feature 'x'"):
@@ -194,7 +211,9 @@ def test_wrong_stored_type_names_the_feature(tmp_path):
 def test_out_of_vocabulary_in_foreign_records_names_the_feature(tmp_path):
     path = str(tmp_path / "plain.tfrecord")
     with tf.io.TFRecordWriter(path) as writer:
-        ex = tf.train.Example(features=tf.train.Features(feature={"c": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"blue"]))}))
+        ex = tf.train.Example(
+            features=tf.train.Features(feature={"c": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"blue"]))})
+        )
         writer.write(ex.SerializeToString())
     spec = FeatureSpec.from_dict({"features": {"c": {"dtype": "string", "shape": [], "vocabulary": ["red"]}}})
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"feature \\?'c\\?': a value is not in the vocabulary"):
@@ -212,7 +231,9 @@ def test_damaged_file_is_named(tmp_path, damage):
     data = bad.read_bytes()
     bad.write_bytes(data[: len(data) - 7] if damage == "truncate" else data[:40] + b"\xff" * 8 + data[48:])
     files = str(tmp_path / "good-*")
-    with pytest.raises(RecordError, match=r"good-00001-of-00002.tfrecord: corrupt or truncated TFRecord file after \d+ good records"):
+    with pytest.raises(
+        RecordError, match=r"good-00001-of-00002.tfrecord: corrupt or truncated TFRecord file after \d+ good records"
+    ):
         with explain_errors(spec, files):
             list(spec.dataset(files, mode="eval", batch_size=4))
 

@@ -47,4 +47,3 @@ def test_early_stopping_matches_keras():
             assert callback.best_epoch + 1 == best_eval == ours.best_eval, case_id
         compared += 1
     assert compared == sum(case[-1] for case in EARLY_STOP_CASES)
-

@@ -84,12 +84,14 @@ def test_a_fresh_process_with_only_tensorflow_gives_the_same(predictor, test_rec
         import numpy as np
         import tensorflow as tf
         model = tf.saved_model.load({str(predictor.path)!r})
-        out = model.signatures["serving_default"](image=tf.constant(np.load({str(tmp_path / 'pixels.npy')!r})))
+        out = model.signatures["serving_default"](image=tf.constant(np.load({str(tmp_path / "pixels.npy")!r})))
         assert not any(m == "factory" or m.startswith("factory.") for m in sys.modules), "factory was imported"
         print(json.dumps(out["probabilities"].numpy().tolist()))
     """)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     fresh = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
     np.testing.assert_allclose(fresh, predictor.predict({"image": pixels[:N]})["probabilities"], atol=1e-6)
@@ -101,9 +103,25 @@ def test_saved_model_cli_runs_serving_default(predictor, test_records, tmp_path)
     np.save(tmp_path / "pixels.npy", pixels)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
     done = subprocess.run(
-        [str(BIN / "saved_model_cli"), "run", "--dir", str(predictor.path), "--tag_set", "serve",
-         "--signature_def", "serving_default", "--inputs", f"image={tmp_path / 'pixels.npy'}", "--outdir", str(tmp_path / "out")],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        [
+            str(BIN / "saved_model_cli"),
+            "run",
+            "--dir",
+            str(predictor.path),
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--inputs",
+            f"image={tmp_path / 'pixels.npy'}",
+            "--outdir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     expected = predictor.predict({"image": pixels})
@@ -115,14 +133,38 @@ ROW = np.zeros((2, 8, 8, 1), np.uint8)
 # (id, features, what the message must say); every one is refused before TensorFlow runs.
 BAD_FEATURES = [
     ("missing", {"label": [1, 2]}, ["missing feature 'image'", "expected uint8 of shape [batch, 8, 8, 1]"]),
-    ("unknown", {"image": ROW, "imgae": ROW}, ["unknown feature 'imgae' (did you mean 'image'?)", "the export takes image (uint8 of shape [batch, 8, 8, 1])"]),
-    ("shape", {"image": np.zeros((2, 8, 8))}, ["feature 'image': expected uint8 of shape [batch, 8, 8, 1], got float64 of shape [2, 8, 8]"]),
+    (
+        "unknown",
+        {"image": ROW, "imgae": ROW},
+        ["unknown feature 'imgae' (did you mean 'image'?)", "the export takes image (uint8 of shape [batch, 8, 8, 1])"],
+    ),
+    (
+        "shape",
+        {"image": np.zeros((2, 8, 8))},
+        ["feature 'image': expected uint8 of shape [batch, 8, 8, 1], got float64 of shape [2, 8, 8]"],
+    ),
     ("unbatched", {"image": ROW[0]}, ["got uint8 of shape [8, 8, 1]", "for a single example pass [x] or x[None]"]),
-    ("strings", {"image": np.full((2, 8, 8, 1), "7")}, ["feature 'image': expected uint8 of shape [batch, 8, 8, 1], got string of shape [2, 8, 8, 1]"]),
-    ("out_of_range", {"image": np.where(np.arange(128).reshape(2, 8, 8, 1) == 77, 300, 0)}, ["feature 'image': 300 at [1, 1, 5, 0] is outside the uint8 range 0..255"]),
-    ("fraction", {"image": np.full((2, 8, 8, 1), 0.5)}, ["feature 'image': 0.5 at [0, 0, 0, 0] is not a whole number (uint8 holds whole numbers)"]),
+    (
+        "strings",
+        {"image": np.full((2, 8, 8, 1), "7")},
+        ["feature 'image': expected uint8 of shape [batch, 8, 8, 1], got string of shape [2, 8, 8, 1]"],
+    ),
+    (
+        "out_of_range",
+        {"image": np.where(np.arange(128).reshape(2, 8, 8, 1) == 77, 300, 0)},
+        ["feature 'image': 300 at [1, 1, 5, 0] is outside the uint8 range 0..255"],
+    ),
+    (
+        "fraction",
+        {"image": np.full((2, 8, 8, 1), 0.5)},
+        ["feature 'image': 0.5 at [0, 0, 0, 0] is not a whole number (uint8 holds whole numbers)"],
+    ),
     ("ragged", {"image": [[1, 2], [3]]}, ["feature 'image'", "nested lists of unequal length"]),
-    ("none_inside", {"image": [[[[None]] * 8] * 8]}, ["feature 'image': NoneType None at [0, 0, 0, 0] is not a number"]),
+    (
+        "none_inside",
+        {"image": [[[[None]] * 8] * 8]},
+        ["feature 'image': NoneType None at [0, 0, 0, 0] is not a number"],
+    ),
     ("not_a_mapping", [ROW], ["expected a mapping of feature name to array", "got list"]),
 ]
 

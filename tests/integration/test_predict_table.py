@@ -54,7 +54,10 @@ def test_table_export_fills_defaults_and_takes_whole_floats(table_run):
     run, spec = table_run
     predictor = load_export(run)
     reference = predictor.predict_examples([spec.encode(row) for row in TABLE_ROWS])
-    filled = {"x": [r["x"] for r in TABLE_ROWS], "n": [float(r.get("n", 7)) for r in TABLE_ROWS]}  # whole floats are fine for int64
+    filled = {
+        "x": [r["x"] for r in TABLE_ROWS],
+        "n": [float(r.get("n", 7)) for r in TABLE_ROWS],
+    }  # whole floats are fine for int64
     for name, want in reference.items():
         np.testing.assert_allclose(predictor.predict(filled)[name], want, atol=1e-5)
     without_n = predictor.predict({"x": filled["x"]})

@@ -62,12 +62,14 @@ def test_every_readme_command_runs(tmp_path):
         if i == 0 or lang not in ("bash", "python"):
             continue
         if lang == "python" and body.startswith("# file: "):
-            name = body.splitlines()[0][len("# file: "):].strip()
+            name = body.splitlines()[0][len("# file: ") :].strip()
             (work / name).write_text(body)
             continue
         argv = ["bash", "-euo", "pipefail", "-c", shrink(body)] if lang == "bash" else [sys.executable, "-c", body]
         result = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=900)
-        assert result.returncode == 0, f"README block {i} ({lang}) failed:\n{body}\n--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
+        assert result.returncode == 0, (
+            f"README block {i} ({lang}) failed:\n{body}\n--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
+        )
         assert "Traceback" not in result.stderr, result.stderr[-3000:]
         ran += 1
     assert ran >= 10

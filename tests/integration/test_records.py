@@ -106,10 +106,22 @@ BAD_RECORDS = [
     ({"x": [1.0, 2.0], "y": 1.5}, "record 0: feature 'y': 1.5 is not a whole number (int64 holds whole numbers)"),
     ({"x": [1.0, 2.0], "y": 1, "c": "purple"}, "record 0: feature 'c': 'purple' is not in the vocabulary"),
     ({"x": [1.0, 2.0], "y": 1, "z": 3}, "record 0: unknown feature 'z'"),
-    ({"x": [1.0, 2.0], "y": 1, "img": np.zeros((3, 3, 1), np.uint8)}, "record 0: feature 'img': expected uint8 [4, 4, 1] (png)"),
-    ({"x": [1.0, 2.0], "y": 1, "img": encode_png(np.zeros((3, 3, 1), np.uint8))}, "record 0: feature 'img': expected an image of 4x4 pixels, got a PNG image of 3x3"),
-    ({"x": [1.0, 2.0], "y": 1, "img": b"GIF89a..."}, "record 0: feature 'img': expected a PNG image of 4x4 pixels, got 8 bytes that are neither PNG nor JPEG (or pass a uint8 array"),
-    ({"x": [1.0, 2.0], "y": 1, "px": [[300]]}, "record 0: feature 'px': 300 at [0, 0] is outside the uint8 range 0..255"),
+    (
+        {"x": [1.0, 2.0], "y": 1, "img": np.zeros((3, 3, 1), np.uint8)},
+        "record 0: feature 'img': expected uint8 [4, 4, 1] (png)",
+    ),
+    (
+        {"x": [1.0, 2.0], "y": 1, "img": encode_png(np.zeros((3, 3, 1), np.uint8))},
+        "record 0: feature 'img': expected an image of 4x4 pixels, got a PNG image of 3x3",
+    ),
+    (
+        {"x": [1.0, 2.0], "y": 1, "img": b"GIF89a..."},
+        "record 0: feature 'img': expected a PNG image of 4x4 pixels, got 8 bytes that are neither PNG nor JPEG (or pass a uint8 array",
+    ),
+    (
+        {"x": [1.0, 2.0], "y": 1, "px": [[300]]},
+        "record 0: feature 'px': 300 at [0, 0] is outside the uint8 range 0..255",
+    ),
 ]
 BAD_RECORD_SPEC = {
     "features": {
@@ -140,7 +152,9 @@ def test_column_writer_reports_the_bad_row(tmp_path):
     with pytest.raises(RecordError, match=r"record 2: feature 'px': 999 at \[1\] is outside the uint8 range 0\.\.255"):
         with spec.writer(tmp_path / "out") as w:
             w.write_many(columns)
-    pair = FeatureSpec.from_dict({"features": {"a": {"dtype": "int64", "shape": []}, "b": {"dtype": "int64", "shape": []}}})
+    pair = FeatureSpec.from_dict(
+        {"features": {"a": {"dtype": "int64", "shape": []}, "b": {"dtype": "int64", "shape": []}}}
+    )
     with pytest.raises(RecordError, match=r"columns have different lengths \('a': 2, 'b': 1\)"):
         with pair.writer(tmp_path / "out2") as w:
             w.write_many({"a": [1, 2], "b": [1]})
@@ -244,7 +258,9 @@ def test_plain_tensorflow_records_are_readable_by_the_spec(tmp_path):
                     feature={
                         "x": tf.train.Feature(float_list=tf.train.FloatList(value=[3.0, 6.0 + i])),
                         "kind": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"ab"[i % 2 : i % 2 + 1]])),
-                        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[tf.io.encode_png(pixels).numpy()])),
+                        "image": tf.train.Feature(
+                            bytes_list=tf.train.BytesList(value=[tf.io.encode_png(pixels).numpy()])
+                        ),
                         "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[i])),
                     }
                 )

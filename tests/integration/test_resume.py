@@ -18,8 +18,14 @@ import tensorflow as tf
 from tests.helpers import TINY
 
 OVERRIDES = [
-    *TINY, "train.max_steps=160", "train.deterministic=true", "seed=3", "early_stop.patience=100",
-    "export.best.keep=2", "export.latest.enabled=true", "export.latest.keep=2",
+    *TINY,
+    "train.max_steps=160",
+    "train.deterministic=true",
+    "seed=3",
+    "early_stop.patience=100",
+    "export.best.keep=2",
+    "export.latest.enabled=true",
+    "export.latest.keep=2",
 ]
 
 
@@ -37,7 +43,9 @@ def script(run_dir: Path, resume_input: str) -> str:
 
 def run(run_dir: Path, kill_after_evals: int | None = None, resume_input: str = "replay") -> bool:
     """Run training in a child process; with ``kill_after_evals`` SIGKILL it after that many evaluations."""
-    proc = subprocess.Popen([sys.executable, "-c", script(run_dir, resume_input)], env=os.environ.copy(), stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script(run_dir, resume_input)], env=os.environ.copy(), stdout=subprocess.DEVNULL
+    )
     metrics = run_dir / "metrics.jsonl"
     killed = False
     try:
@@ -71,6 +79,7 @@ def test_kill_9_and_resume_matches_an_uninterrupted_run(tmp_path, resume_input):
     straight = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
     resumed = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
     assert len(straight) == 8
+
     def rows(lines):  # wall time differs, everything else must not
         return [{k: v for k, v in json.loads(r).items() if k != "seconds"} for r in lines]
 
@@ -87,7 +96,14 @@ def test_kill_9_and_resume_matches_an_uninterrupted_run(tmp_path, resume_input):
         exports = []
         for run_dir in (tmp_path / "straight", tmp_path / "resumed"):
             root = run_dir / "export" / policy
-            manifests = sorted((json.loads((p / "assets.extra" / "manifest.json").read_text()) for p in root.iterdir() if p.name.isdigit()), key=lambda m: m["version"])
+            manifests = sorted(
+                (
+                    json.loads((p / "assets.extra" / "manifest.json").read_text())
+                    for p in root.iterdir()
+                    if p.name.isdigit()
+                ),
+                key=lambda m: m["version"],
+            )
             exports.append([(m["version"], m["eval"], m["metrics"]) for m in manifests])
             assert os.readlink(root / "current") == str(manifests[-1]["version"])
         assert exports[0] == exports[1], policy

@@ -46,14 +46,28 @@ def write_table(tmp_path, spec_dict, n, fn):
 
 
 TABULAR = [
-    ("regression", {"dtype": "float32", "shape": []}, lambda x: x @ np.array([1.0, -2.0, 0.5, 0.0], np.float32), "val_mae", {"val_loss", "val_mae", "val_mse"}),
-    ("binary", {"dtype": "int64", "shape": [], "task": "binary"}, lambda x: (x[:, 0] + x[:, 1] > 0).astype(np.int64), "val_auc", {"val_loss", "val_accuracy", "val_auc"}),
+    (
+        "regression",
+        {"dtype": "float32", "shape": []},
+        lambda x: x @ np.array([1.0, -2.0, 0.5, 0.0], np.float32),
+        "val_mae",
+        {"val_loss", "val_mae", "val_mse"},
+    ),
+    (
+        "binary",
+        {"dtype": "int64", "shape": [], "task": "binary"},
+        lambda x: (x[:, 0] + x[:, 1] > 0).astype(np.int64),
+        "val_auc",
+        {"val_loss", "val_accuracy", "val_auc"},
+    ),
 ]
 
 
 @pytest.mark.parametrize(("task", "label", "fn", "monitor", "metrics"), TABULAR, ids=[t[0] for t in TABULAR])
 def test_regression_and_binary_tasks_learn(tmp_path, task, label, fn, monitor, metrics):
-    spec = write_table(tmp_path, {"features": {"x": {"dtype": "float32", "shape": [4]}}, "labels": {"y": label}}, 400, fn)
+    spec = write_table(
+        tmp_path, {"features": {"x": {"dtype": "float32", "shape": [4]}}, "labels": {"y": label}}, 400, fn
+    )
     config = compose(*TINY, "train.max_steps=200", "train.eval_every_steps=100", f"early_stop.monitor={monitor}")
     config["features"] = spec
     config["data"] = {"train": str(tmp_path / "data" / "train-*"), "eval": str(tmp_path / "data" / "eval-*")}
@@ -70,8 +84,12 @@ def test_early_stopping_counts_evaluations(tmp_path):
     # A learning rate too small to move val_loss by min_delta: evaluation 1 sets the best,
     # evaluations 2 and 3 do not improve, so patience 2 stops at evaluation 3.
     config = compose(
-        *TINY, "train.max_steps=1000", "train.optimizer.learning_rate=1e-9",
-        "early_stop.monitor=val_loss", "early_stop.patience=2", "early_stop.min_delta=0.01",
+        *TINY,
+        "train.max_steps=1000",
+        "train.optimizer.learning_rate=1e-9",
+        "early_stop.monitor=val_loss",
+        "early_stop.patience=2",
+        "early_stop.min_delta=0.01",
     )
     train(config, run_dir=tmp_path / "run")
     rows = read_metrics(tmp_path / "run")
@@ -107,12 +125,18 @@ def test_a_resumed_run_takes_the_learning_rate_from_the_config(tmp_path, caplog)
     train(compose(*TINY, "train.max_steps=20", "data.test=null"), run_dir=tmp_path / "run")
     assert checkpoint_lr(tmp_path / "run") == pytest.approx(0.002)
     with caplog.at_level("INFO", logger="factory"):
-        train(compose(*TINY, "train.max_steps=40", "data.test=null", "train.optimizer.learning_rate=0.0005"), run_dir=tmp_path / "run")
+        train(
+            compose(*TINY, "train.max_steps=40", "data.test=null", "train.optimizer.learning_rate=0.0005"),
+            run_dir=tmp_path / "run",
+        )
     assert "train.optimizer.learning_rate: 0.0005 from the config replaces the checkpoint's 0.002" in caplog.text
     assert checkpoint_lr(tmp_path / "run") == pytest.approx(0.0005)
     caplog.clear()
     with caplog.at_level("INFO", logger="factory"):  # unchanged: nothing to say
-        train(compose(*TINY, "train.max_steps=60", "data.test=null", "train.optimizer.learning_rate=0.0005"), run_dir=tmp_path / "run")
+        train(
+            compose(*TINY, "train.max_steps=60", "data.test=null", "train.optimizer.learning_rate=0.0005"),
+            run_dir=tmp_path / "run",
+        )
     assert "resumed from step 40" in caplog.text and "learning_rate" not in caplog.text
 
 
@@ -132,8 +156,10 @@ def test_warm_start_initialises_weights_from_another_run(tmp_path):
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path):
     spec = write_table(
-        tmp_path, {"features": {"x": {"dtype": "float32", "shape": [4]}}, "labels": {"y": {"dtype": "float32", "shape": []}}},
-        200, lambda x: x.sum(axis=1),
+        tmp_path,
+        {"features": {"x": {"dtype": "float32", "shape": [4]}}, "labels": {"y": {"dtype": "float32", "shape": []}}},
+        200,
+        lambda x: x.sum(axis=1),
     )
     config = compose(*TINY, "train.max_steps=20", "early_stop.monitor=val_mae", "train.resume_input=restart")
     config["features"] = spec
@@ -145,7 +171,10 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_p
         w.write_many({"x": np.full((64, 4), np.nan, np.float32), "y": np.zeros(64, np.float32)})
     config["train"]["max_steps"] = 40
     config["data"]["train"] = str(tmp_path / "nan" / "train-*")
-    with pytest.raises(TrainingError, match=r"the training loss is nan at step 25; stopped without saving. The last good checkpoint is kept: .*ckpt-20"):
+    with pytest.raises(
+        TrainingError,
+        match=r"the training loss is nan at step 25; stopped without saving. The last good checkpoint is kept: .*ckpt-20",
+    ):
         train(config, run_dir=tmp_path / "run")
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == before
     assert math.isfinite(read_metrics(tmp_path / "run")[-1]["val_loss"])

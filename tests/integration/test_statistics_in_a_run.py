@@ -85,7 +85,9 @@ def test_a_run_computes_statistics_once_resumes_with_them_and_exports_them(tmp_p
     assert declared["x"]["preprocess"]["normalize"] == stats["features"]["x"]["normalize"]
     assert declared["color"]["vocabulary"] == stats["features"]["color"]["vocabulary"]
     resolved = FeatureSpec.from_dict(manifest["feature_spec"])
-    assert not resolved.needs_statistics and resolved["color"].vocabulary == tuple(stats["features"]["color"]["vocabulary"])
+    assert not resolved.needs_statistics and resolved["color"].vocabulary == tuple(
+        stats["features"]["color"]["vocabulary"]
+    )
 
     raw_x = np.array([[10.0, -1.0, 200.0], [12.5, 0.0, 150.0], [0.0, 0.0, 0.0], [7.0, -2.0, 260.0]], np.float32)
     raw_color = ["red", "blue", "grey", "purple"]  # 'grey' was left out by max_tokens, 'purple' never seen: OOV bucket
@@ -98,7 +100,9 @@ def test_a_run_computes_statistics_once_resumes_with_them_and_exports_them(tmp_p
         print(sorted(m for m in sys.modules if m.split(".")[0] == "factory"))
     """)
     env = {**os.environ, "PYTHONPATH": ""}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     served, modules = np.asarray(json.loads(lines[-2])), lines[-1]

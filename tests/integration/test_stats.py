@@ -53,13 +53,27 @@ def write_stats_table(tmp_path: Path, n: int = 12):
     for part, spec, rows in (("a", full, range(half)), ("b", FeatureSpec.from_dict(without_n), range(half, n))):
         with spec.writer(tmp_path / "data" / part) as w:
             for i in rows:
-                record = {"v": v[i], "img": img[i], "seq": seqs[i], "s": S_VALUES[i], "rare": RARE_VALUES[i], "y": i % 2}
+                record = {
+                    "v": v[i],
+                    "img": img[i],
+                    "seq": seqs[i],
+                    "s": S_VALUES[i],
+                    "rare": RARE_VALUES[i],
+                    "y": i % 2,
+                }
                 if part == "a":
                     record["n"] = int(nums[i])
                 w.write(record)
     n_train = np.concatenate([nums[:half], np.full(n - half, 7)]).astype(np.float64)
     seq_train = np.concatenate([s[:2] for s in seqs]).astype(np.float64)  # max_length 2: what training keeps
-    return full, {"v": v.astype(np.float64), "n": n_train, "img": img, "seq": seq_train, "seq_all": np.concatenate(seqs), "nums": nums}
+    return full, {
+        "v": v.astype(np.float64),
+        "n": n_train,
+        "img": img,
+        "seq": seq_train,
+        "seq_all": np.concatenate(seqs),
+        "nums": nums,
+    }
 
 
 def test_statistics_match_numpy(tmp_path):
@@ -84,7 +98,13 @@ def test_statistics_match_numpy(tmp_path):
     assert got["s"]["left_out"] == {"distinct": 2, "values": 4} and got["s"]["distinct"] == 5
     assert got["rare"]["vocabulary"] == ["p", "q"]
     assert got["v"]["declared"] == {
-        "statistic": "normalize", "dtype": "float32", "shape": [3], "encoding": None, "default": None, "max_length": None, "scale": None,
+        "statistic": "normalize",
+        "dtype": "float32",
+        "shape": [3],
+        "encoding": None,
+        "default": None,
+        "max_length": None,
+        "scale": None,
     }
     json.dumps(stats, allow_nan=False)  # a plain JSON dict (it goes into the run dir and can go into a checkpoint)
 
@@ -92,16 +112,27 @@ def test_statistics_match_numpy(tmp_path):
 def test_constant_feature_gets_std_one_and_a_warning(tmp_path, caplog):
     from factory.features.scan import compute_statistics
 
-    spec = FeatureSpec.from_dict({
-        "features": {"c": {"dtype": "float32", "shape": [2], "preprocess": {"normalize": "auto"}}},
-        "labels": {"y": {"dtype": "float32", "shape": []}},
-    })
+    spec = FeatureSpec.from_dict(
+        {
+            "features": {"c": {"dtype": "float32", "shape": [2], "preprocess": {"normalize": "auto"}}},
+            "labels": {"y": {"dtype": "float32", "shape": []}},
+        }
+    )
     with spec.writer(tmp_path / "c") as w:
-        w.write_many({"c": np.tile(np.float32([[4.0, 1.0]]), (5, 1)) + np.float32([[0, 1], [0, 2], [0, 3], [0, 4], [0, 5]]), "y": np.zeros(5, np.float32)})
+        w.write_many(
+            {
+                "c": np.tile(np.float32([[4.0, 1.0]]), (5, 1)) + np.float32([[0, 1], [0, 2], [0, 3], [0, 4], [0, 5]]),
+                "y": np.zeros(5, np.float32),
+            }
+        )
     with caplog.at_level(logging.WARNING, logger="factory"):
         stats = compute_statistics(spec, str(tmp_path / "c-*"))
     norm = stats["features"]["c"]["normalize"]
-    assert norm["mean"] == [4.0, 4.0] and norm["std"][0] == 1.0 and norm["std"][1] == pytest.approx(np.std([2, 3, 4, 5, 6]))
+    assert (
+        norm["mean"] == [4.0, 4.0]
+        and norm["std"][0] == 1.0
+        and norm["std"][1] == pytest.approx(np.std([2, 3, 4, 5, 6]))
+    )
     assert stats["features"]["c"]["constant_channels"] == [0]
     assert "features.c: channel 0 are constant in the training records (std 0); dividing by 1.0 instead" in caplog.text
     resolved = spec.with_statistics(stats)  # std 1.0: a valid spec, no division by zero
@@ -115,7 +146,10 @@ def test_records_that_do_not_match_are_named(tmp_path):
     short = FeatureSpec.from_dict(spec_with(dtype="float32", shape=[2]))
     with short.writer(tmp_path / "bad") as w:
         w.write_many({"x": np.ones((3, 2), np.float32), "y": np.zeros(3, np.float32)})
-    with pytest.raises(RecordError, match=r"bad-00000-of-00001.tfrecord, record 0: feature 'x' holds 2 values, but float32 \[3\] holds 3"):
+    with pytest.raises(
+        RecordError,
+        match=r"bad-00000-of-00001.tfrecord, record 0: feature 'x' holds 2 values, but float32 \[3\] holds 3",
+    ):
         compute_statistics(spec, str(tmp_path / "bad-*"))
     with pytest.raises(RecordError, match="no record files match"):
         compute_statistics(spec, str(tmp_path / "nothing-*"))
@@ -153,9 +187,18 @@ def test_resolve_statistics_computes_once_then_reuses_the_file(tmp_path, caplog)
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (lambda s: s["features"]["s"].update(max_tokens=4), "features.s: changed since the statistics were computed: max_tokens 3 -> 4"),
-        (lambda s: s["features"]["v"]["preprocess"].update(scale=2.0), "features.v: changed since the statistics were computed: scale None -> 2.0"),
-        (lambda s: s["features"]["v"].pop("preprocess"), "features.v: has statistics, but is no longer `auto` in the spec"),
+        (
+            lambda s: s["features"]["s"].update(max_tokens=4),
+            "features.s: changed since the statistics were computed: max_tokens 3 -> 4",
+        ),
+        (
+            lambda s: s["features"]["v"]["preprocess"].update(scale=2.0),
+            "features.v: changed since the statistics were computed: scale None -> 2.0",
+        ),
+        (
+            lambda s: s["features"]["v"].pop("preprocess"),
+            "features.v: has statistics, but is no longer `auto` in the spec",
+        ),
         (
             lambda s: s["features"].update(w={"dtype": "float32", "shape": [], "preprocess": {"normalize": "auto"}}),
             "features.w: `normalize: auto` now, but the statistics were computed without it",
@@ -200,7 +243,9 @@ def test_a_vocabulary_that_leaves_values_out_needs_oov_buckets(tmp_path):
     spec = FeatureSpec.from_dict(spec_dict)
     with spec.without_auto().writer(tmp_path / "s") as w:
         w.write_many({"s": np.array(["a", "b", "c", "a"], dtype=object), "y": np.zeros(4, np.float32)})
-    with pytest.raises(ConfigError, match=r"features.s.oov_buckets: the vocabulary keeps 2 of 3 values and leaves out 1 \(seen 1 times"):
+    with pytest.raises(
+        ConfigError, match=r"features.s.oov_buckets: the vocabulary keeps 2 of 3 values and leaves out 1 \(seen 1 times"
+    ):
         resolve_statistics(spec, [str(tmp_path / "s-*")], None, tmp_path / "run")
     assert not (tmp_path / "run" / "statistics.json").exists()
     spec_dict["features"]["s"]["oov_buckets"] = 1
@@ -246,7 +291,20 @@ def test_factory_stats_prints_summaries_and_auto_statistics(tmp_path, capsys):
     assert f"  records 12, missing 3, values {len(seq)}" in blocks["seq"]  # records with an empty sequence
     assert blocks["y (label)"].splitlines()[0] == "y (label): int64 []"
 
-    assert main(["stats", "--features", spec_file, "--input", str(tmp_path / "data" / "a-*"), str(tmp_path / "data" / "b-*"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "stats",
+                "--features",
+                spec_file,
+                "--input",
+                str(tmp_path / "data" / "a-*"),
+                str(tmp_path / "data" / "b-*"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["records"] == 12 and len(report["files"]) == 2
     v = report["features"]["v"]

@@ -36,8 +36,14 @@ def writer_pid(run_dir: Path) -> int:
 def test_joblib_multirun_trains_each_trial_in_a_fresh_process_and_summarize_ranks_them(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     result, pid = factory_train(
-        "-m", *QUICK, "export.best.enabled=true", "network.hidden=[8],[16],[32]",
-        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+        "-m",
+        *QUICK,
+        "export.best.enabled=true",
+        "network.hidden=[8],[16],[32]",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert "Joblib.Parallel(n_jobs=2" in result.stdout
@@ -71,13 +77,24 @@ def test_joblib_multirun_trains_each_trial_in_a_fresh_process_and_summarize_rank
 def test_ctrl_c_during_a_joblib_sweep_leaves_every_trial_with_its_checkpoint(tmp_path):
     sweep = tmp_path / "sweep"
     args = [
-        *TINY, "train.max_steps=100000", "train.eval_every_steps=50", "data.test=null", "network.hidden=[8],[16]",
-        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}",
+        *TINY,
+        "train.max_steps=100000",
+        "train.eval_every_steps=50",
+        "data.test=null",
+        "network.hidden=[8],[16]",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={sweep}",
     ]
     logs = [sweep / str(n) / "train.log" for n in range(2)]
     process = subprocess.Popen(
-        [str(BIN / "factory-train"), "-m", *args], cwd=tmp_path, env=clean_env(), text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,  # its own process group, like a terminal's
+        [str(BIN / "factory-train"), "-m", *args],
+        cwd=tmp_path,
+        env=clean_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, like a terminal's
     )
     try:
         deadline = time.time() + 300
@@ -103,8 +120,14 @@ def test_ctrl_c_during_a_joblib_sweep_leaves_every_trial_with_its_checkpoint(tmp
 def test_optuna_sweep_minimises_val_loss_and_summarize_reads_its_trials(tmp_path, capsys):
     sweep = tmp_path / "optuna"
     result, _ = factory_train(
-        "-m", *QUICK, "early_stop.monitor=val_loss", "+hparams_search=digits_optuna",
-        "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=1", f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+        "-m",
+        *QUICK,
+        "early_stop.monitor=val_loss",
+        "+hparams_search=digits_optuna",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=1",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert "Directions: ['minimize']" in result.stdout  # from early_stop.mode=auto on val_loss
@@ -131,5 +154,3 @@ def test_optuna_sweep_minimises_val_loss_and_summarize_reads_its_trials(tmp_path
 
 
 # -- reading sweep directories -------------------------------------------------------------------
-
-

@@ -60,7 +60,11 @@ ARRAYS = [
     (np.array([1.0, np.inf]), "int64", "inf at [1] is not a whole number (int64 holds whole numbers)"),
     (np.array([[0, 1], [999, 2]]), "uint8", "999 at [1, 0] is outside the uint8 range 0..255"),
     (np.array([-3], np.int8), "uint8", "-3 at [0] is outside the uint8 range 0..255"),
-    (np.array([2**63], np.uint64), "int64", "9223372036854775808 at [0] is outside the int64 range -9223372036854775808..9223372036854775807"),
+    (
+        np.array([2**63], np.uint64),
+        "int64",
+        "9223372036854775808 at [0] is outside the int64 range -9223372036854775808..9223372036854775807",
+    ),
     (np.array([1e30]), "int64", "1e+30 at [0] is outside the int64 range -9223372036854775808..9223372036854775807"),
 ]
 
@@ -101,7 +105,13 @@ def test_shape_problem_wording():
     )
 
 
-NESTED = [(1, (), [1]), ([1, 2], (2,), [1, 2]), ([[1], [2]], (2, 1), [1, 2]), ([[1], [2, 3]], None, [1, 2, 3]), ([], (0,), [])]
+NESTED = [
+    (1, (), [1]),
+    ([1, 2], (2,), [1, 2]),
+    ([[1], [2]], (2, 1), [1, 2]),
+    ([[1], [2, 3]], None, [1, 2, 3]),
+    ([], (0,), []),
+]
 
 
 @pytest.mark.parametrize(("value", "shape", "flat"), NESTED)
@@ -109,7 +119,14 @@ def test_nested_shape_and_flatten(value, shape, flat):
     assert nested_shape(value) == shape and flatten(value) == flat
 
 
-STRINGS = [("a", None), (b"a", None), (np.str_("a"), None), (np.bytes_(b"a"), None), (1, "int 1 is not a string"), (None, "NoneType None is not a string")]
+STRINGS = [
+    ("a", None),
+    (b"a", None),
+    (np.str_("a"), None),
+    (np.bytes_(b"a"), None),
+    (1, "int 1 is not a string"),
+    (None, "NoneType None is not a string"),
+]
 
 
 @pytest.mark.parametrize(("value", "expected"), STRINGS)
@@ -121,8 +138,14 @@ def test_string_problem(value, expected):
 VOCABULARY = [
     ("red", None),
     (b"green", None),
-    ("gren", "'gren' is not in the vocabulary (did you mean 'green'?); expected one of red, green, blue (the feature has no oov_buckets for other values)"),
-    ("purple", "'purple' is not in the vocabulary; expected one of red, green, blue (the feature has no oov_buckets for other values)"),
+    (
+        "gren",
+        "'gren' is not in the vocabulary (did you mean 'green'?); expected one of red, green, blue (the feature has no oov_buckets for other values)",
+    ),
+    (
+        "purple",
+        "'purple' is not in the vocabulary; expected one of red, green, blue (the feature has no oov_buckets for other values)",
+    ),
 ]
 
 
@@ -176,7 +199,9 @@ def test_record_and_predict_inputs_word_a_problem_alike(name, value, problem):
 
 def test_columns_name_the_record_and_the_position_inside_it():
     columns = {"px": np.array([[1, 2], [3, 4], [5, 999]]), "color": np.array(["red"] * 3), "y": np.arange(3)}
-    with pytest.raises(RecordError, match=r"^record 7: feature 'px': 999 at \[1\] is outside the uint8 range 0\.\.255$"):
+    with pytest.raises(
+        RecordError, match=r"^record 7: feature 'px': 999 at \[1\] is outside the uint8 range 0\.\.255$"
+    ):
         encode_columns(SPEC, columns, start=5)
 
 
@@ -202,9 +227,24 @@ IMAGE_CASES = [
     # (id, data, declared encoding, the problem or None)
     ("png_of_the_size", encode_png(np.zeros((4, 4, 1), np.uint8)), "png", None),
     ("any_format_when_none_is_declared", encode_png(np.zeros((4, 4, 3), np.uint8)), None, None),
-    ("wrong_size", encode_png(np.zeros((3, 5, 1), np.uint8)), "png", "expected an image of 4x4 pixels, got a PNG image of 3x5"),
-    ("not_an_image", b"GIF89a...", None, "expected a PNG or JPEG image of 4x4 pixels, got 9 bytes that are neither PNG nor JPEG"),
-    ("other_format", b"\xff\xd8\xff\xd9", "png", "expected a PNG image, got JPEG bytes; re-encode the image or set `encoding: jpeg`"),
+    (
+        "wrong_size",
+        encode_png(np.zeros((3, 5, 1), np.uint8)),
+        "png",
+        "expected an image of 4x4 pixels, got a PNG image of 3x5",
+    ),
+    (
+        "not_an_image",
+        b"GIF89a...",
+        None,
+        "expected a PNG or JPEG image of 4x4 pixels, got 9 bytes that are neither PNG nor JPEG",
+    ),
+    (
+        "other_format",
+        b"\xff\xd8\xff\xd9",
+        "png",
+        "expected a PNG image, got JPEG bytes; re-encode the image or set `encoding: jpeg`",
+    ),
 ]
 
 

@@ -15,21 +15,32 @@ BIN = Path(sys.executable).parent
 
 def factory_train(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
-    return subprocess.run([str(BIN / "factory-train"), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [str(BIN / "factory-train"), *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 BAD_COMMAND_LINES = [
     (["train.batchsize=3"], "train.batchsize: unknown key (did you mean 'batch_size'?)"),
-    (["network=mpl"], "network: there is no config 'mpl' in the 'network' group (did you mean 'mlp'?); available: cnn, linear, mlp"),
+    (
+        ["network=mpl"],
+        "network: there is no config 'mpl' in the 'network' group (did you mean 'mlp'?); available: cnn, linear, mlp",
+    ),
     (["network.name=mpl"], "network.name: unknown network 'mpl' (did you mean 'mlp'?); known: cnn, linear, mlp"),
     (["network=mlp", "network.hiden=[3]"], "network.hiden: unknown key (did you mean 'hidden'?)"),
-    (["early_stop.monitor=val_acc"], "early_stop.monitor: no evaluation produces 'val_acc' (did you mean 'val_accuracy'?)"),
+    (
+        ["early_stop.monitor=val_acc"],
+        "early_stop.monitor: no evaluation produces 'val_acc' (did you mean 'val_accuracy'?)",
+    ),
     (["train.max_steps=abc"], "train.max_steps: expected integer, got string 'abc'"),
     (["train.optimizer.name=adamm"], "train.optimizer.name: 'adamm' is not one of adam, adamw, sgd, rmsprop"),
     (["features.features.image.encoding=gif"], "features.features.image.encoding: 'gif' is not one of png, jpeg"),
     (["-m", "network=mlp,mpl"], "network: there is no config 'mpl'"),
     (["imports=[no_such_module_here]"], "imports[0]: cannot import 'no_such_module_here'"),
-    (["train.resume_input=iterator", "train.strategy=mirrored"], "train.resume_input: 'iterator' needs train.strategy=default"),
+    (
+        ["train.resume_input=iterator", "train.strategy=mirrored"],
+        "train.resume_input: 'iterator' needs train.strategy=default",
+    ),
 ]
 
 
@@ -63,7 +74,9 @@ def test_sweep_parameters_in_a_config_file_are_checked_too(tmp_path):
     # The command line wins over a parameter of the same key, as in the sweeper.
     mine = tmp_path / "conf" / "hparams_search" / "mine.yaml"
     mine.write_text(mine.read_text().replace("learnin_rate", "learning_rate"))
-    result = factory_train("-m", "--config-dir", str(tmp_path / "conf"), "+hparams_search=mine", "train.batch_size=0", cwd=tmp_path)
+    result = factory_train(
+        "-m", "--config-dir", str(tmp_path / "conf"), "+hparams_search=mine", "train.batch_size=0", cwd=tmp_path
+    )
     assert result.returncode == 2 and "train.batch_size: 0 is below the minimum of 1" in result.stderr
     assert "hydra.sweeper.params" not in result.stderr
 
@@ -72,4 +85,3 @@ def test_config_errors_do_not_import_tensorflow():
     code = "import sys; from factory.cli.train import main; rc = main(['train.batchsize=3']); print(rc, 'tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "2 False", out.stderr
-

@@ -27,8 +27,14 @@ def test_dumps_is_json():
     ("overrides", "problem"),
     [
         ({"train": {"batchsize": 3}}, "train.batchsize: unknown key (did you mean 'batch_size'?)"),
-        ({"train": {"optimizer": {"learnin_rate": 0.1}}}, "train.optimizer.learnin_rate: unknown key (did you mean 'learning_rate'?)"),
-        ({"train": {"optimizer": {"name": "adamm"}}}, "train.optimizer.name: 'adamm' is not one of adam, adamw, sgd, rmsprop"),
+        (
+            {"train": {"optimizer": {"learnin_rate": 0.1}}},
+            "train.optimizer.learnin_rate: unknown key (did you mean 'learning_rate'?)",
+        ),
+        (
+            {"train": {"optimizer": {"name": "adamm"}}},
+            "train.optimizer.name: 'adamm' is not one of adam, adamw, sgd, rmsprop",
+        ),
         ({"train": {"loss": "huber"}}, "train.loss: 'huber' is not one of None, mse, mae"),
         ({"train": {"batch_size": 0}}, "train.batch_size: 0 is below the minimum of 1"),
         ({"train": {"max_steps": "abc"}}, "train.max_steps: expected integer, got string 'abc'"),
@@ -38,7 +44,10 @@ def test_dumps_is_json():
         ({"export": {"best": {"mode": "up"}}}, "export.best.mode: 'up' is not one of auto, min, max"),
         ({"export": {"best": {"keep": 0}}}, "export.best.keep: 0 is below the minimum of 1"),
         ({"export": {"verify_tolerance": 0}}, "export.verify_tolerance: 0 is below the minimum of 0"),
-        ({"export": {"model_name": "a b"}}, "export.model_name: 'a b' is not a valid name: The TF Serving model name in the manifest's example request. Default: model."),
+        (
+            {"export": {"model_name": "a b"}},
+            "export.model_name: 'a b' is not a valid name: The TF Serving model name in the manifest's example request. Default: model.",
+        ),
         ({"data": {"train": "", "eval": "x"}}, "data.train: '' should be non-empty"),
         ({"seed": -1}, "seed: -1 is below the minimum of 0"),
     ],

@@ -27,37 +27,102 @@ BAD_SPECS = [
     (spec_with(dtype="float32", shape=["a"]), "features.x.shape[0]: 'a' is not valid here"),
     (spec_with(dtype="float32", shape=[2, None]), "features.x.shape: only the first dimension may be null"),
     (spec_with(dtype="float32", shape=[8, 8, 1], encoding="png"), "features.x.encoding: png images decode to uint8"),
-    (spec_with(dtype="uint8", shape=[8, 8], encoding="png"), "features.x.shape: an encoded image needs a fixed [height, width, channels] shape"),
-    (spec_with(dtype="uint8", shape=[8, 8, 2], encoding="jpeg"), "features.x.shape: jpeg images have 1, 3 channels, got 2"),
+    (
+        spec_with(dtype="uint8", shape=[8, 8], encoding="png"),
+        "features.x.shape: an encoded image needs a fixed [height, width, channels] shape",
+    ),
+    (
+        spec_with(dtype="uint8", shape=[8, 8, 2], encoding="jpeg"),
+        "features.x.shape: jpeg images have 1, 3 channels, got 2",
+    ),
     (spec_with(dtype="int64", shape=[], vocabulary=["a"]), "features.x.vocabulary: a vocabulary maps strings to ids"),
     (spec_with(dtype="string", shape=[], oov_buckets=2), "features.x.oov_buckets: needs a `vocabulary`"),
     (spec_with(dtype="string", shape=[], vocabulary=["a", "a"]), "features.x.vocabulary: duplicate entries 'a'"),
-    (spec_with(dtype="float32", shape=[2], default=[1, 2, 3]), "features.x.default: expected shape [2] or a scalar, got shape [3]"),
-    (spec_with(dtype="int64", shape=[], default=1.5), "features.x.default: 1.5 is not a whole number (int64 holds whole numbers)"),
-    (spec_with(dtype="string", shape=[], vocabulary=["a"], default="b"), "features.x.default: 'b' is not in the vocabulary"),
+    (
+        spec_with(dtype="float32", shape=[2], default=[1, 2, 3]),
+        "features.x.default: expected shape [2] or a scalar, got shape [3]",
+    ),
+    (
+        spec_with(dtype="int64", shape=[], default=1.5),
+        "features.x.default: 1.5 is not a whole number (int64 holds whole numbers)",
+    ),
+    (
+        spec_with(dtype="string", shape=[], vocabulary=["a"], default="b"),
+        "features.x.default: 'b' is not in the vocabulary",
+    ),
     (spec_with(dtype="float32", shape=[2], ragged=True), "features.x.ragged: only applies to variable-length features"),
-    (spec_with(dtype="float32", shape=[None], ragged=True, max_length=3), "features.x.max_length: a ragged feature is not padded"),
-    (spec_with(dtype="float32", shape=[3], preprocess={"normalize": {"mean": [1, 2], "std": 1}}), "features.x.preprocess.normalize.mean: 2 values, but the last dimension has size 3"),
-    (spec_with(dtype="float32", shape=[3], preprocess={"normalize": {"mean": 0, "std": 0}}), "features.x.preprocess.normalize.std: must be positive"),
-    (spec_with(dtype="float32", shape=[3], preprocess={"sclae": 2}), "features.x.preprocess.sclae: unknown key (did you mean 'scale'?)"),
-    (spec_with(dtype="string", shape=[], preprocess={"scale": 2}), "features.x.preprocess: applies to numeric features"),
-    (spec_with(dtype="float32", shape=[3], augment={"flip": "horizontal"}), "features.x.augment: augmentation applies to images"),
-    (spec_with(dtype="uint8", shape=[8, 8, 1], augment={"flip": "sideways"}), "features.x.augment.flip: 'sideways' is not one of none, horizontal, vertical, both"),
-    (spec_with(dtype="uint8", shape=[8, 8, 1], augment={"crop": [9, 4]}), "features.x.augment.crop: [9, 4] is larger than the image (8x8)"),
-    (spec_with(dtype="uint8", shape=[8, 8, 1], augment={"brightness": 2}), "features.x.augment.brightness: 2 is above the maximum of 1"),
+    (
+        spec_with(dtype="float32", shape=[None], ragged=True, max_length=3),
+        "features.x.max_length: a ragged feature is not padded",
+    ),
+    (
+        spec_with(dtype="float32", shape=[3], preprocess={"normalize": {"mean": [1, 2], "std": 1}}),
+        "features.x.preprocess.normalize.mean: 2 values, but the last dimension has size 3",
+    ),
+    (
+        spec_with(dtype="float32", shape=[3], preprocess={"normalize": {"mean": 0, "std": 0}}),
+        "features.x.preprocess.normalize.std: must be positive",
+    ),
+    (
+        spec_with(dtype="float32", shape=[3], preprocess={"sclae": 2}),
+        "features.x.preprocess.sclae: unknown key (did you mean 'scale'?)",
+    ),
+    (
+        spec_with(dtype="string", shape=[], preprocess={"scale": 2}),
+        "features.x.preprocess: applies to numeric features",
+    ),
+    (
+        spec_with(dtype="float32", shape=[3], augment={"flip": "horizontal"}),
+        "features.x.augment: augmentation applies to images",
+    ),
+    (
+        spec_with(dtype="uint8", shape=[8, 8, 1], augment={"flip": "sideways"}),
+        "features.x.augment.flip: 'sideways' is not one of none, horizontal, vertical, both",
+    ),
+    (
+        spec_with(dtype="uint8", shape=[8, 8, 1], augment={"crop": [9, 4]}),
+        "features.x.augment.crop: [9, 4] is larger than the image (8x8)",
+    ),
+    (
+        spec_with(dtype="uint8", shape=[8, 8, 1], augment={"brightness": 2}),
+        "features.x.augment.brightness: 2 is above the maximum of 1",
+    ),
     ({"features": {"1x": GOOD_FEATURE}}, "features: '1x' is not a valid name"),
     ({"features": {}}, "features: needs at least 1 entry"),
     ({"feature": {"x": GOOD_FEATURE}}, "feature: unknown key (did you mean 'features'?)"),
-    ({"features": {"x": GOOD_FEATURE}, "labels": {"x": {"dtype": "int64", "shape": [], "num_classes": 2}}}, "labels.x: the name 'x' is already used in features.x"),
-    ({"features": {"x": GOOD_FEATURE}, "labels": {"y": {"dtype": "float32", "shape": [], "task": "classification"}}}, "labels.y.num_classes: a classification label needs `num_classes`"),
-    ({"features": {"x": GOOD_FEATURE}, "labels": {"y": {"dtype": "float32", "shape": [], "num_classes": 3}}}, "labels.y.dtype: class ids are integers"),
-    ({"features": {"x": GOOD_FEATURE}, "labels": {"y": {"dtype": "string", "shape": [], "vocabulary": ["a", "b"], "num_classes": 3}}}, "labels.y.num_classes: 3 does not match the vocabulary's 2 entries"),
-    ({"features": {"x": GOOD_FEATURE}, "labels": {"y": {"dtype": "float32", "shape": [], "num_classes": 1}}}, "labels.y.num_classes: 1 is below the minimum of 2"),
-    ({"features": {"x": GOOD_FEATURE}, "weight": {"name": "x"}}, "weight.name: the name 'x' is already used in features.x"),
+    (
+        {"features": {"x": GOOD_FEATURE}, "labels": {"x": {"dtype": "int64", "shape": [], "num_classes": 2}}},
+        "labels.x: the name 'x' is already used in features.x",
+    ),
+    (
+        {"features": {"x": GOOD_FEATURE}, "labels": {"y": {"dtype": "float32", "shape": [], "task": "classification"}}},
+        "labels.y.num_classes: a classification label needs `num_classes`",
+    ),
+    (
+        {"features": {"x": GOOD_FEATURE}, "labels": {"y": {"dtype": "float32", "shape": [], "num_classes": 3}}},
+        "labels.y.dtype: class ids are integers",
+    ),
+    (
+        {
+            "features": {"x": GOOD_FEATURE},
+            "labels": {"y": {"dtype": "string", "shape": [], "vocabulary": ["a", "b"], "num_classes": 3}},
+        },
+        "labels.y.num_classes: 3 does not match the vocabulary's 2 entries",
+    ),
+    (
+        {"features": {"x": GOOD_FEATURE}, "labels": {"y": {"dtype": "float32", "shape": [], "num_classes": 1}}},
+        "labels.y.num_classes: 1 is below the minimum of 2",
+    ),
+    (
+        {"features": {"x": GOOD_FEATURE}, "weight": {"name": "x"}},
+        "weight.name: the name 'x' is already used in features.x",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("spec", "expected"), BAD_SPECS, ids=[e.split(":")[0] + "|" + e.split(":")[1][:25] for _, e in BAD_SPECS])
+@pytest.mark.parametrize(
+    ("spec", "expected"), BAD_SPECS, ids=[e.split(":")[0] + "|" + e.split(":")[1][:25] for _, e in BAD_SPECS]
+)
 def test_bad_spec_reports_dotted_path_and_fix(spec, expected):
     with pytest.raises(ConfigError) as info:
         FeatureSpec.from_dict(spec)

@@ -38,7 +38,9 @@ def test_early_stop_stops_at_patience_and_saves_each_new_best():
 
 
 def test_disabled_early_stop_never_stops_but_still_follows_the_monitor():
-    hook, stops, saved = run_early_stop(EarlyStopConfig(enabled=False, patience=1, monitor="val_loss"), [0.5, 0.4, 0.45, 0.42, 0.3])
+    hook, stops, saved = run_early_stop(
+        EarlyStopConfig(enabled=False, patience=1, monitor="val_loss"), [0.5, 0.4, 0.45, 0.42, 0.3]
+    )
     assert stops == [False] * 5 and not hook.stopped
     assert saved == [1, 2, 5] and hook.policy.best_value == 0.3
     assert hook.describe() == "val_loss 0.3 improved (best so far) (early stopping off)"
@@ -50,10 +52,15 @@ def test_early_stop_switched_on_at_a_resume_counts_from_the_state():
     without improvement once `wait` reaches the patience, never at once."""
     off, _, _ = run_early_stop(EarlyStopConfig(enabled=False, patience=1, monitor="val_loss"), [0.5, 0.4, 0.45, 0.42])
     assert off.describe() == "val_loss 0.42 (best 0.4 @ eval 2) no improvement 2 (early stopping off)"
-    on = EarlyStop(EarlyStopConfig(patience=1, monitor="val_loss"), agree=lambda stop: stop, save_best_weights=lambda: None)
+    on = EarlyStop(
+        EarlyStopConfig(patience=1, monitor="val_loss"), agree=lambda stop: stop, save_best_weights=lambda: None
+    )
     on.load_state_dict(json.loads(json.dumps(off.state_dict())))
     assert not on.stopped
-    improving, stalling = Evaluation(number=5, step=100, metrics={"val_loss": 0.3}), Evaluation(number=6, step=120, metrics={"val_loss": 0.31})
+    improving, stalling = (
+        Evaluation(number=5, step=100, metrics={"val_loss": 0.3}),
+        Evaluation(number=6, step=120, metrics={"val_loss": 0.31}),
+    )
     on.after_evaluation(improving)
     on.after_evaluation(stalling)
     assert (improving.stop, stalling.stop) == (False, True) and on.stopped
@@ -102,8 +109,12 @@ def test_exports_follow_their_policies_and_note_it_for_the_log_line(tmp_path):
     exporter = Exporter(tmp_path)
     kept = []
     exports = Exports(
-        ExportSettings({"best": {"monitor": "val_loss", "mode": "auto", "min_delta": 0.0, "keep": 1}, "latest": {"keep": 1}}),
-        lambda: exporter, keep_final_weights=lambda: kept.append(True), load_final_weights=lambda: None,
+        ExportSettings(
+            {"best": {"monitor": "val_loss", "mode": "auto", "min_delta": 0.0, "keep": 1}, "latest": {"keep": 1}}
+        ),
+        lambda: exporter,
+        keep_final_weights=lambda: kept.append(True),
+        load_final_weights=lambda: None,
     )
     notes = []
     for evaluation in evaluations([0.5, 0.6, 0.4]):
@@ -125,13 +136,18 @@ def test_exports_follow_their_policies_and_note_it_for_the_log_line(tmp_path):
 def test_the_metrics_record_is_a_log_line_scalars_and_a_row(tmp_path, caplog):
     scalars = []
     early = EarlyStop(EarlyStopConfig(patience=3), agree=lambda stop: stop, save_best_weights=lambda: None)
-    record = MetricsLog(tmp_path / "metrics.jsonl", early, lambda step, metrics: scalars.append((step, dict(metrics))), started=0.0)
+    record = MetricsLog(
+        tmp_path / "metrics.jsonl", early, lambda step, metrics: scalars.append((step, dict(metrics))), started=0.0
+    )
     with caplog.at_level(logging.INFO, logger="factory"):
         for evaluation in evaluations([0.5, 0.6]):
             early.after_evaluation(evaluation)
             evaluation.notes.append("exported best v1")
             record.after_evaluation(evaluation)
-    assert "eval 2 @ step 40: val_loss 0.6 | val_loss 0.6 (best 0.5 @ eval 1) no improvement 1/3 | exported best v1" in caplog.text
+    assert (
+        "eval 2 @ step 40: val_loss 0.6 | val_loss 0.6 (best 0.5 @ eval 1) no improvement 1/3 | exported best v1"
+        in caplog.text
+    )
     assert scalars == [(20, {"val_loss": 0.5}), (40, {"val_loss": 0.6})]
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [list(r) for r in rows] == [["eval", "step", "val_loss", "best", "wait", "stop", "seconds"]] * 2

@@ -15,7 +15,14 @@ from tests.helpers import import_graph
 
 # Bottom to top. A module may import modules of its own layer or of a lower one.
 LAYERS = [
-    ("factory.errors", "factory.names", "factory.run_dir", "factory.validation", "factory.processes", "factory.version"),
+    (
+        "factory.errors",
+        "factory.names",
+        "factory.run_dir",
+        "factory.validation",
+        "factory.processes",
+        "factory.version",
+    ),
     ("factory.features", "factory.policies"),
     ("factory.networks",),
     ("factory.model",),

@@ -23,7 +23,10 @@ def spec_from(features: dict, labels: dict) -> FeatureSpec:
 def test_layer_name_is_unique_within_a_build(digits_spec):
     with building(digits_spec):
         assert [layer_name("block"), layer_name("block"), layer_name("image"), layer_name("logits")] == [
-            "block", "block_1", "image_1", "logits_1",
+            "block",
+            "block_1",
+            "image_1",
+            "logits_1",
         ]
         assert current_spec() is digits_spec
     with pytest.raises(FactoryError, match="no feature spec is being built"):
@@ -31,7 +34,9 @@ def test_layer_name_is_unique_within_a_build(digits_spec):
 
 
 def test_a_classification_label_holds_one_class_id():
-    spec = spec_from({"x": {"dtype": "float32", "shape": [2]}}, {"target": {"dtype": "int64", "shape": [2], "num_classes": 4}})
+    spec = spec_from(
+        {"x": {"dtype": "float32", "shape": [2]}}, {"target": {"dtype": "int64", "shape": [2], "num_classes": 4}}
+    )
     with pytest.raises(ConfigError, match=r"labels\.target\.shape: a classification label holds one class id"):
         head_spec(spec)
 
@@ -43,9 +48,11 @@ def test_a_feature_called_logits_is_refused():
 
 
 def test_ragged_features_are_refused():
-    spec = spec_from({"ids": {"dtype": "int64", "shape": [None], "ragged": True}}, {"y": {"dtype": "float32", "shape": []}})
-    with pytest.raises(ConfigError, match=r"features\.ids\.ragged: the model builder feeds padded tensors; set `ragged: false` and a `max_length`"):
+    spec = spec_from(
+        {"ids": {"dtype": "int64", "shape": [None], "ragged": True}}, {"y": {"dtype": "float32", "shape": []}}
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"features\.ids\.ragged: the model builder feeds padded tensors; set `ragged: false` and a `max_length`",
+    ):
         build_model(spec, "mlp", {})
-
-
-

@@ -95,7 +95,9 @@ def test_imports_entries_must_be_module_names(entry):
 
 
 def test_imports_of_a_file_name_suggests_the_module_name():
-    with pytest.raises(ConfigError, match=r"imports\[0\]: 'nets/user_nets.py' is a file name; give the module name 'nets.user_nets'"):
+    with pytest.raises(
+        ConfigError, match=r"imports\[0\]: 'nets/user_nets.py' is a file name; give the module name 'nets.user_nets'"
+    ):
         import_modules(["nets/user_nets.py"])
 
 
@@ -156,7 +158,9 @@ def test_an_entry_point_with_a_bad_function_is_reported_every_time(tmp_path, mon
     write_distribution(tmp_path, "factory-odd-plugin", {"plug_odd": "plug_bad_signature:build"})
     monkeypatch.syspath_prepend(str(tmp_path))
     for _ in range(2):
-        with pytest.raises(ConfigError, match=r"plug_odd = plug_bad_signature:build.*must accept \(features, num_outputs"):
+        with pytest.raises(
+            ConfigError, match=r"plug_odd = plug_bad_signature:build.*must accept \(features, num_outputs"
+        ):
             get_network("plug_odd")
 
 
@@ -174,4 +178,3 @@ def test_a_broken_entry_point_names_itself_and_its_distribution(tmp_path, monkey
         get_network("nothing_like_this")
     assert "unknown network 'nothing_like_this'" in str(err.value)
     assert "failed to load" in str(err.value)
-

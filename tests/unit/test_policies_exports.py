@@ -42,7 +42,14 @@ def json_round_trip(state):
 BEST_EXPORT_CASES = [
     ("first_always_exports", dict(), [5.0], [True], [1], 5.0),
     ("ties_and_worse_do_not_export", dict(), [0.5, 0.5, 0.6, 0.4], [True, False, False, True], [2], 0.4),
-    ("keep2_non_monotonic", dict(keep=2), [0.5, 0.6, 0.4, 0.4, 0.45, 0.3, 0.35, 0.2], [True, False, True, False, False, True, False, True], [4, 3], 0.2),
+    (
+        "keep2_non_monotonic",
+        dict(keep=2),
+        [0.5, 0.6, 0.4, 0.4, 0.45, 0.3, 0.35, 0.2],
+        [True, False, True, False, False, True, False, True],
+        [4, 3],
+        0.2,
+    ),
     ("min_delta", dict(min_delta=0.25), [1.0, 0.875, 0.5, 0.375], [True, False, True, False], [2], 0.5),
     ("max_mode", dict(monitor="val_accuracy", keep=3), [0.5, 0.7, 0.6, 0.8], [True, True, False, True], [3, 2, 1], 0.8),
     ("nan_never_exports", dict(keep=2), [NAN, 1.0, NAN, 2.0], [False, True, False, False], [1], 1.0),
@@ -50,9 +57,7 @@ BEST_EXPORT_CASES = [
 IDS = [case[0] for case in BEST_EXPORT_CASES]
 
 
-@pytest.mark.parametrize(
-    "kwargs, values, decisions, retained, best", [case[1:] for case in BEST_EXPORT_CASES], ids=IDS
-)
+@pytest.mark.parametrize("kwargs, values, decisions, retained, best", [case[1:] for case in BEST_EXPORT_CASES], ids=IDS)
 def test_best_export_table(kwargs, values, decisions, retained, best):
     policy = best_export(**kwargs)
     assert run(policy, values, policy.monitor.name) == decisions

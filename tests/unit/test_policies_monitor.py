@@ -28,7 +28,10 @@ def json_round_trip(state):
 @pytest.mark.parametrize(
     "metrics, fragments",
     [
-        ({"val_los": 0.3, "val_accuracy": 0.9}, ["'val_loss' is not among", "(val_accuracy, val_los)", "did you mean 'val_los'?"]),
+        (
+            {"val_los": 0.3, "val_accuracy": 0.9},
+            ["'val_loss' is not among", "(val_accuracy, val_los)", "did you mean 'val_los'?"],
+        ),
         ({}, ["'val_loss' is not among the evaluation metrics (none)"]),
         ({"val_loss": None}, ["'val_loss' is not among"]),
         ({"val_loss": "high"}, ["reported 'high' for 'val_loss', which is not a number"]),
@@ -57,20 +60,38 @@ def test_missing_metric_for_best_export_leaves_state_unchanged():
 
 # (constructor, kwargs, expected problem lines)
 BAD_ARGUMENTS = [
-    (early_stopping, dict(patience=-1), ["early_stop.patience: -1 is below the minimum of 0 (evaluations without improvement to allow)"]),
-    (early_stopping, dict(patience=1.5), ["early_stop.patience: must be a whole number (evaluations without improvement to allow), got 1.5"]),
-    (early_stopping, dict(patience=True), ["early_stop.patience: must be a whole number (evaluations without improvement to allow), got True"]),
+    (
+        early_stopping,
+        dict(patience=-1),
+        ["early_stop.patience: -1 is below the minimum of 0 (evaluations without improvement to allow)"],
+    ),
+    (
+        early_stopping,
+        dict(patience=1.5),
+        ["early_stop.patience: must be a whole number (evaluations without improvement to allow), got 1.5"],
+    ),
+    (
+        early_stopping,
+        dict(patience=True),
+        ["early_stop.patience: must be a whole number (evaluations without improvement to allow), got True"],
+    ),
     (early_stopping, dict(mode="minn"), ["early_stop.mode: 'minn' is not one of auto, min, max (did you mean 'min'?)"]),
     (early_stopping, dict(mode=None), ["early_stop.mode: None is not one of auto, min, max"]),
     (early_stopping, dict(min_delta="0.1"), ["early_stop.min_delta: must be a finite number, got '0.1'"]),
     (early_stopping, dict(min_delta=NAN), ["early_stop.min_delta: must be a finite number, got nan"]),
     (early_stopping, dict(baseline=INF), ["early_stop.baseline: must be a finite number or null, got inf"]),
-    (early_stopping, dict(start_from_eval=-2), ["early_stop.start_from_eval: -2 is below the minimum of 0 (evaluations to ignore at first)"]),
+    (
+        early_stopping,
+        dict(start_from_eval=-2),
+        ["early_stop.start_from_eval: -2 is below the minimum of 0 (evaluations to ignore at first)"],
+    ),
     (early_stopping, dict(monitor=""), ["early_stop.monitor: must be a metric name such as 'val_loss', got ''"]),
     (
         early_stopping,
         dict(monitor="val_f2"),
-        ["early_stop.mode: cannot tell whether 'val_f2' should be minimised or maximised; pass mode='min' to keep the lowest value or mode='max' to keep the highest"],
+        [
+            "early_stop.mode: cannot tell whether 'val_f2' should be minimised or maximised; pass mode='min' to keep the lowest value or mode='max' to keep the highest"
+        ],
     ),
     (
         early_stopping,
@@ -82,10 +103,23 @@ BAD_ARGUMENTS = [
         ],
     ),
     (best_export, dict(keep=0), ["export.keep: 0 is below the minimum of 1 (exported versions to retain)"]),
-    (best_export, dict(mode="mx", keep=0), ["export.mode: 'mx' is not one of auto, min, max (did you mean 'max'?)", "export.keep: 0 is below the minimum of 1 (exported versions to retain)"]),
+    (
+        best_export,
+        dict(mode="mx", keep=0),
+        [
+            "export.mode: 'mx' is not one of auto, min, max (did you mean 'max'?)",
+            "export.keep: 0 is below the minimum of 1 (exported versions to retain)",
+        ],
+    ),
     (LatestExport, dict(keep=-1), ["export.keep: -1 is below the minimum of 1 (exported versions to retain)"]),
     (final_export, dict(weights="bset"), ["export.weights: 'bset' is not one of best, last (did you mean 'best'?)"]),
-    (final_export, dict(monitor="val_custom"), ["export.mode: cannot tell whether 'val_custom' should be minimised or maximised; pass mode='min' to keep the lowest value or mode='max' to keep the highest"]),
+    (
+        final_export,
+        dict(monitor="val_custom"),
+        [
+            "export.mode: cannot tell whether 'val_custom' should be minimised or maximised; pass mode='min' to keep the lowest value or mode='max' to keep the highest"
+        ],
+    ),
 ]
 
 
@@ -137,7 +171,10 @@ def test_load_state_refuses_another_metric_or_policy():
     saved = early_stopping(monitor="val_loss")
     saved.update({"val_loss": 1.0})
     state = json_round_trip(saved.state_dict())
-    with pytest.raises(ConfigError, match="saved state monitored 'val_loss' \\(mode min\\) but this run monitors 'val_accuracy' \\(mode max\\)"):
+    with pytest.raises(
+        ConfigError,
+        match="saved state monitored 'val_loss' \\(mode min\\) but this run monitors 'val_accuracy' \\(mode max\\)",
+    ):
         early_stopping(monitor="val_accuracy").load_state_dict(state)
     with pytest.raises(ConfigError, match="mode min"):
         early_stopping(monitor="val_loss", mode="max").load_state_dict(state)

@@ -33,11 +33,21 @@ def tree(root: Path, layout: dict) -> None:
 
 # (id, layout under RUN_DIR/export, the dir given (relative to RUN_DIR), the version dir found)
 FIND_CASES = [
-    ("current_link", {"best/1": "version", "best/2": "version", "best/current": "-> 1"}, "export/best", "export/best/1"),
+    (
+        "current_link",
+        {"best/1": "version", "best/2": "version", "best/current": "-> 1"},
+        "export/best",
+        "export/best/1",
+    ),
     ("no_link_highest_numerically", {"best/9": "version", "best/10": "version"}, "export/best", "export/best/10"),
     ("dangling_link_falls_back", {"best/4": "version", "best/current": "-> 7"}, "export/best", "export/best/4"),
     ("staging_dirs_ignored", {"best/2": "version", ".staging-best-3-1": "version"}, "export", "export/best/2"),
-    ("best_before_final", {"final/1": "version", "best/3": "version", "latest/5": "version"}, "export", "export/best/3"),
+    (
+        "best_before_final",
+        {"final/1": "version", "best/3": "version", "latest/5": "version"},
+        "export",
+        "export/best/3",
+    ),
     ("final_before_latest", {"final/1": "version", "latest/5": "version"}, ".", "export/final/1"),
     ("empty_best_skipped", {"best": "dir", "latest/2": "version", "latest/current": "-> 2"}, ".", "export/latest/2"),
 ]
@@ -52,7 +62,9 @@ def test_find_export_rules(tmp_path, layout, given, found):
 def test_find_export_names_what_it_looked_for(tmp_path):
     tree(tmp_path / "export", {"best": "dir"})
     for path in (tmp_path, tmp_path / "export", tmp_path / "export" / "best"):
-        with pytest.raises(PredictError, match=r"no export found; looked for saved_model.pb .*current.*best/, final/, latest/.*export/"):
+        with pytest.raises(
+            PredictError, match=r"no export found; looked for saved_model.pb .*current.*best/, final/, latest/.*export/"
+        ):
             find_export(path)
     with pytest.raises(PredictError, match="export not found: .*nowhere does not exist"):
         find_export(tmp_path / "nowhere")
@@ -76,28 +88,41 @@ def test_check_strings_vocabulary_and_defaults_from_the_manifest_alone(tmp_path)
     version = fake_version(tmp_path / "export" / "best" / "1")
     (version / "assets.extra").mkdir()
     # No `signatures` in this manifest: the inputs come from the feature spec.
-    (version / "assets.extra" / "manifest.json").write_text(json.dumps({"policy": "best", "version": 1, "feature_spec": MIXED}))
+    (version / "assets.extra" / "manifest.json").write_text(
+        json.dumps({"policy": "best", "version": 1, "feature_spec": MIXED})
+    )
     predictor = Predictor(tmp_path)
     assert {n: (i.dtype, i.shape) for n, i in predictor.inputs.items()} == {
-        "x": ("float32", (3,)), "color": ("string", ()), "tags": ("string", (2,)), "n": ("int64", ()),
+        "x": ("float32", (3,)),
+        "color": ("string", ()),
+        "tags": ("string", (2,)),
+        "n": ("int64", ()),
     }
     good = {"x": np.zeros((3, 3), np.float64), "color": ["red", b"blue", np.str_("green")], "y": [0, 1, 2]}
     arrays = predictor.check(good)
     assert arrays["x"].dtype == np.float32 and arrays["n"].tolist() == [7, 7, 7]
     assert arrays["color"].tolist() == [b"red", b"blue", b"green"] and arrays["tags"].tolist() == [[b"a", b"b"]] * 3
     bad = [
-        ({**good, "color": ["red", "purple", "blue"]}, "feature 'color': 'purple' at [1] is not in the vocabulary; expected one of red, green, blue"),
-        ({**good, "color": ["red", "gren", "blue"]}, "feature 'color': 'gren' at [1] is not in the vocabulary (did you mean 'green'?)"),
+        (
+            {**good, "color": ["red", "purple", "blue"]},
+            "feature 'color': 'purple' at [1] is not in the vocabulary; expected one of red, green, blue",
+        ),
+        (
+            {**good, "color": ["red", "gren", "blue"]},
+            "feature 'color': 'gren' at [1] is not in the vocabulary (did you mean 'green'?)",
+        ),
         ({**good, "color": [1, 2, 3]}, "feature 'color': expected string of shape [batch], got int64 of shape [3]"),
         ({**good, "tags": np.array([["a", 1]] * 3, dtype=object)}, "feature 'tags': int 1 at [0, 1] is not a string"),
         ({**good, "n": [1, 2.5, 3]}, "feature 'n': 2.5 at [1] is not a whole number (int64 holds whole numbers)"),
         ({**good, "n": [1, 2]}, "features have different batch sizes ('x' 3, 'color' 3, 'n' 2)"),
         ({"y": [1]}, "missing feature 'x': expected float32 of shape [batch, 3], got nothing"),
-        ({"x": np.zeros((3, 4)), "color": good["color"]}, "feature 'x': expected float32 of shape [batch, 3], got float64 of shape [3, 4]"),
+        (
+            {"x": np.zeros((3, 4)), "color": good["color"]},
+            "feature 'x': expected float32 of shape [batch, 3], got float64 of shape [3, 4]",
+        ),
     ]
     for features, message in bad:
         with pytest.raises(PredictError) as err:
             predictor.check(features)
         assert message in str(err.value)
     assert predictor._loaded is None
-

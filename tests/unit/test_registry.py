@@ -144,8 +144,10 @@ def wide():
         ({"units": 3, "width": 0.5}, []),  # any number for a numeric default
         (
             {"units": 3, "widht": 32},
-            ["network.widht: unknown parameter of network 'wide_params' (did you mean 'width'?); "
-             "accepted: act, extra, residual, shape, units, width"],
+            [
+                "network.widht: unknown parameter of network 'wide_params' (did you mean 'width'?); "
+                "accepted: act, extra, residual, shape, units, width"
+            ],
         ),
         ({}, ["network.units: required parameter of network 'wide_params' is missing; set network.units=..."]),
         ({"units": 3, "width": "big"}, ["network.width: expected a number like the default 64, got 'big'"]),

@@ -71,7 +71,16 @@ class Hook:
 
 
 def schedule(steps, hooks=(), **train):
-    config = TrainConfig(**{"max_steps": 60, "eval_every_steps": 20, "steps_per_execution": 7, "log_every_steps": 10, "progress": "none", **train})
+    config = TrainConfig(
+        **{
+            "max_steps": 60,
+            "eval_every_steps": 20,
+            "steps_per_execution": 7,
+            "log_every_steps": 10,
+            "progress": "none",
+            **train,
+        }
+    )
     checkpoints = Checkpoints()
     summaries = Summaries()
     return Schedule(config, steps, checkpoints, list(hooks), summaries, evals=0), checkpoints, summaries
@@ -112,7 +121,10 @@ def test_a_run_that_had_stopped_trains_no_further():
 def test_a_non_finite_loss_raises_without_saving():
     steps = Steps(losses={27: math.nan})
     sched, checkpoints, _ = schedule(steps, [Hook()])
-    with pytest.raises(TrainingError, match=r"the training loss is nan at step 27; stopped without saving. The last good checkpoint is kept: ckpt-20"):
+    with pytest.raises(
+        TrainingError,
+        match=r"the training loss is nan at step 27; stopped without saving. The last good checkpoint is kept: ckpt-20",
+    ):
         sched.run(resumed=False, evaluated=set(), stopped=False)
     assert [s for s, _ in checkpoints.saved] == [20]
 

@@ -28,8 +28,12 @@ def clean_env() -> dict[str, str]:
 def factory_train(*args: str, cwd: Path, timeout: float = 600) -> tuple[subprocess.CompletedProcess, int]:
     """Run factory-train; returns the finished process and its pid."""
     with subprocess.Popen(
-        [str(BIN / "factory-train"), *args], cwd=cwd, env=clean_env(), text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [str(BIN / "factory-train"), *args],
+        cwd=cwd,
+        env=clean_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     ) as process:
         out, err = process.communicate(timeout=timeout)
     return subprocess.CompletedProcess(process.args, process.returncode, out, err), process.pid
@@ -44,10 +48,22 @@ def summarize(*args: str, capsys) -> tuple[int, str, str]:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["+hparams_search=digits_optuna", "network=mlp", "network.dropuot=interval(0,0.5)"], "network.dropuot: unknown key (did you mean 'dropout'?)"),
-        (["+hparams_search=digits_optuna", "train.batch_size=tag(log, interval(0, 64))"], "train.batch_size: 0.0 is below the minimum of 1"),
-        (["+hparams_search=digits_optuna", "train.optimizer.name=choice(adam,adamm)"], "train.optimizer.name: 'adamm' is not one of"),
-        (["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "train.batchsize=3"], "train.batchsize: unknown key (did you mean 'batch_size'?)"),
+        (
+            ["+hparams_search=digits_optuna", "network=mlp", "network.dropuot=interval(0,0.5)"],
+            "network.dropuot: unknown key (did you mean 'dropout'?)",
+        ),
+        (
+            ["+hparams_search=digits_optuna", "train.batch_size=tag(log, interval(0, 64))"],
+            "train.batch_size: 0.0 is below the minimum of 1",
+        ),
+        (
+            ["+hparams_search=digits_optuna", "train.optimizer.name=choice(adam,adamm)"],
+            "train.optimizer.name: 'adamm' is not one of",
+        ),
+        (
+            ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "train.batchsize=3"],
+            "train.batchsize: unknown key (did you mean 'batch_size'?)",
+        ),
     ],
     ids=["interval key", "interval end", "choice value", "joblib"],
 )
@@ -77,9 +93,18 @@ def test_optuna_direction_follows_the_early_stop_monitor_and_mode(tmp_path, over
 
 
 def make_trial(
-    root: Path, name: str, best: float | None = None, *, monitor: str = "val_accuracy", mode: str = "auto",
-    overrides: tuple[str, ...] = (), log: str = "", evaluations: list[dict] | None = None,
-    exports: dict | None = None, test: dict | None = None, seconds: float = 1.5,
+    root: Path,
+    name: str,
+    best: float | None = None,
+    *,
+    monitor: str = "val_accuracy",
+    mode: str = "auto",
+    overrides: tuple[str, ...] = (),
+    log: str = "",
+    evaluations: list[dict] | None = None,
+    exports: dict | None = None,
+    test: dict | None = None,
+    seconds: float = 1.5,
 ) -> Path:
     """A run directory as factory-train leaves it; ``best=None`` leaves out summary.json (not finished)."""
     run = root / name
@@ -91,8 +116,14 @@ def make_trial(
         (run / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evaluations))
     if best is not None:
         summary = {
-            "monitor": monitor, "best_value": best, "best_eval": 2, "evaluations": 3, "steps": 60,
-            "stopped_early": False, "seconds": seconds, "exports": exports or {},
+            "monitor": monitor,
+            "best_value": best,
+            "best_eval": 2,
+            "evaluations": 3,
+            "steps": 60,
+            "stopped_early": False,
+            "seconds": seconds,
+            "exports": exports or {},
         }
         if test:
             summary["test"] = test
@@ -124,7 +155,15 @@ def test_ties_keep_job_order_counting_numerically(tmp_path):
 def test_failed_and_unfinished_trials_are_listed_last_as_such(tmp_path, capsys):
     make_trial(tmp_path, "0", None, log="[t] error: invalid config: network.dropout: 1.2 is out of range\n")
     make_trial(tmp_path, "1", 0.5)
-    make_trial(tmp_path, "2", None, evaluations=[{"eval": 1, "step": 20, "best": 0.3, "seconds": 2.0}, {"eval": 2, "step": 40, "best": 0.4, "seconds": 4.0}])
+    make_trial(
+        tmp_path,
+        "2",
+        None,
+        evaluations=[
+            {"eval": 1, "step": 20, "best": 0.3, "seconds": 2.0},
+            {"eval": 2, "step": 40, "best": 0.4, "seconds": 4.0},
+        ],
+    )
     make_trial(tmp_path, "3", 0.7)
     trials = read_sweep(tmp_path)
     assert [(t.name, t.status) for t in trials] == [("3", DONE), ("1", DONE), ("0", FAILED), ("2", UNFINISHED)]
@@ -134,7 +173,12 @@ def test_failed_and_unfinished_trials_are_listed_last_as_such(tmp_path, capsys):
     code, out, _ = summarize(str(tmp_path), "--no-csv", capsys=capsys)
     assert code == 0
     rows = [line.split() for line in out.splitlines()[1:5]]
-    assert [r[:3] for r in rows] == [["1", "3", "done"], ["2", "1", "done"], ["-", "0", "failed"], ["-", "2", "unfinished"]]
+    assert [r[:3] for r in rows] == [
+        ["1", "3", "done"],
+        ["2", "1", "done"],
+        ["-", "0", "failed"],
+        ["-", "2", "unfinished"],
+    ]
     assert "  0: invalid config: network.dropout: 1.2 is out of range" in out
     assert "unfinished: no summary.json yet" in out
     assert not (tmp_path / "summary.csv").exists()
@@ -150,8 +194,19 @@ def test_a_broken_summary_makes_a_failed_trial_not_an_error(tmp_path):
 
 def test_table_shows_what_differs_and_the_shared_overrides_above(tmp_path, capsys):
     shared = ("network=mlp", "train.max_steps=300")
-    make_trial(tmp_path, "0", 0.8, overrides=(*shared, "network.hidden=[32]", "train.optimizer.learning_rate=0.0013922830138102383"))
-    make_trial(tmp_path, "1", 0.9, overrides=(*shared, "network.hidden=[64,64]", "train.optimizer.learning_rate=0.01"), seconds=75)
+    make_trial(
+        tmp_path,
+        "0",
+        0.8,
+        overrides=(*shared, "network.hidden=[32]", "train.optimizer.learning_rate=0.0013922830138102383"),
+    )
+    make_trial(
+        tmp_path,
+        "1",
+        0.9,
+        overrides=(*shared, "network.hidden=[64,64]", "train.optimizer.learning_rate=0.01"),
+        seconds=75,
+    )
     _, out, _ = summarize(str(tmp_path), capsys=capsys)
     lines = out.splitlines()
     assert lines[0] == "shared overrides: network=mlp train.max_steps=300"
@@ -164,7 +219,9 @@ def test_table_shows_what_differs_and_the_shared_overrides_above(tmp_path, capsy
 
 
 def test_csv_has_a_column_per_export_policy_and_test_metric(tmp_path, capsys):
-    make_trial(tmp_path, "0", 0.8, exports={"best": "/r/0/export/best/40"}, test={"test_accuracy": 0.81, "test_loss": 0.6})
+    make_trial(
+        tmp_path, "0", 0.8, exports={"best": "/r/0/export/best/40"}, test={"test_accuracy": 0.81, "test_loss": 0.6}
+    )
     make_trial(tmp_path, "1", 0.9, exports={"final": "/r/1/export/final/60"}, test={"test_accuracy": 0.88})
     code, _, _ = summarize(str(tmp_path), "--csv", str(tmp_path / "out.csv"), capsys=capsys)
     assert code == 0
@@ -226,4 +283,3 @@ def test_summarize_does_not_import_tensorflow(tmp_path):
     code = f"import sys; from factory.cli import main; rc = main(['summarize', {str(tmp_path)!r}]); print(rc, 'tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == "0 False", out.stderr
-
