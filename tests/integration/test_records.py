@@ -116,7 +116,7 @@ BAD_RECORDS = [
     ),
     (
         {"x": [1.0, 2.0], "y": 1, "img": b"GIF89a..."},
-        "record 0: feature 'img': expected a PNG image of 4x4 pixels, got 8 bytes that are neither PNG nor JPEG (or pass a uint8 array",
+        "record 0: feature 'img': expected a PNG image of 4x4 pixels, got 9 bytes that are neither PNG nor JPEG (or pass a uint8 array",
     ),
     (
         {"x": [1.0, 2.0], "y": 1, "px": [[300]]},
