@@ -32,6 +32,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from factory.config import DEFAULTED_GROUPS, defaults, load_config
 from factory.errors import ConfigError, FactoryError
+from factory.networks.registry import default_params, registered_names
 from factory.policies import Monitor
 from factory.sweeps.trial_process import run_in_child
 from factory.training.runner import train
@@ -239,6 +240,8 @@ def register_with_hydra() -> None:
       value reaches ``load_config`` and its messages). ``conf/config.yaml`` picks them
       in its defaults list like any YAML option, and ``train.batch_size=128`` overrides
       without ``+``.
+    - ``network/<name>`` for every built-in network: its name and the defaults of its build
+      function's parameters (``conf/`` holds no copy of them either).
     - ``${factory_direction:MONITOR,MODE}``: ``maximize`` or ``minimize``, for Optuna's
       ``direction``; ``MODE`` ``auto`` is resolved by ``factory.policies.Monitor``
       exactly as the early-stop policy resolves it, so a sweep optimises the metric
@@ -247,6 +250,8 @@ def register_with_hydra() -> None:
     store = ConfigStore.instance()
     for group, settings in DEFAULTED_GROUPS.items():
         store.store(group=group, name="default", node=defaults(settings), provider="factory")
+    for name in registered_names():  # the built-in networks: `network=mlp network.dropout=0.1`
+        store.store(group="network", name=name, node={"name": name, **default_params(name)}, provider="factory")
 
     def direction(monitor: str, mode: str = "auto") -> str:
         return "maximize" if Monitor(monitor, mode, config_key="early_stop").mode == "max" else "minimize"

@@ -286,6 +286,16 @@ def accepted_params(name: str) -> dict[str, inspect.Parameter]:
     return {p.name: p for p in params if p.name not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
+def default_params(name: str) -> dict[str, Any]:
+    """The parameters of network ``name`` that have defaults, with them (tuples as lists): the
+    values ``network=<name>`` starts from, declared once, in the build function's signature."""
+
+    def plain(value: Any) -> Any:
+        return [plain(v) for v in value] if isinstance(value, list | tuple) else value
+
+    return {n: plain(p.default) for n, p in accepted_params(name).items() if p.default is not p.empty}
+
+
 def check_params(name: str, params: Mapping[str, Any], key: str = "network") -> list[str]:
     """Problems of ``params`` for network ``name``, one line each, ``[]`` when they fit.
 

@@ -17,6 +17,7 @@ from factory.config import (
 )
 from factory.errors import ConfigError
 from factory.names import EXPORT_POLICY_NAMES
+from factory.networks.registry import accepted_params, default_params
 from factory.policies import EXPORT_POLICIES, EarlyStopping
 from factory.validation import load_yaml, resource_dir
 from tests.helpers import compose
@@ -93,3 +94,17 @@ def test_early_stopping_takes_every_value_from_the_config():
     params = inspect.signature(EarlyStopping).parameters
     assert all(p.default is p.empty for p in params.values())
     assert set(params) == set(defaults(EarlyStopConfig)) - {"enabled"}
+
+
+@pytest.mark.parametrize("name", ["cnn", "mlp", "linear"])
+def test_network_groups_are_the_build_functions_defaults(name):
+    """``network=<name>`` composes the defaults of the build function's signature: every
+    parameter, overridable without ``+``, and no second copy in conf/ to drift."""
+    composed = compose(f"network={name}")["network"]
+    assert composed == {"name": name, **default_params(name)}
+    assert set(composed) - {"name"} == set(accepted_params(name))
+    assert not (resource_dir("conf") / "network").exists()
+
+
+def test_a_network_parameter_without_yaml_is_overridden_without_plus():
+    assert compose("network=mlp", "network.batch_norm=true")["network"]["batch_norm"] is True
