@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from factory.cli.args import positive_int
+from factory.cli.args import add_compression, positive_int
 from factory.cli.predict_output import JsonLinesOutput
 from factory.cli.predict_readers import batches
 from factory.errors import RecordError
@@ -47,13 +47,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="drop columns/keys the feature spec does not declare (default: an error)",
     )
-    parser.add_argument(
-        "--compression",
-        choices=("none", "gzip", "zlib"),
-        type=str.lower,
-        default=None,
-        help="TFRecord compression (default: from each file's extension: .gz GZIP, .zz ZLIB)",
-    )
+    add_compression(parser, "from each file's extension: .gz GZIP, .zz ZLIB")
 
 
 def input_format(path: str, format: str | None) -> str:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from factory.cli.args import positive_int
+from factory.cli.args import add_compression, positive_int
 from factory.errors import RecordError
 from factory.features.sources import CsvSource, JsonlSource, NpzSource, Row, open_source
 from factory.features.spec import FeatureSpec
@@ -40,13 +40,7 @@ def write_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shards", type=positive_int, default=1, metavar="N", help="number of shard files (default: 1)"
     )
-    parser.add_argument(
-        "--compression",
-        choices=("none", "gzip", "zlib"),
-        default="none",
-        type=str.lower,
-        help="shard compression (default: none)",
-    )
+    add_compression(parser, "none")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace existing shards under PREFIX (default: refuse)"
     )
@@ -212,13 +206,7 @@ def run_write(args: argparse.Namespace) -> int:
 def check_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", required=True, metavar="SPEC", help="feature spec YAML file")
     parser.add_argument("files", nargs="+", metavar="FILES", help="record files or globs (quote globs: 'out/train-*')")
-    parser.add_argument(
-        "--compression",
-        choices=("none", "gzip", "zlib"),
-        type=str.lower,
-        default=None,
-        help="record compression (default: from each file's extension: .gz GZIP, .zz ZLIB)",
-    )
+    add_compression(parser, "from each file's extension: .gz GZIP, .zz ZLIB")
 
 
 def run_check(args: argparse.Namespace) -> int:

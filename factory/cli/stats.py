@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from factory.cli.args import add_compression
 from factory.features.checks import SHOWN_VOCABULARY, shown
 from factory.features.spec import FeatureSpec
 
@@ -23,13 +24,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILES",
         help="record files or globs (quote globs: 'records/train-*'); may be repeated",
     )
-    parser.add_argument(
-        "--compression",
-        choices=("none", "gzip", "zlib"),
-        type=str.lower,
-        default=None,
-        help="record compression (default: from each file's extension: .gz GZIP, .zz ZLIB)",
-    )
+    add_compression(parser, "from each file's extension: .gz GZIP, .zz ZLIB")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON document")
 
 

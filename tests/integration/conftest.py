@@ -6,6 +6,9 @@ import pathlib
 
 import pytest
 
+from factory.serving.predictor import load_export
+from tests.helpers.predict import digits_test_records, train_tiny_run
+
 _HERE = pathlib.Path(__file__).parent
 
 
@@ -13,3 +16,29 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if _HERE in pathlib.Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.slow)
+
+
+# -- one small trained digits run, shared by the predict tests ----------------------------------
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory, _record_cache):
+    """A tiny digits run with a best export (trained once per session)."""
+    return train_tiny_run(tmp_path_factory.mktemp("predict") / "run")
+
+
+@pytest.fixture(scope="session")
+def predictor(run_dir):
+    return load_export(run_dir)
+
+
+@pytest.fixture(scope="session")
+def test_records(run_dir):
+    """The digits test split as serialized records, and their decoded pixels and labels."""
+    return digits_test_records()
+
+
+@pytest.fixture(scope="session")
+def reference(predictor, test_records):
+    """What the ``tf_example`` signature gives for every test record."""
+    return predictor.predict_examples(test_records[1])

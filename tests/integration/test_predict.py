@@ -13,30 +13,7 @@ import pytest
 
 import factory
 from factory.serving.predictor import PredictError, Predictor, find_export, load_export
-from tests.helpers.predict import BIN, N, digits_test_records, train_tiny_run
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, _record_cache):
-    return train_tiny_run(tmp_path_factory.mktemp("predict") / "run")
-
-
-@pytest.fixture(scope="module")
-def predictor(run_dir):
-    return load_export(run_dir)
-
-
-@pytest.fixture(scope="module")
-def test_records(run_dir):
-    """The digits test split as serialized records, and their decoded pixels and labels."""
-    return digits_test_records()
-
-
-@pytest.fixture(scope="module")
-def reference(predictor, test_records):
-    """What the ``tf_example`` signature gives for every test record."""
-    return predictor.predict_examples(test_records[1])
-
+from tests.helpers.predict import BIN, N
 
 # -- finding an export ----------------------------------------------------------------------------
 
