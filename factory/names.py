@@ -28,13 +28,13 @@ TASK_METRICS = {
 EVAL_PREFIX = "val_"
 TEST_PREFIX = "test_"
 
-# The export tree: RUN_DIR/export/<policy>/<version>/ holds a SavedModel and its manifest.
-EXPORT_POLICY_NAMES = ("best", "latest", "final")
-# Which policy an export dir (or a run dir) stands for, in order of preference.
-POLICY_PREFERENCE = ("best", "final", "latest")
+# The export tree: RUN_DIR/export/<policy>/<version>/ holds a SavedModel and its manifest, and
+# <policy>/current links to the version the policy stands behind.
 SAVED_MODEL = "saved_model.pb"
 MANIFEST = "assets.extra/manifest.json"
 CURRENT = "current"
+# Which policy an export dir (or a run dir) stands for, in order of preference.
+POLICY_PREFERENCE = ("best", "final", "latest")
 
 
 def metric_names(task: str, prefix: str = EVAL_PREFIX) -> list[str]:

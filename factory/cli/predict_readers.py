@@ -170,7 +170,6 @@ def _npz_batches(predictor: Predictor, path: str, batch_size: int, ignore_unknow
 
 
 def _tfrecord_batches(predictor: Predictor, pattern: str, batch_size: int, compression: str | None) -> Batches:
-
     from factory.features.pipeline import record_batches, resolve_files  # defers TensorFlow
 
     start = 0

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from factory.sweeps.results import format_table, read_sweep, write_csv
+from factory.sweeps.results import SWEEP_CSV, format_table, read_sweep, write_csv
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "sweep", metavar="MULTIRUN_DIR", help="the directory a sweep wrote (its hydra.sweep.dir), or one run dir"
     )
-    parser.add_argument("--csv", metavar="PATH", help="write the table here (default: MULTIRUN_DIR/summary.csv)")
+    parser.add_argument("--csv", metavar="PATH", help=f"write the table here (default: MULTIRUN_DIR/{SWEEP_CSV})")
     parser.add_argument("--no-csv", action="store_true", help="only print the table")
 
 
@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     trials = read_sweep(args.sweep)
     print(format_table(trials))
     if not args.no_csv:
-        path = write_csv(trials, args.csv or Path(args.sweep) / "summary.csv")
+        path = write_csv(trials, args.csv or Path(args.sweep) / SWEEP_CSV)
         print(f"wrote {path}")
     return 0
 

@@ -79,7 +79,6 @@ def _split_argv(argv: Sequence[str]) -> tuple[list[str], bool, str, list[str]]:
 
 def _trial_overrides(overrides: list[str]) -> list[list[str]]:
     """Override lists that cover every value of every sweep once (others at their first value)."""
-
     parsed = OverridesParser.create().parse_overrides(overrides)
     base, sweeps = [], []
     for override in parsed:
@@ -129,7 +128,6 @@ def _explain_hydra_error(err: Exception, overrides: list[str], config_dir: str, 
 
 def _keys_at(parent: str, overrides: list[str], config_dir: str, name: str) -> list[str]:
     """Keys under ``parent`` in the config composed with only the group choices of ``overrides``."""
-
     groups = [
         o
         for o in overrides
@@ -148,7 +146,6 @@ def _sweeper_params(base: list[str], overrides: list[str], config_dir: str, name
     """``hydra.sweeper.params`` set in config files (an ``hparams_search`` overlay, say) as
     overrides, so that a sweep's every parameter is checked, not only those on the command line.
     The command line wins over a parameter of the same key, as in the sweepers."""
-
     try:
         with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
             cfg = compose(config_name=name, overrides=base, return_hydra_config=True)
@@ -162,7 +159,6 @@ def _sweeper_params(base: list[str], overrides: list[str], config_dir: str, name
 
 def check_command_line(argv: Sequence[str]) -> None:
     """Compose and validate the config of every trial the command line describes; ConfigError if any is bad."""
-
     overrides, multirun, name, dirs = _split_argv(argv)
     config_dir = str(resource_dir("conf"))
     if dirs:
@@ -211,7 +207,6 @@ def check_command_line(argv: Sequence[str]) -> None:
 
 
 def _job(cfg) -> float:
-
     raw = OmegaConf.to_container(cfg, resolve=True)
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir

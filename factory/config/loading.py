@@ -10,12 +10,11 @@ problem is reported at once with its dotted path.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from factory.config.declaration import build, fill
-from factory.config.settings import SCHEMA_FILE, Config, EarlyStopConfig, ExportConfig, TrainConfig
+from factory.config.settings import SCHEMA_FILE, Config, ExportConfig, TrainConfig
 from factory.errors import ConfigError
 from factory.features.spec import FeatureSpec
 from factory.names import OUTPUTS, metric_names
@@ -46,8 +45,8 @@ def load_config(config: Mapping[str, Any], source: str | None = None, check_netw
         spec = FeatureSpec.from_dict(raw["features"], prefix="features")
     except ConfigError as err:
         raise ConfigError(err.problems, source) from None
+    _follow_early_stop(raw)
     config = build(Config, raw, features=spec, raw=raw)
-    config = dataclasses.replace(config, export=_follow(config.export, config.early_stop))
 
     problems = []
     if len(spec.labels) != 1:
@@ -70,17 +69,14 @@ def load_config(config: Mapping[str, Any], source: str | None = None, check_netw
     return config
 
 
-def _follow(export: ExportConfig, early: EarlyStopConfig) -> ExportConfig:
-    """``export`` with each policy's null ``monitor`` and ``mode`` set to early stopping's."""
-    groups = {}
-    for name in ("best", "final"):
-        group = getattr(export, name)
-        groups[name] = dataclasses.replace(
-            group,
-            monitor=early.monitor if group.monitor is None else group.monitor,
-            mode=early.mode if group.mode is None else group.mode,
-        )
-    return dataclasses.replace(export, **groups)
+def _follow_early_stop(raw: dict[str, Any]) -> None:
+    """Set each export policy's null ``monitor`` and ``mode`` to early stopping's, in ``raw``
+    itself: the run dir's ``config.yaml`` and every manifest record what was used."""
+    for group in raw["export"].values():
+        if isinstance(group, dict) and "monitor" in group:  # the policies that judge by a metric
+            for key in ("monitor", "mode"):
+                if group[key] is None:
+                    group[key] = raw["early_stop"][key]
 
 
 def _train_problems(train: TrainConfig, spec: FeatureSpec) -> list[str]:

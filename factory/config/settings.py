@@ -16,12 +16,13 @@ from typing import Any
 
 from factory.config.declaration import config_class, keys, setting
 from factory.features.spec import FeatureSpec
-from factory.names import EXPORT_POLICY_NAMES, metric_names
+from factory.names import EVAL_PREFIX, metric_names
 from factory.networks.registry import split_network_group
+from factory.policies import EXPORT_POLICIES
+from factory.policies.monitor import MODES
 
 # The JSON Schema generated from this module, in schemas/.
 SCHEMA_FILE = "config.schema.json"
-_MODES = ("auto", "min", "max")
 _FILES = {
     "anyOf": [
         {"type": "string", "minLength": 1},
@@ -115,7 +116,7 @@ class EarlyStopConfig:
 
     enabled: bool = setting(True, "Stop when the monitored metric stops improving.")
     monitor: str = setting("val_loss", "The metric that decides (and picks the best weights, even when disabled).")
-    mode: str = setting("auto", "auto: max for accuracy and auc, min for loss, mae and mse.", enum=_MODES)
+    mode: str = setting("auto", "auto: max for accuracy and auc, min for loss, mae and mse.", enum=MODES)
     patience: int = setting(5, "Evaluations without improvement before stopping.", minimum=0)
     min_delta: float = setting(0.0, "Smallest change that counts as an improvement.", minimum=0)
     baseline: float | None = setting(None, "A value the metric must beat before the count resets; null: none.")
@@ -129,7 +130,7 @@ _FOLLOW = "; null: early_stop's."
 class BestExportConfig:
     enabled: bool = setting(True, "Export when the monitored metric improves.")
     monitor: str | None = setting(None, "The metric that ranks exports" + _FOLLOW)
-    mode: str | None = setting(None, "auto, min or max" + _FOLLOW, enum=_MODES)
+    mode: str | None = setting(None, "auto, min or max" + _FOLLOW, enum=MODES)
     min_delta: float = setting(0.0, "Smallest improvement that exports.", minimum=0)
     keep: int = setting(2, "Best exports (by metric) to keep.", minimum=1)
 
@@ -145,7 +146,7 @@ class FinalExportConfig:
     enabled: bool = setting(False, "Export once at the end of training.")
     weights: str = setting("best", "The best evaluation's weights, or the last ones.", enum=("best", "last"))
     monitor: str | None = setting(None, "The metric that picks the best weights" + _FOLLOW)
-    mode: str | None = setting(None, "auto, min or max" + _FOLLOW, enum=_MODES)
+    mode: str | None = setting(None, "auto, min or max" + _FOLLOW, enum=MODES)
     min_delta: float = setting(0.0, "Smallest improvement that makes new best weights.", minimum=0)
 
 
@@ -174,7 +175,7 @@ class ExportConfig:
     @property
     def policies(self) -> dict[str, dict[str, Any]]:
         """``{name: constructor keyword arguments}`` of the enabled policies (``factory.policies.EXPORT_POLICIES``)."""
-        groups = {name: getattr(self, name) for name in EXPORT_POLICY_NAMES}
+        groups = {name: getattr(self, name) for name in EXPORT_POLICIES}
         return {
             name: {f.name: getattr(group, f.name) for f in keys(type(group)) if f.name != "enabled"}
             for name, group in groups.items()
@@ -262,5 +263,5 @@ class Config:
     def task(self) -> str:
         return self.features.label.task
 
-    def metric_names(self, prefix: str = "val_") -> list[str]:
+    def metric_names(self, prefix: str = EVAL_PREFIX) -> list[str]:
         return metric_names(self.task, prefix)

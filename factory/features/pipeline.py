@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 from factory.errors import RecordError
 from factory.features import parsing
-from factory.features.tfrecord import normalize_compression
+from factory.features.tfrecord import compression_of
 from factory.features.transform import FeatureTransform
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -48,17 +48,6 @@ def resolve_files(files: str | Sequence[str]) -> list[str]:
             raise RecordError(f"no record files match {pattern!r}; check the path (write records with `factory write`)")
         out += [m for m in matches if m not in out]
     return out
-
-
-def compression_of(path: str, compression: str | None = None) -> str:
-    """Compression of one file: explicit, else from its extension (``.gz`` GZIP, ``.zz``/``.zlib`` ZLIB)."""
-    if compression is not None:
-        return normalize_compression(compression) or ""
-    if path.endswith(".gz"):
-        return "GZIP"
-    if path.endswith((".zz", ".zlib")):
-        return "ZLIB"
-    return ""
 
 
 def _read_files(files: list[str], compression: str | None, shuffle: bool, seed: int | None, cycle_length: int | None):

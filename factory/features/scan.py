@@ -31,8 +31,9 @@ import tensorflow as tf
 from factory.errors import ConfigError, RecordError
 from factory.features.feature import Feature
 from factory.features.parsing import storage_dtype
-from factory.features.pipeline import compression_of, explain_errors, resolve_files
+from factory.features.pipeline import explain_errors, resolve_files
 from factory.features.statistics import KINDS, Moments, Statistic, count_text
+from factory.features.tfrecord import compression_of
 from factory.features.transform import decode_images
 from factory.run_dir import STATISTICS, read_json, write_json
 

@@ -41,6 +41,18 @@ def normalize_compression(compression: str | None) -> str | None:
     return value
 
 
+def compression_of(path: str, compression: str | None = None) -> str:
+    """The ``TFRecordDataset`` compression of one file: ``compression`` when given, else from
+    the file's extension (``.gz`` GZIP, ``.zz`` or ``.zlib`` ZLIB, else none: ``""``)."""
+    if compression is not None:
+        return normalize_compression(compression) or ""
+    if path.endswith(COMPRESSION_SUFFIX["GZIP"]):
+        return "GZIP"
+    if path.endswith((COMPRESSION_SUFFIX["ZLIB"], ".zlib")):
+        return "ZLIB"
+    return ""
+
+
 _MASK_DELTA = 0xA282EAD8
 _LENGTH = struct.Struct("<Q")
 _CRC = struct.Struct("<I")

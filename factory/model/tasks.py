@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from factory.names import EVAL_PREFIX
+
 AUC_THRESHOLDS = 200
 
 
@@ -65,7 +67,7 @@ class Task:
             sums["sq"] = tf.reduce_sum(w * tf.reduce_mean(tf.square(err), axis=-1))
         return sums
 
-    def finalize(self, totals: dict[str, np.ndarray], prefix: str = "val_") -> dict[str, float]:
+    def finalize(self, totals: dict[str, np.ndarray], prefix: str = EVAL_PREFIX) -> dict[str, float]:
         weight = float(totals["weight"])
         if weight <= 0:
             return {}

@@ -31,6 +31,7 @@ lists the known ones and says how to make a new one known.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import inspect
 import re
 import traceback
@@ -129,9 +130,6 @@ def register_network(name: str) -> Callable[[F], F]:
 
 
 def _entry_points() -> list[EntryPoint]:
-    # Imported here: importlib.metadata costs ~20 ms, and most lookups are built-in names.
-    import importlib.metadata
-
     return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
 
 

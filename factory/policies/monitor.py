@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from factory.errors import ConfigError, FactoryError
+from factory.names import EVAL_PREFIX
 from factory.validation import did_you_mean
 
 __all__ = ["DIRECTIONS", "MetricError", "Monitor", "PolicyStateError"]
@@ -39,7 +40,7 @@ class PolicyStateError(FactoryError, ValueError):
     """A saved policy state that does not belong to this policy or is malformed."""
 
 
-_MODES = ("auto", "min", "max")
+MODES = ("auto", "min", "max")
 
 # What `auto` mode infers, by metric name without the `val_` prefix: the directions Keras
 # declares for the metrics factory evaluates (`factory.names.TASK_METRICS`). Any other
@@ -169,10 +170,10 @@ class Monitor:
             problems.append(
                 f"{config_path(config_key, 'monitor')}: must be a metric name such as 'val_loss', got {monitor!r}"
             )
-        problems += check_choice(mode, config_path(config_key, "mode"), _MODES)
+        problems += check_choice(mode, config_path(config_key, "mode"), MODES)
         problems += check_finite(min_delta, config_path(config_key, "min_delta"))
         if not problems and mode == "auto":
-            mode = DIRECTIONS.get(monitor.removeprefix("val_"))
+            mode = DIRECTIONS.get(monitor.removeprefix(EVAL_PREFIX))
             if mode is None:
                 problems.append(
                     f"{config_path(config_key, 'mode')}: cannot tell whether '{monitor}' should be "

@@ -33,6 +33,7 @@ from factory.features.transform import FeatureTransform
 from factory.model.builder import predictions
 from factory.names import CURRENT, DEFAULT_SIGNATURE, EXAMPLE_SIGNATURE, EXAMPLES_INPUT, MANIFEST
 from factory.processes import alive
+from factory.run_dir import EXPORT
 from factory.serving.signatures import (
     serving_functions,
 )
@@ -59,7 +60,7 @@ class Exporter:
         tolerance: float = 1e-5,
         model_name: str = "model",
     ):
-        self.root = Path(run_dir) / "export"
+        self.root = Path(run_dir) / EXPORT
         self.spec, self.transform, self.model, self.task = spec, transform, model, task
         self.sample = list(sample)
         self.config = dict(config)

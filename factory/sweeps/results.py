@@ -26,6 +26,9 @@ from factory.sweeps.trials import (
     read_trial,
 )
 
+# Where `factory summarize` writes the table, in the sweep dir.
+SWEEP_CSV = "summary.csv"
+
 
 def rank(trials: Iterable[Trial]) -> list[Trial]:
     """Trials best first.

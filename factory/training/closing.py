@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from factory.config import Config
+from factory.names import TEST_PREFIX
 from factory.policies.monitor import fmt
 from factory.run_dir import SUMMARY, write_json
 from factory.training.baselines import reference_metrics
@@ -62,7 +63,7 @@ def close_run(
     summary["exports"] = exports.published()
     checkpoints.load_best()
     if config.data.test:
-        test = trainer.evaluate(config.data.test, prefix="test_")
+        test = trainer.evaluate(config.data.test, prefix=TEST_PREFIX)
         summary["test"] = test
         log.info(f"test (best weights): {_metrics_text(test)}")
         if config.compare_with:

@@ -79,8 +79,8 @@ class EarlyStop:
 
     @property
     def stopped(self) -> bool:
-        """Whether an evaluation (before a resume, too) stopped the run."""
-        return self.policy.stopped_eval is not None
+        """Whether an evaluation (before a resume, too) stopped the run; never with early stopping off."""
+        return self.enabled and self.policy.stopped_eval is not None
 
     def after_evaluation(self, evaluation: Evaluation) -> None:
         previous_best = self.policy.best_eval

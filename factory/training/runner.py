@@ -83,15 +83,18 @@ def train(config: Config | Mapping[str, Any], run_dir: str | os.PathLike | None 
     started = time.perf_counter()
     metrics_log = MetricsLog(directory / METRICS, early_stop, tensorboard.evaluation, started)
     schedule = Schedule(config.train, trainer, checkpoints, [early_stop, exports, metrics_log], tensorboard, evals)
-    stopped = schedule.run(resumed, evaluated_steps(directory / METRICS), stopped=early_stop.stopped)
-    return close_run(
-        config,
-        trainer,
-        checkpoints,
-        early_stop,
-        exports,
-        evals=schedule.evals,
-        stopped=stopped,
-        started=started,
-        save=schedule.save,
-    )
+    try:
+        stopped = schedule.run(resumed, evaluated_steps(directory / METRICS), stopped=early_stop.stopped)
+        return close_run(
+            config,
+            trainer,
+            checkpoints,
+            early_stop,
+            exports,
+            evals=schedule.evals,
+            stopped=stopped,
+            started=started,
+            save=schedule.save,
+        )
+    finally:
+        tensorboard.close()

@@ -2,9 +2,9 @@
 
 ``Trainer(config, run_dir)`` builds, in this order: the strategy (before any other
 TensorFlow op), the run dir, the bundled data if asked for, seeds and precision, the
-``auto`` statistics, the model and optimizer, the feature transform, the compiled
-train and eval steps, and, with ``train.resume_input=iterator``, the training
-iterator (so a checkpoint can track it).
+``auto`` statistics, the model and optimizer, the feature transform, with
+``train.resume_input=iterator`` the training iterator (so a checkpoint can track it),
+and the compiled train and eval steps.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ import tensorflow as tf
 from factory.config import Config
 from factory.errors import ConfigError, TrainingError
 from factory.features.bundled import ensure_generated
-from factory.features.pipeline import compression_of, explain_errors, resolve_files
+from factory.features.pipeline import explain_errors, resolve_files
 from factory.features.scan import resolve_statistics
 from factory.features.spec import FeatureSpec
+from factory.features.tfrecord import compression_of
 from factory.features.transform import FeatureTransform
 from factory.model.builder import build_model, head_spec
 from factory.model.tasks import Task, accumulate
+from factory.names import EVAL_PREFIX
 from factory.run_dir import TENSORBOARD
 from factory.serving.exporter import Exporter
 from factory.training.checkpointing import statistics_from_checkpoint, warm_start
@@ -261,7 +263,9 @@ class Trainer:
         # collective that one worker never joins hangs the others.
         return self.strategy.experimental_distribute_dataset(ds) if self.distributed and not self.multi_worker else ds
 
-    def evaluate(self, files: Sequence[str], prefix: str = "val_", max_batches: int | None = None) -> dict[str, float]:
+    def evaluate(
+        self, files: Sequence[str], prefix: str = EVAL_PREFIX, max_batches: int | None = None
+    ) -> dict[str, float]:
         """Metrics of the current weights over ``files`` (one pass, or the first ``max_batches``).
 
         The first evaluation makes one pass and counts the batches. Later ones pull that many
@@ -284,7 +288,9 @@ class Trainer:
                 for _ in range(entry["batches"]):
                     totals = accumulate(totals, self.eval_step(next(entry["iterator"])))
         if totals is None:
-            raise TrainingError(f"data.{prefix.rstrip('_') if prefix != 'val_' else 'eval'}: the records are empty")
+            raise TrainingError(
+                f"data.{prefix.rstrip('_') if prefix != EVAL_PREFIX else 'eval'}: the records are empty"
+            )
         return self.task.finalize(totals, prefix)
 
     def validate(self) -> dict[str, float]:
@@ -332,3 +338,7 @@ class TensorBoard:
             for k, v in metrics.items():
                 tf.summary.scalar(k, v)
         self.eval_writer.flush()
+
+    def close(self) -> None:
+        for writer in (self.train_writer, self.eval_writer):
+            writer.close()

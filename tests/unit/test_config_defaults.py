@@ -16,7 +16,6 @@ from factory.config import (
     load_config,
 )
 from factory.errors import ConfigError
-from factory.names import EXPORT_POLICY_NAMES
 from factory.networks.registry import accepted_params, default_params
 from factory.policies import EXPORT_POLICIES, EarlyStopping
 from factory.validation import load_yaml, resource_dir
@@ -83,7 +82,7 @@ def test_export_monitors_follow_early_stopping_unless_set():
     assert config.export.policies["best"]["mode"] == "max"
 
 
-@pytest.mark.parametrize("name", EXPORT_POLICY_NAMES)
+@pytest.mark.parametrize("name", list(EXPORT_POLICIES))
 def test_export_policies_take_every_value_from_the_config(name):
     params = inspect.signature(EXPORT_POLICIES[name]).parameters
     assert all(p.default is p.empty for p in params.values())

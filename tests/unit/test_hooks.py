@@ -155,3 +155,18 @@ def test_the_metrics_record_is_a_log_line_scalars_and_a_row(tmp_path, caplog):
     assert evaluated_steps(tmp_path / "metrics.jsonl") == {20, 40}
     rewind_metrics(tmp_path / "metrics.jsonl", 20)
     assert evaluated_steps(tmp_path / "metrics.jsonl") == {20}
+
+
+def test_a_run_stopped_early_goes_on_when_resumed_with_early_stopping_off():
+    on, stops, _ = run_early_stop(EarlyStopConfig(patience=1, monitor="val_loss"), [0.5, 0.6])
+    assert stops == [False, True] and on.stopped
+    off = EarlyStop(
+        EarlyStopConfig(enabled=False, patience=1, monitor="val_loss"),
+        agree=lambda stop: stop,
+        save_best_weights=lambda: None,
+    )
+    off.load_state_dict(json.loads(json.dumps(on.state_dict())))
+    assert not off.stopped
+    evaluation = Evaluation(number=3, step=60, metrics={"val_loss": 0.7})
+    off.after_evaluation(evaluation)
+    assert not evaluation.stop

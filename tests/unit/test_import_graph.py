@@ -71,8 +71,8 @@ TF_FREE = (
     "factory.cli.train",
 )
 # Packages a function may import on first use: TensorFlow and Keras (and protobuf, which comes
-# with them), scikit-learn (optional), importlib.metadata (entry points, looked up rarely).
-DEFERRABLE = {"tensorflow", "keras", "google", "sklearn", "importlib"}
+# with them), and scikit-learn (an optional dependency).
+DEFERRABLE = {"tensorflow", "keras", "google", "sklearn"}
 
 
 def _layer(module: str) -> int:
