@@ -65,7 +65,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from factory.config import Config, load_config
-from factory.features.pipeline import compression_of, resolve_files
+from factory.features.pipeline import resolve_files
+from factory.features.tfrecord import compression_of
 from factory.features.transform import FeatureTransform
 from factory.model.builder import build_model, head_spec, predictions
 from factory.names import DEFAULT_SIGNATURE, EXAMPLE_SIGNATURE, EXAMPLES_INPUT
