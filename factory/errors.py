@@ -7,6 +7,11 @@ status 2 instead of showing a traceback. Anything else is a bug in factory.
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+from pathlib import Path
+
 
 class FactoryError(Exception):
     """An error the user can fix; the message says where and how."""
@@ -39,3 +44,32 @@ class RecordError(FactoryError, ValueError):
 
 class TrainingError(FactoryError):
     """Training cannot go on (a NaN loss, a broken checkpoint); the message says why and what is kept."""
+
+
+class StorageError(FactoryError, OSError):
+    """The disk is full (or a quota is reached) while writing; nothing half-written is left visible."""
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """True when ``err`` (an ``OSError``, or TensorFlow's error that wraps one) means no space is left."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(err)
+    return "No space left on device" in text or "Disk quota exceeded" in text
+
+
+def disk_full(path: str | os.PathLike) -> StorageError:
+    """The one-line error for a full disk while writing ``path``: where, how much is free, what to do."""
+    where = Path(path)
+    probe = where
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+        space = f"{free / 2**20:.1f} MiB free"
+    except OSError:
+        space = "free space unknown"
+    return StorageError(
+        f"no space left on the device while writing {where} ({space} on {probe}); "
+        "free some space and run the same command again (what was written before is kept)"
+    )
