@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from factory.config import EarlyStopConfig, ExportConfig
 from factory.policies import EXPORT_POLICIES, EarlyStopping
 from factory.policies.monitor import fmt
-from factory.run_dir import append_json_line, read_json_lines, write_json_lines
+from factory.run_dir import append_json_line, read_json_lines, torn_tail, write_json_lines
 
 if TYPE_CHECKING:
     from factory.serving.exporter import Exporter
@@ -193,8 +193,20 @@ def evaluated_steps(path: Path) -> set[int]:
 
 
 def rewind_metrics(path: Path, step: int) -> None:
-    """Drop the rows after ``step`` from the metrics file ``path`` (evaluations a resume will redo)."""
-    write_json_lines(path, [row for row in read_json_lines(path) if row["step"] <= step])
+    """Cut the metrics file ``path`` back to the rows up to ``step``, the step the run resumes at.
+
+    The rows after it (evaluations the resumed run will do again) and a last line torn
+    mid-write go, with a message saying what was cut.
+    """
+    torn = torn_tail(path)
+    rows = read_json_lines(path)
+    kept = [row for row in rows if row["step"] <= step]
+    if not torn and len(kept) == len(rows):
+        return
+    write_json_lines(path, kept)
+    cut = [f"{len(rows) - len(kept)} evaluation(s) after step {step}"] if len(kept) < len(rows) else []
+    cut += ["a last line cut off mid-write"] if torn else []
+    log.info(f"{path.name}: cut {' and '.join(cut)}; the resumed run does them again")
 
 
 class MetricsLog:
