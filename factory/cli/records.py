@@ -224,7 +224,8 @@ WRITE_EPILOG = """\
 inputs:
   CSV         a header row names the features; a vector cell holds values separated by
               spaces or commas ("0.1 0.2 0.3") or a JSON list; an empty cell is missing
-              (the spec's default applies). Rows are counted from 1 after the header.
+              (the spec's default applies). A row is named by its line in the file,
+              counted from 1 as an editor numbers them (the header is line 1).
   JSON Lines  one object per line keyed by feature name; null is missing. Lines are
               counted from 1.
   NPZ         one array per feature (np.savez), the first axis counting records,

@@ -28,6 +28,8 @@ from factory.validation import did_you_mean
 
 # The integer dtypes a value can be checked against, with the values they hold.
 RANGES = {"uint8": (0, 255), "int64": (int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max))}
+# The largest float32: a bigger number becomes infinity when stored.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Why a value of the wrong kind fails `number_problem` (callers add what the feature takes).
 NOT_A_NUMBER = "is not a number"
 # Vocabulary entries listed in a message about a value outside it.
@@ -146,12 +148,40 @@ def _outside(value: Any, dtype: str, position: tuple[int, ...] = ()) -> Problem:
     return Problem(repr(value), f"is outside the {dtype} range {low}..{high}", position)
 
 
-def number_problem(value: Any, dtype: str, position: tuple[int, ...] = ()) -> Problem | None:
+def _not_float32(value: Any, position: tuple[int, ...] = ()) -> Problem | None:
+    """None if ``value`` is a finite number within the float32 range, else why not (NaN, infinity, too big)."""
+    if isinstance(value, float | np.floating):
+        value = float(value)
+        if value != value:
+            return Problem(
+                "nan",
+                "is NaN; float32 values must be finite numbers (with a `default` in the spec, NaN reads as missing)",
+                position,
+            )
+        if value in (float("inf"), float("-inf")):
+            return Problem(repr(value), "is infinite; float32 values must be finite numbers", position)
+    if abs(value) > FLOAT32_MAX:
+        return Problem(repr(value), f"is outside the float32 range -{FLOAT32_MAX:.8g}..{FLOAT32_MAX:.8g}", position)
+    return None
+
+
+def is_nan(value: Any) -> bool:
+    """Whether ``value`` is a float NaN (which a feature with a ``default`` reads as missing)."""
+    return isinstance(value, float | np.floating) and value != value
+
+
+def number_problem(value: Any, dtype: str, position: tuple[int, ...] = (), nan_missing: bool = False) -> Problem | None:
     """One scalar (Python or numpy) checked for ``dtype``: a number (not a bool); for
-    ``uint8``/``int64`` also a whole number within the dtype's range. Other numeric
-    dtypes (float32, ...) take any number. ``position`` locates the scalar in its array."""
+    ``float32`` a finite one within its range; for ``uint8``/``int64`` a whole number
+    within the dtype's range. ``nan_missing`` (a feature with a ``default``) lets NaN
+    pass as a missing value. ``position`` locates the scalar in its array."""
     if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer | np.floating):
         return Problem(describe(value), NOT_A_NUMBER, position)
+    if nan_missing and is_nan(value):
+        return None
+    if dtype == "float32":
+        shown = value.item() if isinstance(value, np.generic) else value
+        return _not_float32(shown, position)
     if dtype not in RANGES:
         return None
     if isinstance(value, float | np.floating) and (not np.isfinite(value) or value != round(value)):
@@ -166,12 +196,25 @@ def numbers_problem(arr: np.ndarray, dtype: str) -> Problem | None:
     """A numeric array (kind ``i``, ``u`` or ``f``) checked for ``dtype``, vectorised.
 
     For ``uint8``/``int64``: the first element that is not a whole number
-    (fractions, NaN, infinities) or lies outside the dtype's range, with its
-    position in ``arr``. Other dtypes take any number: nothing is scanned.
+    (fractions, NaN, infinities) or lies outside the dtype's range; for
+    ``float32`` the first NaN, infinity or number beyond the float32 range; with
+    its position in ``arr``. Other dtypes take any number: nothing is scanned.
     """
-    if dtype not in RANGES or not arr.size:
+    if not arr.size:
         return None
     kind = arr.dtype.kind
+    if dtype == "float32":
+        if kind != "f":  # integers: even int64's extremes are within the float32 range
+            return None
+        bad = ~np.isfinite(arr)
+        if arr.dtype.itemsize > 4:
+            bad |= np.abs(arr) > FLOAT32_MAX
+        if not bad.any():
+            return None
+        position = tuple(int(i) for i in np.argwhere(bad)[0])
+        return _not_float32(arr[position].item(), position)
+    if dtype not in RANGES:
+        return None
     if kind == "f":
         whole = np.isfinite(arr) & (arr == np.round(arr))
         if not whole.all():

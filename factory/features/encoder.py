@@ -36,6 +36,7 @@ class _Encoder:
         self.vocab = (
             VocabularyCheck(feature.vocabulary) if feature.vocabulary is not None and feature.oov_buckets == 0 else None
         )
+        self.default_payload = None  # set below; the default itself is checked like any value
         if feature.default is not None:
             default = np.asarray(feature.default, dtype=object if feature.dtype == "string" else None)
             self.default_payload = self._payload(default.reshape(feature.shape), -1)
@@ -85,8 +86,20 @@ class _Encoder:
                 arr = np.asarray(value)
             except ValueError:
                 raise self.fail(index, f"{self.expected()}, got {describe(value)}") from None
+        if self._nan_missing(arr):
+            return self.default_payload
         self._check_numeric(arr, index, arr.shape)
         return arr.reshape(-1)
+
+    def _nan_missing(self, arr: np.ndarray) -> bool:
+        """A value all NaN of a numeric feature with a ``default`` is missing (pandas' missing number)."""
+        return (
+            self.f.default is not None
+            and arr.dtype.kind == "f"
+            and arr.size > 0
+            and bool(np.isnan(arr).all())
+            and self.default_payload is not None
+        )
 
     def _check_numeric(self, arr: np.ndarray, index: int, shape: tuple, rows: bool = False) -> None:
         """Kind, shape and values of a numeric array: one value (``rows=False``) or a column whose first axis counts records."""
@@ -172,12 +185,25 @@ class _Encoder:
             arr = np.asarray(values)
             if arr.dtype == object:
                 return [self.entry(v, i) for i, v in enumerate(values)]
+            arr = self._nan_rows_to_default(arr, rows)
             self._check_numeric(arr, 0, arr.shape, rows=True)
             arr = arr.reshape(rows, f.size)
             if self.kind == "float":
                 return np.ascontiguousarray(arr, dtype="<f4")
             return arr.astype(np.int64, copy=False)
         return [self.entry(v, i) for i, v in enumerate(values)]
+
+    def _nan_rows_to_default(self, arr: np.ndarray, rows: int) -> np.ndarray:
+        """A column with the rows that are all NaN replaced by the default (see ``_nan_missing``)."""
+        if self.f.default is None or arr.dtype.kind != "f" or arr.ndim == 0 or len(arr) != rows or not arr.size:
+            return arr
+        flat = arr.reshape(rows, -1)
+        missing = np.isnan(flat).all(axis=1)
+        if not missing.any() or flat.shape[1] != len(self.default_payload):
+            return arr
+        flat = flat.copy()
+        flat[missing] = np.asarray(self.default_payload, dtype=flat.dtype)
+        return flat.reshape(arr.shape)
 
 
 def encoders_for(spec: FeatureSpec) -> dict[str, _Encoder]:

@@ -22,32 +22,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from factory.features.spec import FeatureSpec
 
 from factory.errors import RecordError
-from factory.features import parsing
+from factory.features import parsing, wire
+from factory.features.reading import (
+    count_records,
+    first_line,
+    lacks,
+    record_batches,
+    resolve_files,
+    tf_free,
+)
 from factory.features.tfrecord import compression_of
 from factory.features.transform import FeatureTransform
 
 AUTOTUNE = tf.data.AUTOTUNE
 MODES = ("train", "eval")
-
-
-def resolve_files(files: str | Sequence[str]) -> list[str]:
-    """Expand globs (and lists of globs/paths) to a sorted list of files; none is an error."""
-    patterns = [files] if isinstance(files, str) else list(files)
-    if not patterns:
-        raise RecordError("no record files given")
-    out: list[str] = []
-    for pattern in patterns:
-        pattern = str(pattern)
-        matches = (
-            sorted(tf.io.gfile.glob(pattern))
-            if any(c in pattern for c in "*?[")
-            else ([pattern] if tf.io.gfile.exists(pattern) else [])
-        )
-        matches = [m for m in matches if not tf.io.gfile.isdir(m)]
-        if not matches:
-            raise RecordError(f"no record files match {pattern!r}; check the path (write records with `factory write`)")
-        out += [m for m in matches if m not in out]
-    return out
 
 
 def _read_files(files: list[str], compression: str | None, shuffle: bool, seed: int | None, cycle_length: int | None):
@@ -186,64 +174,47 @@ def check_files(
     """Read every record of every file; return ``{file: record count}``.
 
     Raises ``RecordError`` naming the file, the record index and the feature
-    for the first corrupt file or record that does not match the spec.
+    for the first corrupt file or record that does not match the spec; a record
+    that lacks a required feature also lists the features it holds.
     """
     with_labels = labels and bool(spec.labels)
     checked_spec = parsing.parse_spec(spec, labels=with_labels, checked=True)
     required = [f for f in spec.all(with_labels) if f.required]
     transform = FeatureTransform(spec)
-    counts: dict[str, int] = {}
 
     @tf.function
-    def check_batch(serialized):
+    def parse_batch(serialized):
         parsed = tf.io.parse_example(serialized, checked_spec)
-        missing = {f.name: parsing.missing_mask(f, parsed[f.name]) for f in required}
+        return parsed, {f.name: parsing.missing_mask(f, parsed[f.name]) for f in required}
+
+    # Decoding runs only on records that hold every required feature: the stand-in value of a
+    # missing image is no image, and decoding it would hide the real problem.
+    @tf.function
+    def decode_batch(parsed):
         transform.preprocess(transform.decode(parsed, labels=with_labels), labels=with_labels)
-        return missing
+
+    def check_batch(serialized):
+        decode_batch(parse_batch(serialized)[0])
 
     paths = resolve_files(files)
     counts = dict.fromkeys(paths, 0)
     for path, count, batch in record_batches(paths, compression, 256, hint="pass `compression`"):
         try:
-            missing = check_batch(batch)
+            parsed, missing = parse_batch(batch)
+            first = min(
+                ((int(hits[0][0]), name) for name, mask in missing.items() if len(hits := tf.where(mask).numpy())),
+                default=None,
+            )
+            if first is not None:
+                index, name = first
+                held = sorted(set(wire.feature_keys(batch[index].numpy())))
+                raise lacks(path, count + index, name, spec[name].describe(), held)
+            decode_batch(parsed)
         except tf.errors.OpError as err:
             index = _locate(batch, check_batch)
             raise RecordError(f"{path}, record {count + index}: {explain_error(err)}") from None
-        for name, mask in missing.items():
-            hits = tf.where(mask).numpy()
-            if len(hits):
-                raise RecordError(
-                    f"{path}, record {count + int(hits[0][0])}: lacks the required feature '{name}' "
-                    f"({spec[name].describe()}); write it, or give it a `default` in the feature spec"
-                )
         counts[path] = count + int(batch.shape[0])
     return counts
-
-
-def record_batches(
-    paths: Sequence[str], compression: str | None, batch_size: int, hint: str = "pass the compression"
-) -> Iterator[tuple[str, int, tf.Tensor]]:
-    """``(file, index of the batch's first record in it, batch of serialized records)``, file by file.
-
-    A corrupt or truncated file is a ``RecordError`` naming it and how many records were good.
-    """
-    for path in paths:
-        iterator = iter(
-            tf.data.TFRecordDataset(path, compression_type=compression_of(path, compression)).batch(batch_size)
-        )
-        count = 0
-        while True:
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                break
-            except tf.errors.OpError as err:
-                raise RecordError(
-                    f"{path}: corrupt or truncated TFRecord file after {count} good records ({first_line(err)}); "
-                    f"rewrite it, and check that a compressed file has the .gz/.zz extension or {hint}"
-                ) from None
-            yield path, count, batch
-            count += int(batch.shape[0])
 
 
 def _locate(batch, fn) -> int:
@@ -256,21 +227,12 @@ def _locate(batch, fn) -> int:
     return 0
 
 
-def first_line(err: Exception) -> str:
-    """The informative line of a TensorFlow error (not "Graph execution error:" or a stack frame)."""
-    message = getattr(err, "message", None) or str(err)
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    noise = ("Graph execution error", "Detected at node", "File ", "[[{{")
-    useful = [line for line in lines if not line.startswith(noise)]
-    return (useful or lines or [type(err).__name__])[0].split(" [Op:")[0][:300]
-
-
 def explain_error(err: Exception) -> str:
     """Turn TensorFlow's message about a bad record into one that names the feature."""
     message = getattr(err, "message", str(err))
     match = _ASSERT_ERROR.search(message)
     if match:
-        return match.group(1).replace("\\'", "'").strip().rstrip(".").strip()
+        return tf_free(match.group(1).replace("\\'", "'")).rstrip(".").strip()
     match = re.search(r"Feature: (\w+) \(data type: (\w+)\) is required but could not be found", message)
     if match:
         return f"records lack the required feature '{match.group(1)}' ({match.group(2)}); write it, or give it a `default` in the feature spec"
@@ -280,15 +242,37 @@ def explain_error(err: Exception) -> str:
         types = re.search(r"Data type: (\w+) but expected type: (\w+)", detail)
         if types:
             return f"feature '{name}' is stored as {types.group(1)} but the spec reads it as {types.group(2)}"
-        return f"feature '{name}' does not match the spec: {detail}"
+        return f"feature '{name}' does not match the spec: {tf_free(detail)}"
     return first_line(err)
 
 
 @contextlib.contextmanager
-def explain_errors(spec: FeatureSpec, files: str | Sequence[str], compression: str | None = None) -> Iterator[None]:
-    """Turn a TensorFlow error raised while reading ``files`` into a ``RecordError`` naming file, record and feature."""
+def explain_errors(
+    spec: FeatureSpec, files: str | Sequence[str], compression: str | None = None, key: str | None = None
+) -> Iterator[None]:
+    """Turn a TensorFlow error raised while reading ``files`` into a one-line ``RecordError``.
+
+    A bad record: the message names the file, the record and the feature. Input
+    that ends (``OutOfRangeError``) because the files hold no records: the files
+    and ``key``, the config key that names them (e.g. ``data.train``; default
+    None: not named). TensorFlow's internal names never reach the message.
+    """
+    where = f"{key}: " if key else ""
     try:
         yield
+    except tf.errors.OutOfRangeError as err:
+        paths = resolve_files(files)
+        if any(count_records(p, compression) for p in paths):
+            raise RecordError(
+                f"{where}the input ended early ({first_line(err)}); the records hold too few examples for "
+                "the pipeline (each worker of a multi-worker run reads only its part of them)"
+            ) from None
+        them = paths[0] if len(paths) == 1 else f"{', '.join(paths)} ({len(paths)} files)"
+        fix = f"point {key} at files that hold records" if key else "read other files"
+        raise RecordError(
+            f"{where}the records in {them} hold no examples; write records into "
+            f"{'it' if len(paths) == 1 else 'them'} (`factory write`), or {fix}"
+        ) from None
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
         check_files(spec, files, compression=compression)  # raises with the file and record
-        raise RecordError(explain_error(err)) from None
+        raise RecordError(where + explain_error(err)) from None

@@ -31,7 +31,8 @@ import tensorflow as tf
 from factory.errors import ConfigError, RecordError
 from factory.features.feature import Feature
 from factory.features.parsing import storage_dtype
-from factory.features.pipeline import explain_errors, resolve_files
+from factory.features.pipeline import explain_errors
+from factory.features.reading import lacks, record_keys, resolve_files
 from factory.features.statistics import KINDS, Moments, Statistic, count_text
 from factory.features.tfrecord import compression_of
 from factory.features.transform import decode_images
@@ -125,6 +126,10 @@ def scan(
                 for f in features:
                     values, lengths = (t.numpy() for t in batch[f.name])
                     _check_lengths(f, lengths, path, total)
+                    if f.required and f.name in auto and not lengths.all():
+                        # Training would stop on this record: say so now, not "no values to compute".
+                        i = total + int(np.flatnonzero(lengths == 0)[0])
+                        raise lacks(path, i, f.name, f.describe(), record_keys(path, i, compression))
                     columns[f.name].add(values, lengths)
                 total += int(batch[""])
     return paths, total, columns

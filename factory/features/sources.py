@@ -8,8 +8,8 @@ axis counts the records; they are written as whole columns.
 
 Where a problem is, messages say it the same way for each format:
 
-- CSV: ``row N``, the N-th data row, counted from 1; the header is not a row
-  and neither are blank lines.
+- CSV: ``line N``, the line of the file where the row starts, counted from 1
+  as an editor numbers them: the header is line 1, and blank lines count.
 - JSON Lines: ``line N``, the physical line, counted from 1.
 - NPZ: ``record N``, the index along the first axis, counted from 0.
 
@@ -181,18 +181,18 @@ class CsvSource(_TextSource):
         return self
 
     def __iter__(self) -> Iterator[Row]:
-        number = 0
         while True:
+            # A row may span lines (a quoted cell with line breaks): it is named by its first line.
+            first = self._reader.line_num + 1
             try:
                 cells = next(self._reader, None)
             except csv.Error as err:
-                raise RecordError(f"{self.path} row {number + 1}: not valid CSV ({err})") from None
+                raise RecordError(f"{self.path} line {self._reader.line_num}: not valid CSV ({err})") from None
             if cells is None:
                 return
             if not cells or (len(cells) == 1 and not cells[0].strip()):
                 continue
-            number += 1
-            where = f"row {number}"
+            where = f"line {first}"
             if len(cells) != len(self.header):
                 yield Row(where, None, f"has {len(cells)} cells but the header has {len(self.header)} columns")
                 continue

@@ -103,22 +103,25 @@ class _ZlibFile:
 
     def close(self) -> None:
         self._raw.write(self._deflate.flush())
-        self._raw.close()
 
 
 class TFRecordFile:
-    """Writes framed records to ``path``; ``compression`` is None, ``"GZIP"`` or ``"ZLIB"``."""
+    """Writes framed records to ``path``; ``compression`` is None, ``"GZIP"`` or ``"ZLIB"``.
+
+    ``close()`` flushes the file to the disk (``fsync``): a file closed without error
+    is complete, which is what ``RecordWriter``'s journal relies on. It may be called twice.
+    """
 
     def __init__(self, path: str | os.PathLike, compression: str | None = None):
         compression = normalize_compression(compression)
-        raw = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self._raw: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed by close()
         if compression == "GZIP":
-            self._file = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0)
-            self._raw: BinaryIO | None = raw
+            self._file: BinaryIO | _ZlibFile = gzip.GzipFile(fileobj=self._raw, mode="wb", mtime=0)
         elif compression == "ZLIB":
-            self._file, self._raw = _ZlibFile(raw), None
+            self._file = _ZlibFile(self._raw)
         else:
-            self._file, self._raw = raw, None
+            self._file = self._raw
+        self._closed = False
 
     def write(self, record: bytes) -> None:
         self._file.write(frame(record))
@@ -127,6 +130,13 @@ class TFRecordFile:
         self._file.write(frames(records))
 
     def close(self) -> None:
-        self._file.close()
-        if self._raw is not None:  # GzipFile leaves the file it wraps open
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._file is not self._raw:  # the compressor's trailer; GzipFile leaves the file it wraps open
+                self._file.close()
+            self._raw.flush()
+            os.fsync(self._raw.fileno())
+        finally:
             self._raw.close()

@@ -15,7 +15,7 @@ other Example.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -280,3 +280,59 @@ def examples_from_columns(columns: Sequence[list[bytes]]) -> list[bytes]:
         body = b"".join([_TAG1 + _len(len(e)) + e for e in row])
         out.append(_TAG1 + _len(len(body)) + body)
     return out
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated or malformed varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _length_delimited(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """``(field number, payload)`` of the length-delimited fields of a message; others are skipped."""
+    pos = 0
+    while pos < len(data):
+        tag, pos = _read_varint(data, pos)
+        kind = tag & 7
+        if kind == 0:
+            _, pos = _read_varint(data, pos)
+        elif kind == 1:
+            pos += 8
+        elif kind == 5:
+            pos += 4
+        elif kind == 2:
+            size, pos = _read_varint(data, pos)
+            if pos + size > len(data):
+                raise ValueError("truncated field")
+            yield tag >> 3, data[pos : pos + size]
+            pos += size
+        else:
+            raise ValueError(f"unsupported wire type {kind}")
+
+
+def feature_keys(serialized: bytes) -> list[str]:
+    """The feature names a serialized ``tf.train.Example`` holds, in stored order.
+
+    ``ValueError`` when the bytes are not an Example.
+    """
+    keys = []
+    for number, features in _length_delimited(serialized):
+        if number != 1:
+            continue
+        for entry_number, entry in _length_delimited(features):
+            if entry_number != 1:
+                continue
+            for field, value in _length_delimited(entry):
+                if field == 1:
+                    keys.append(value.decode("utf-8", errors="replace"))
+    return keys

@@ -1,8 +1,20 @@
-"""The sharded, atomic TFRecord writer (``FeatureSpec.writer``)."""
+"""The sharded, atomic TFRecord writer (``FeatureSpec.writer``).
+
+A set of shards appears all at once or not at all, also when the process is
+killed: records go to hidden ``.<shard>.partial-<pid>`` files; ``close()``
+flushes them to the disk, writes a journal (``.<prefix>.journal``: which
+partial becomes which shard, which old shards go) and only then renames. The
+next writer on the same prefix finishes what a journal of a dead process lists
+(``recover``), so a rerun of an interrupted ``factory write`` completes the set
+before writing it again. Readers refuse an incomplete set meanwhile
+(``factory.features.shards.check_complete``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -11,31 +23,108 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from factory.features.spec import FeatureSpec
 
-from factory.errors import RecordError
+from factory.errors import FactoryError, RecordError, disk_full, is_disk_full
 from factory.features.encoder import (
     encode_columns,
     encode_record,
     encoders_for,
 )
-from factory.features.tfrecord import COMPRESSION_SUFFIX, TFRecordFile, normalize_compression
+from factory.features.shards import existing_shards, shard_paths
+from factory.features.tfrecord import TFRecordFile, normalize_compression
 from factory.processes import alive
 
 
-def shard_paths(prefix: str | Path, shards: int, compression: str | None) -> list[Path]:
+def journal_path(prefix: str | Path) -> Path:
+    """The journal of the set under ``prefix``: present only while its shards are being renamed into place."""
     prefix = Path(prefix)
-    suffix = ".tfrecord" + COMPRESSION_SUFFIX[compression]
-    return [prefix.with_name(f"{prefix.name}-{i:05d}-of-{shards:05d}{suffix}") for i in range(shards)]
+    return prefix.with_name(f".{prefix.name}.journal")
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make renames in ``directory`` durable (best effort: not every file system can open a directory)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_journal(path: Path, entry: dict) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w") as f:
+            json.dump(entry, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _sync_directory(path.parent)
+
+
+def _finish(path: Path, entry: dict) -> None:
+    """Do what a journal lists: remove the old shards, rename the partial files into place, drop the journal."""
+    directory = path.parent
+    for name in entry["remove"]:
+        (directory / name).unlink(missing_ok=True)
+    for partial, final in entry["moves"]:
+        if (directory / partial).exists():
+            os.replace(directory / partial, directory / final)
+    _sync_directory(directory)
+    path.unlink(missing_ok=True)
+
+
+def recover(prefix: str | Path) -> list[Path]:
+    """Finish the set an interrupted writer left under ``prefix``; returns its shards ([] if there was none).
+
+    A journal exists only once every partial file is complete and on the disk, so
+    the renames it lists are finished. If its files are gone (removed by hand),
+    what is left of that set is removed instead and [] returned. A journal of a
+    live process is that process's business: ``RecordError``.
+    """
+    path = journal_path(prefix)
+    for stale in path.parent.glob(glob.escape(path.name) + ".tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not alive(int(pid)):
+            stale.unlink(missing_ok=True)
+    if not path.exists():
+        return []
+    try:
+        entry = json.loads(path.read_text())
+        pid, moves = int(entry["pid"]), [(str(a), str(b)) for a, b in entry["moves"]]
+        entry["remove"] = [str(n) for n in entry["remove"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise RecordError(
+            f"{path}: unreadable write journal ({err}); delete it and write the set again with --overwrite"
+        ) from None
+    if pid != os.getpid() and alive(pid):
+        raise RecordError(
+            f"{path}: another writer (process {pid}) is renaming its shards under {prefix}; wait until it ends"
+        )
+    directory = path.parent
+    if any(not (directory / a).exists() and not (directory / b).exists() for a, b in moves):
+        for a, b in moves:  # the set cannot be completed: remove what is left of it
+            (directory / a).unlink(missing_ok=True)
+            (directory / b).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        return []
+    _finish(path, entry)
+    return [directory / b for _, b in moves]
 
 
 class RecordWriter:
     """Writes validated records round-robin into ``shards`` TFRecord files.
 
-    Records go to hidden ``.<shard>.partial-<pid>`` files; ``close()`` renames
-    them all into place at once, so readers see either no new shards or all of
-    them, and a crash leaves no partial shard behind. Existing shards under the
-    same prefix are an error unless ``overwrite=True``; they are replaced only
-    when the new ones are complete. Leaving the ``with`` block by an exception
-    discards the partial files and keeps whatever was there before.
+    ``close()`` moves them all into place as one step that survives a kill (see
+    the module docstring), so readers see either no new shards or all of them.
+    Existing shards under the same prefix are an error unless ``overwrite=True``;
+    they are replaced only when the new ones are complete. The shards of an
+    interrupted earlier write are completed first and then replaced, without
+    ``overwrite``. Leaving the ``with`` block by an exception discards the partial
+    files and keeps whatever was there before. A full disk is a ``StorageError``
+    naming the shard and the free space, with nothing half-written left.
     """
 
     def __init__(
@@ -52,43 +141,53 @@ class RecordWriter:
         self.compression = normalize_compression(compression)
         self.prefix = Path(prefix)
         self.paths = shard_paths(self.prefix, shards, self.compression)
+        self.closed = True  # until the partial files are open
         directory = self.prefix.parent
-        existing = sorted(
-            glob.glob(
-                glob.escape(str(self.prefix)) + "-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].tfrecord*"
-            )
-        )
-        if existing and not overwrite:
+        recovered = set(recover(self.prefix)) if directory.is_dir() else set()
+        existing = existing_shards(self.prefix)
+        if existing and not overwrite and not set(existing) <= recovered:
             raise RecordError(
                 f"{existing[0]} already exists ({len(existing)} shard file(s) under {self.prefix}-*); "
                 "pass overwrite=True (--overwrite) to replace them, or choose another output prefix"
             )
-        self._replaced = [Path(p) for p in existing]
+        self._replaced = existing
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as err:
+            if is_disk_full(err):
+                raise disk_full(directory) from None
             raise RecordError(f"cannot create the output directory {directory}: {err.strerror}") from None
         self._clean_stale_partials()
         self._partials = [p.with_name(f".{p.name}.partial-{os.getpid()}") for p in self.paths]
         self._writers: list[TFRecordFile] = []
+        self._entry: dict | None = None  # the journal's content once prepared
+        self.closed = False
         try:
             for partial in self._partials:
                 self._writers.append(TFRecordFile(partial, self.compression))
+        except OSError as err:
+            raise self._failed(err, len(self._writers)) from None
         except BaseException:
-            # Interrupted (Ctrl-C) or failed while opening: no caller holds the writer to abort it.
-            self.closed = False
+            # Interrupted (Ctrl-C) while opening: no caller holds the writer to abort it.
             self.abort()
             raise
         self.encoders_for = encoders_for(spec)
         self.count = 0
-        self.closed = False
 
     def _clean_stale_partials(self) -> None:
-        pattern = glob.escape(str(self.prefix.with_name("." + self.prefix.name))) + "-*.partial-*"
-        for path in glob.glob(pattern):
-            pid = path.rsplit("-", 1)[-1]
+        pattern = glob.escape("." + self.prefix.name) + "-*.partial-*"
+        for path in self.prefix.parent.glob(pattern):
+            pid = path.name.rsplit("-", 1)[-1]
             if pid.isdigit() and not alive(int(pid)):
-                Path(path).unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
+
+    def _failed(self, err: OSError, shard: int) -> FactoryError:
+        """Discard everything written and explain an ``OSError`` met while writing shard ``shard``."""
+        self.abort()
+        path = self.paths[min(shard, len(self.paths) - 1)]
+        if is_disk_full(err):
+            return disk_full(path)
+        return RecordError(f"cannot write {path}: {err.strerror or err}; nothing was written")
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Validate, encode and write one record (a dict of feature name to value)."""
@@ -115,41 +214,72 @@ class RecordWriter:
 
     def _write(self, data: bytes | list[bytes]) -> None:
         """Write one serialized record, or a list of them, continuing the round-robin over the shards."""
+        if self.closed or self._entry is not None:
+            raise RecordError("the writer is closed")
+        shards = len(self._writers)
+        shard = self.count % shards
+        try:
+            if isinstance(data, bytes):
+                self._writers[shard].write(data)
+                self.count += 1
+                return
+            # Record k of the list goes to shard (count + k) % shards: one write per shard.
+            for k in range(min(shards, len(data))):
+                shard = (self.count + k) % shards
+                self._writers[shard].write_many(data[k::shards])
+        except OSError as err:
+            raise self._failed(err, shard) from None
+        self.count += len(data)
+
+    def prepare(self) -> Path:
+        """Commit the set without moving it into place; returns the journal's path.
+
+        The shards are flushed to the disk and the journal written: from now on the
+        set is complete, and ``close()`` (or, after a crash, the next writer on this
+        prefix, see ``recover``) moves it into place. Nothing is visible to readers yet.
+        """
+        journal = journal_path(self.prefix)
+        if self._entry is not None:
+            return journal
         if self.closed:
             raise RecordError("the writer is closed")
-        if isinstance(data, bytes):
-            self._writers[self.count % len(self._writers)].write(data)
-            self.count += 1
-            return
-        # Record k of the list goes to shard (count + k) % shards: one write per shard.
-        shards = len(self._writers)
-        for k in range(min(shards, len(data))):
-            self._writers[(self.count + k) % shards].write_many(data[k::shards])
-        self.count += len(data)
+        entry = {
+            "pid": os.getpid(),
+            "moves": [[p.name, f.name] for p, f in zip(self._partials, self.paths, strict=True)],
+            "remove": [old.name for old in self._replaced if old not in self.paths],
+        }
+        shard = 0
+        try:
+            for i, w in enumerate(self._writers):
+                shard = i
+                w.close()
+            shard = len(self._writers)
+            _write_journal(journal, entry)
+        except OSError as err:
+            raise self._failed(err, shard) from None
+        self._entry = entry
+        return journal
 
     def close(self) -> list[Path]:
         """Finish the shards and move them into place; returns their paths."""
-        if self.closed:
+        if self.closed and self._entry is None:
             return self.paths
-        for w in self._writers:
-            w.close()
-        for old in self._replaced:
-            if old not in self.paths:
-                old.unlink(missing_ok=True)
-        for partial, final in zip(self._partials, self.paths, strict=True):
-            os.replace(partial, final)
+        journal = self.prepare()
+        _finish(journal, self._entry)
+        self._entry = None
         self.closed = True
         return self.paths
 
     def abort(self) -> None:
-        """Discard everything written; existing shards stay as they were."""
-        if self.closed:
+        """Discard everything written; existing shards stay as they were (a prepared set is kept: see ``prepare``)."""
+        if self.closed or self._entry is not None:
             return
+        self.closed = True
         for w in self._writers:
-            w.close()
+            with contextlib.suppress(OSError):  # a full disk fails the last flush too; the file goes anyway
+                w.close()
         for partial in self._partials:
             partial.unlink(missing_ok=True)
-        self.closed = True
 
     def __enter__(self) -> RecordWriter:
         return self

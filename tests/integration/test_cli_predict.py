@@ -103,7 +103,7 @@ BAD_INPUTS = [
     (
         "missing_csv_column",
         lambda d, r: (d / "in.csv").write_text("label\n1\n") and d / "in.csv",
-        ["in.csv row 1: missing feature 'image'"],
+        ["in.csv line 2: missing feature 'image'"],
     ),
     (
         "unknown",
@@ -138,7 +138,7 @@ BAD_INPUTS = [
     (
         "image_file_missing",
         lambda d, r: (d / "in.csv").write_text("image\nnope.png\n") and d / "in.csv",
-        ["in.csv row 1: feature 'image': 'nope.png' is neither an image file", "nor base64 PNG/JPEG data"],
+        ["in.csv line 2: feature 'image': 'nope.png' is neither an image file", "nor base64 PNG/JPEG data"],
     ),
     (
         "tfrecord_lacks_image",

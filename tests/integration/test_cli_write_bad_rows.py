@@ -19,26 +19,26 @@ from tests.helpers.write import (
 )
 
 # Where the bad row of `table_input(..., bad=True)` is, as each format names it.
-BAD_WHERE = {"csv": "data.csv row 2", "jsonl": "data.jsonl line 2", "npz": "data.npz record 1"}
+BAD_WHERE = {"csv": "data.csv line 3", "jsonl": "data.jsonl line 2", "npz": "data.npz record 1"}
 
 
 def test_many_rows_report_bad_ones_in_file_order(tmp_path, capsys):
     """Rows are written in batches; bad rows are still met, reported and skipped in file order."""
     lines = [f"{i} {i + 1} {i + 2},{['red', 'green', 'blue'][i % 3]},{'' if i % 7 else i},{i % 3}" for i in range(6000)]
-    lines[4499] = "1 2 3,gren,1,0"  # row 4500: the writer rejects it
-    lines[4599] = "1 2 three,red,1,0"  # row 4600: it cannot be converted
-    lines[10] = ",,,"  # row 11: nothing at all
+    lines[4499] = "1 2 3,gren,1,0"  # line 4501 (row 4500 after the header): the writer rejects it
+    lines[4599] = "1 2 three,red,1,0"  # line 4601: it cannot be converted
+    lines[10] = ",,,"  # line 12: nothing at all
     data = tmp_path / "many.csv"
     data.write_text("x,color,n,label\n" + "\n".join(lines) + "\n")
     spec = write_spec(tmp_path)
 
     assert write(spec, str(data), tmp_path / "out" / "m") == 2
-    assert capsys.readouterr().err.startswith(f"error: {data} row 11: feature 'x': missing, and it has no default")
+    assert capsys.readouterr().err.startswith(f"error: {data} line 12: feature 'x': missing, and it has no default")
     lines[10] = "10 11 12,green,,1"
     data.write_text("x,color,n,label\n" + "\n".join(lines) + "\n")
     assert write(spec, str(data), tmp_path / "out" / "m") == 2
     assert capsys.readouterr().err.startswith(
-        f"error: {data} row 4500: feature 'color': 'gren' is not in the vocabulary"
+        f"error: {data} line 4501: feature 'color': 'gren' is not in the vocabulary"
     )
     assert files_in(tmp_path / "out") == []
 
@@ -46,8 +46,8 @@ def test_many_rows_report_bad_ones_in_file_order(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out.startswith("wrote 5998 records (2 bad rows skipped)")
     assert [line.split(": feature")[0] for line in captured.err.splitlines()] == [
-        f"skipped {data} row 4500",
-        f"skipped {data} row 4600",
+        f"skipped {data} line 4501",
+        f"skipped {data} line 4601",
     ]
     records = by_first_x(read_back(str(tmp_path / "out" / "m-*"), table_features()))
     kept = [i for i in range(6000) if i not in (4499, 4599)]
@@ -92,7 +92,7 @@ def test_skip_bad_rows_shows_the_first_reasons_and_counts_the_rest(tmp_path, cap
     assert captured.out.startswith("wrote 10 records (10 bad rows skipped)")
     reasons = captured.err.splitlines()
     assert reasons[:5] == [
-        f"skipped {data} row {r}: feature 'label': string 'x' is not a number; expected int64 []"
+        f"skipped {data} line {r + 1}: feature 'label': string 'x' is not a number; expected int64 []"
         for r in (2, 4, 6, 8, 10)
     ]
     assert reasons[5:] == ["skipped 5 more bad rows"]
@@ -115,18 +115,18 @@ def test_all_rows_bad_is_an_error_and_keeps_existing_shards(tmp_path, capsys):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("x,color,n,label\n1 2 3,red,1,0,5\n", "row 1: has 5 cells but the header has 4 columns"),
-        ("x,color,n,label\n1 2,red,1,0\n", "row 1: feature 'x': expected float32 [3], got shape [2]"),
-        ("x,color,n,label\n1 2 q,red,1,0\n", "row 1: feature 'x': string 'q' is not a number; expected float32 [3]"),
-        ("x,color,n,label\n[1 2 3],red,1,0\n", "row 1: feature 'x': '[1 2 3]' is not a valid JSON list"),
-        ("x,color,n,label\n1 2 3,,1,0\n", "row 1: feature 'color': missing, and it has no default"),
+        ("x,color,n,label\n1 2 3,red,1,0,5\n", "line 2: has 5 cells but the header has 4 columns"),
+        ("x,color,n,label\n1 2,red,1,0\n", "line 2: feature 'x': expected float32 [3], got shape [2]"),
+        ("x,color,n,label\n1 2 q,red,1,0\n", "line 2: feature 'x': string 'q' is not a number; expected float32 [3]"),
+        ("x,color,n,label\n[1 2 3],red,1,0\n", "line 2: feature 'x': '[1 2 3]' is not a valid JSON list"),
+        ("x,color,n,label\n1 2 3,,1,0\n", "line 2: feature 'color': missing, and it has no default"),
         (
             "x,color,n,label\n1 2 3,gren,1,0\n",
-            "row 1: feature 'color': 'gren' is not in the vocabulary (did you mean 'green'?)",
+            "line 2: feature 'color': 'gren' is not in the vocabulary (did you mean 'green'?)",
         ),
         (
             "x,color,n,label\n1 2 3,red,1,2.5\n",
-            "row 1: feature 'label': 2.5 is not a whole number (int64 holds whole numbers)",
+            "line 2: feature 'label': 2.5 is not a whole number (int64 holds whole numbers)",
         ),
         ("x,color,label\n", "no records to write (the input has no rows)"),
         ("x,color,n\n", "no column for the required feature 'label' (int64 [])"),

@@ -60,10 +60,10 @@ def test_png_paths_store_the_file_bytes(tmp_path, capsys, fmt):
     [
         (
             "img/missing.png",
-            "images.csv row 2: feature 'image': image file not found: {tmp}/img/missing.png ('img/missing.png' is relative to the input file's directory)",
+            "images.csv line 3: feature 'image': image file not found: {tmp}/img/missing.png ('img/missing.png' is relative to the input file's directory)",
         ),
-        ("img/big.png", "images.csv row 2: feature 'image': expected an image of 4x4 pixels, got a PNG image of 5x5"),
-        ("img", "images.csv row 2: feature 'image': cannot read image file {tmp}/img"),
+        ("img/big.png", "images.csv line 3: feature 'image': expected an image of 4x4 pixels, got a PNG image of 5x5"),
+        ("img", "images.csv line 3: feature 'image': cannot read image file {tmp}/img"),
     ],
 )
 def test_a_bad_image_names_row_feature_and_path(tmp_path, capsys, cell, message):

@@ -52,7 +52,15 @@ def test_number_problem(value, dtype, expected):
 
 # (array, dtype, the problem or None); only whole numbers in range pass for integer dtypes.
 ARRAYS = [
-    (np.array([1.5, np.nan]), "float32", None),  # float features take anything: nothing is scanned
+    (np.array([1.5, -2.0]), "float32", None),
+    (
+        np.array([1.5, np.nan]),
+        "float32",
+        "nan at [1] is NaN; float32 values must be finite numbers (with a `default` in the spec, NaN reads as missing)",
+    ),
+    (np.array([[1.0], [-np.inf]]), "float32", "-inf at [1, 0] is infinite; float32 values must be finite numbers"),
+    (np.array([1e39]), "float32", "1e+39 at [0] is outside the float32 range -3.4028235e+38..3.4028235e+38"),
+    (np.array([3.0e38], np.float32), "float32", None),
     (np.array([[1, 2], [3, 4]]), "int64", None),
     (np.array([0.0, 255.0]), "uint8", None),
     (np.zeros((0, 3)), "uint8", None),
