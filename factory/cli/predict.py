@@ -111,5 +111,8 @@ output: one JSON object per record, in input order: "index" (the record's positi
   {"index": 0, "class_ids": 3, "logits": [...], "probabilities": [...]}
 
 A missing or unknown feature, or a value of the wrong dtype or shape, stops the
-command with exit status 2; --output is then left as it was.
+command with exit status 2; --output is then left as it was. So does a float that
+is infinite or beyond float32's range, or NaN: a NaN (or an empty CSV cell, a JSON
+null) is a missing value, which takes the feature's `default:` if the spec declares
+one. An output that is NaN or infinite (a model overflowing) is written as null.
 """

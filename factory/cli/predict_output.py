@@ -1,4 +1,10 @@
-"""The output of ``factory predict``: one JSON object per record, ``{"index": i, <output>: value, ...}``."""
+"""The output of ``factory predict``: one JSON object per record, ``{"index": i, <output>: value, ...}``.
+
+Every line is strict JSON (RFC 8259): a float output that is NaN or infinite
+(a model can overflow on extreme but finite inputs) is written as ``null``,
+never as the bare ``NaN``/``Infinity`` most JSON parsers reject. Inputs are
+checked to be finite before they reach the model (``factory.serving.inputs``).
+"""
 
 from __future__ import annotations
 
@@ -50,7 +56,8 @@ class JsonLinesOutput:
         columns = {name: _json_column(values) for name, values in outputs.items()}
         rows = len(next(iter(columns.values()))) if columns else 0
         lines = (
-            json.dumps({"index": start + i, **{name: col[i] for name, col in columns.items()}}) for i in range(rows)
+            json.dumps({"index": start + i, **{name: col[i] for name, col in columns.items()}}, allow_nan=False)
+            for i in range(rows)
         )
         self._file.write("".join(line + "\n" for line in lines))
         self.count += rows
@@ -78,6 +85,11 @@ def _json_text(item: Any) -> Any:
 
 
 def _json_column(values: np.ndarray) -> list:
+    if values.dtype.kind == "f":
+        finite = np.isfinite(values)
+        if not finite.all():  # NaN and infinities: null (see the module docstring)
+            values = np.where(finite, values, None)
+        return values.tolist()
     if values.dtype.kind not in "SO":
         return values.tolist()
     return [np.vectorize(_json_text, otypes=[object])(v).tolist() if np.ndim(v) else _json_text(v) for v in values]

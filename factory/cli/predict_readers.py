@@ -99,6 +99,7 @@ def _columns(predictor: Predictor, rows: list[tuple[str, dict]], source: str, ba
     for name, info in predictor.inputs.items():
         feature = declared.get(name)
         is_image = feature is not None and bool(feature.encoding)
+        default = predictor.default(name)
         values: list[np.ndarray | None] = []
         encoded: list[tuple[int, bytes]] = []  # decoded together, in one call
         for i, (where, record) in enumerate(rows):
@@ -111,14 +112,14 @@ def _columns(predictor: Predictor, rows: list[tuple[str, dict]], source: str, ba
                         values.append(None)
                         continue
                 if value is None:
-                    value = predictor.default(name)
+                    value = default
                     if value is None:
                         also = " (pixels, or an image file path or base64 PNG/JPEG data)" if is_image else ""
                         raise PredictError(
                             f"missing feature '{name}': expected {info.describe(batched=False)}{also}, got nothing; "
                             f"the export takes {predictor.describe_inputs()}"
                         )
-                values.append(info.convert(value, batched=False))
+                values.append(info.convert(value, batched=False, default=default))
             except PredictError as err:
                 raise PredictError(f"{source} {where}: {err}") from None
         if encoded:

@@ -5,18 +5,20 @@ Serving serves the highest) holds a complete SavedModel with the
 ``serving_default`` and ``tf_example`` signatures and
 ``assets.extra/manifest.json``. ``RUN_DIR/export/<policy>/current`` is a
 symlink to the version the policy stands behind (the best, the newest, the
-final); retention never deletes its target.
+final); retention never deletes its target. Publishing, ``current`` and
+retention are ``ExportTree``'s (``factory.serving.export_tree``, no TensorFlow).
 
 Every export is loaded back and both signatures are run on records from the
 eval set before it is published; their outputs must match the in-memory model
-within ``tolerance``, or the export fails and nothing is published.
+within ``tolerance``, or the export fails and nothing is published. A full disk
+raises ``StorageError`` (one line naming the version and the free space) and
+leaves no staging dir behind.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -27,16 +29,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from factory.errors import FactoryError
+from factory.errors import FactoryError, disk_full, is_disk_full
 from factory.features.spec import FeatureSpec
 from factory.features.transform import FeatureTransform
 from factory.model.builder import predictions
-from factory.names import CURRENT, DEFAULT_SIGNATURE, EXAMPLE_SIGNATURE, EXAMPLES_INPUT, MANIFEST
-from factory.processes import alive
-from factory.run_dir import EXPORT
-from factory.serving.signatures import (
-    serving_functions,
-)
+from factory.names import DEFAULT_SIGNATURE, EXAMPLE_SIGNATURE, EXAMPLES_INPUT, MANIFEST
+from factory.serving.export_tree import ExportTree
+from factory.serving.signatures import serving_functions
 from factory.version import __version__
 
 
@@ -44,8 +43,8 @@ class ExportError(FactoryError):
     """An export could not be written or did not verify; nothing was published."""
 
 
-class Exporter:
-    """Writes, verifies, publishes and prunes the exports of one run."""
+class Exporter(ExportTree):
+    """Writes and verifies the exports of one run; publishing and retention are ``ExportTree``'s."""
 
     def __init__(
         self,
@@ -60,7 +59,7 @@ class Exporter:
         tolerance: float = 1e-5,
         model_name: str = "model",
     ):
-        self.root = Path(run_dir) / EXPORT
+        super().__init__(run_dir)
         self.spec, self.transform, self.model, self.task = spec, transform, model, task
         self.sample = list(sample)
         self.config = dict(config)
@@ -75,43 +74,21 @@ class Exporter:
 
         self.forward = forward
         self.functions = serving_functions(spec, transform, forward)
-        self._remove_leftovers()
-
-    def _remove_leftovers(self) -> None:
-        """Staging and trash dirs of processes that died mid-export (never visible as versions)."""
-        if not self.root.is_dir():
-            return
-        for path in self.root.iterdir():
-            kind, _, pid = path.name.rpartition("-")
-            if kind.startswith((".staging-", ".stale-", ".deleting-")) and pid.isdigit() and not alive(int(pid)):
-                shutil.rmtree(path, ignore_errors=True)
-
-    # -- paths ------------------------------------------------------------------------------------
-
-    def policy_dir(self, policy: str) -> Path:
-        return self.root / policy
-
-    def current(self, policy: str) -> int | None:
-        link = self.policy_dir(policy) / CURRENT
-        try:
-            return int(os.readlink(link))
-        except (OSError, ValueError):
-            return None
-
-    def versions(self, policy: str) -> list[int]:
-        directory = self.policy_dir(policy)
-        if not directory.is_dir():
-            return []
-        return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and not p.is_symlink())
+        self.remove_leftovers()
 
     # -- writing ----------------------------------------------------------------------------------
 
     def write(self, policy: str, version: int, info: Mapping[str, Any]) -> Path:
-        """Export the current weights as ``<policy>/<version>``; returns the published directory."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        staging = self.root / f".staging-{policy}-{version}-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
+        """Export the current weights as ``<policy>/<version>`` and point ``current`` at it; returns the published dir.
+
+        On any failure the staging dir is removed and earlier versions are left as they were; a full
+        disk raises ``StorageError`` naming the version (``factory.errors.disk_full``).
+        """
+        final = self.policy_dir(policy) / str(version)
+        staging = None
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            staging = self.staging(policy, version)
             archive = keras.export.ExportArchive()
             archive.track(self.model)
             archive.track(self.transform)
@@ -122,51 +99,15 @@ class Exporter:
             manifest = self.manifest(policy, version, info, signatures)
             (staging / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-            final = self.policy_dir(policy) / str(version)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():  # left by a run killed after this export and before its checkpoint
-                stale = self.root / f".stale-{policy}-{version}-{os.getpid()}"
-                os.rename(final, stale)
-                shutil.rmtree(stale, ignore_errors=True)
-            os.rename(staging, final)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            self.publish(staging, policy, version)
+            self.point(policy, version)
+        except BaseException as err:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            if is_disk_full(err):  # an OSError from Python, or TensorFlow's error naming ENOSPC
+                raise disk_full(final) from None
             raise
-        self.point(policy, version)
         return final
-
-    def point(self, policy: str, version: int) -> None:
-        """Atomically point ``<policy>/current`` at ``version``."""
-        link = self.policy_dir(policy) / CURRENT
-        tmp = self.policy_dir(policy) / f".{CURRENT}-{os.getpid()}"
-        if tmp.is_symlink() or tmp.exists():
-            tmp.unlink()
-        os.symlink(str(version), tmp)
-        os.replace(tmp, link)
-
-    def prune(self, policy: str, versions: Sequence[int]) -> list[int]:
-        """Delete exported versions (never the one ``current`` points at); returns those deleted."""
-        keep = self.current(policy)
-        deleted = []
-        for version in versions:
-            path = self.policy_dir(policy) / str(version)
-            if version != keep and path.is_dir():
-                trash = self.root / f".deleting-{policy}-{version}-{os.getpid()}"
-                os.rename(path, trash)  # gone from the policy dir at once, then removed
-                shutil.rmtree(trash, ignore_errors=True)
-                deleted.append(version)
-        return deleted
-
-    def remove_newer(self, policy: str, next_version: int) -> list[int]:
-        """Delete versions >= ``next_version``: exports written after the checkpoint a run resumes from."""
-        orphans = [v for v in self.versions(policy) if v >= next_version]
-        current = self.current(policy)
-        if current is not None and current >= next_version:
-            (self.policy_dir(policy) / CURRENT).unlink(missing_ok=True)
-            older = [v for v in self.versions(policy) if v < next_version]
-            if older:
-                self.point(policy, older[-1])
-        return self.prune(policy, orphans)
 
     # -- verification -----------------------------------------------------------------------------
 

@@ -5,6 +5,12 @@ exactly its dtype and shape; ``ServingInputs`` checks a whole batch of
 features (unknown and missing names, defaults from the feature spec, equal
 batch sizes, vocabularies). Every problem is a ``PredictError`` naming the
 feature, what was expected and what was received.
+
+Float inputs must be finite and within float32's range (``checks.numbers_problem``):
+NaN, infinities and values such as 1e39 (infinite in float32) are refused. A
+NaN stands for a missing value, like an absent one, as in ``factory write``: an
+example whose value is NaN throughout takes the feature's ``default`` when the
+spec declares one; a NaN among numbers, or in a feature without a default, is refused.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from factory.features.spec import FeatureSpec
 from factory.serving.manifest import PredictError
 from factory.validation import did_you_mean
 
+# The float dtypes an input may have (a feature spec declares float32; a signature may take others).
 _FLOATS = ("float32", "float64", "float16")
 
 
@@ -59,21 +66,25 @@ class TensorInfo:
         dims = (["batch"] if batched else []) + ["any" if d is None else str(d) for d in self.shape]
         return f"{self.dtype} of shape [{', '.join(dims)}]"
 
-    def convert(self, value: Any, batched: bool = True, start: int = 0) -> np.ndarray:
+    def convert(
+        self, value: Any, batched: bool = True, start: int = 0, default: np.ndarray | None = None
+    ) -> np.ndarray:
         """``value`` as an array of exactly this dtype and shape (plus a leading batch dimension if ``batched``).
 
-        Integers are accepted for float32; floats for an integer dtype only when
-        they are whole numbers (and in range: 0..255 for uint8); str or bytes for
-        string (kept as UTF-8 bytes). Raises ``PredictError`` naming the feature,
+        Integers are accepted for float32, and floats only when finite and within its
+        range; floats for an integer dtype only when they are whole numbers (and in
+        range: 0..255 for uint8); str or bytes for string (kept as UTF-8 bytes).
+        ``default`` (unbatched; default None) replaces a float value that is NaN
+        throughout (a missing value). Raises ``PredictError`` naming the feature,
         what was expected and what was received; positions in it count the batch
         from ``start`` (default 0).
         """
-        return _Converter(self, batched, start).convert(value)
+        return _Converter(self, batched, start, default).convert(value)
 
 
 class _Converter:
-    def __init__(self, info: TensorInfo, batched: bool, start: int):
-        self.info, self.batched, self.start = info, batched, start
+    def __init__(self, info: TensorInfo, batched: bool, start: int, default: np.ndarray | None = None):
+        self.info, self.batched, self.start, self.default = info, batched, start, default
 
     def fail(self, got: str, hint: str = "") -> PredictError:
         return PredictError(f"feature '{self.info.name}': expected {self.info.describe(self.batched)}, got {got}{hint}")
@@ -120,7 +131,7 @@ class _Converter:
         info = self.info
         if arr.dtype.kind == "O":
             for position, item in np.ndenumerate(arr):
-                problem = number_problem(item, info.dtype, position)
+                problem = number_problem(item, info.dtype, position, nan_missing=self.default is not None)
                 if problem is not None:
                     raise self.fail_at(problem)
             arr = np.asarray(arr.tolist())
@@ -128,13 +139,31 @@ class _Converter:
         if kind not in "iuf":
             raise self.fail(got)
         if info.dtype in _FLOATS:
-            return arr.astype(info.dtype, copy=False)
+            return self._floats(arr)
         if info.dtype not in RANGES:
             raise PredictError(f"feature '{info.name}': the export takes {info.dtype}, which factory cannot feed")
         problem = numbers_problem(arr, info.dtype)
         if problem is not None:
             raise self.fail_at(problem)
         return arr.astype(info.dtype, copy=False)
+
+    def _floats(self, arr: np.ndarray) -> np.ndarray:
+        """Finite floats in range; an example that is NaN throughout takes ``default`` when there is one."""
+        default = self.default
+        if arr.dtype.kind == "f" and default is not None and arr.size:
+            examples = arr.reshape(len(arr), -1) if self.batched and arr.ndim else arr.reshape(1, -1)
+            fits = default.shape == (arr.shape[1:] if self.batched else arr.shape)
+            missing = np.isnan(examples).all(axis=1) if fits and examples.shape[1] else None
+            if missing is not None and missing.any():
+                arr = arr.copy()
+                if self.batched:
+                    arr[missing] = default
+                else:
+                    arr = np.asarray(default, dtype=arr.dtype)
+        problem = numbers_problem(arr, self.info.dtype)  # float32: NaN, infinities, beyond its range
+        if problem is not None:
+            raise self.fail_at(problem)
+        return arr.astype(self.info.dtype, copy=False)
 
 
 class ServingInputs:
@@ -177,8 +206,9 @@ class ServingInputs:
 
         Ignored names are dropped; any other unknown name, a missing input
         (unless the spec gives it a default, which fills the batch), a wrong
-        dtype or shape, unequal batch sizes or a value outside a vocabulary
-        without ``oov_buckets`` raise ``PredictError``. Positions in messages
+        dtype or shape, a float that is not finite (an example NaN throughout
+        takes the default, if any), unequal batch sizes or a value outside a
+        vocabulary without ``oov_buckets`` raise ``PredictError``. Positions in messages
         count examples from ``start`` (default 0).
         """
         if not isinstance(features, Mapping):
@@ -200,7 +230,9 @@ class ServingInputs:
                 f"the export takes {self.describe()}"
             )
         arrays = {
-            n: info.convert(features[n], start=start) for n, info in self.tensors.items() if features.get(n) is not None
+            n: info.convert(features[n], start=start, default=self.default(n))
+            for n, info in self.tensors.items()
+            if features.get(n) is not None
         }
         sizes = {n: a.shape[0] for n, a in arrays.items()}
         if len(set(sizes.values())) > 1:

@@ -11,6 +11,12 @@
 
 The manifest (``assets.extra/manifest.json``) says what the export takes and
 returns, so inputs can be checked before TensorFlow loads.
+
+Export retention of a running training deletes old versions (by one rename,
+see ``factory.serving.export_tree``), possibly between the moment a reader
+resolves a path and the moment it has read the version: ``vanished`` tells
+that this happened, and ``follow`` resolves the path the reader was given
+again. A version is never seen half-written: it appears by a rename when complete.
 """
 
 from __future__ import annotations
@@ -20,13 +26,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from factory.errors import FactoryError
+from factory.errors import RecordError
 from factory.names import CURRENT, MANIFEST, POLICY_PREFERENCE, SAVED_MODEL
 from factory.run_dir import EXPORT
 
 
-class PredictError(FactoryError, ValueError):
+class PredictError(RecordError):
     """Inputs that do not match what an export takes, or an export that cannot be found or read.
+
+    A ``RecordError``: a record given to predict, like one given to the writer, is named with its
+    feature and position.
 
     ``index`` is the position of the record at fault in the batch given to
     ``Predictor.predict_examples`` (None otherwise) and ``detail`` the message without it.
@@ -45,8 +54,12 @@ def _is_version(path: Path) -> bool:
 def _policy_version(path: Path) -> Path | None:
     """The version a policy dir stands for: ``current``'s target, else the highest numbered one."""
     current = path / CURRENT
-    if (current.is_symlink() or current.is_dir()) and _is_version(current.resolve()):
-        return path / os.readlink(current) if current.is_symlink() else current
+    try:  # read the link once: a training run may move or remove it meanwhile
+        target = path / os.readlink(current)
+    except OSError:  # no link (or a plain dir named current)
+        target = current
+    if _is_version(target):
+        return target
     try:
         numbered = [p for p in path.iterdir() if p.name.isdigit() and not p.is_symlink() and _is_version(p)]
     except OSError:
@@ -75,6 +88,8 @@ def find_export(path: str | os.PathLike) -> Path:
     given = Path(path).expanduser()
     if given.name == SAVED_MODEL and given.is_file():
         given = given.parent
+    if given.is_symlink():  # e.g. <policy>/current: read the version it points at now, even if it moves on
+        given = given.resolve()
     if not given.exists():
         raise PredictError(f"export not found: {given} does not exist")
     if not given.is_dir():
@@ -110,3 +125,27 @@ def read_manifest(version_dir: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("feature_spec"), dict):
         raise PredictError(f"{path}: not an export manifest (no `feature_spec`); was it written by factory?")
     return manifest
+
+
+def vanished(version_dir: str | os.PathLike) -> bool:
+    """Whether the version dir ``version_dir`` is gone (deleted by retention, or replaced and not yet back)."""
+    return not _is_version(Path(version_dir))
+
+
+def follow(given: str | os.PathLike, gone: str | os.PathLike) -> Path:
+    """The version to read instead of ``gone``, deleted while it was read: ``given`` (what the reader was asked
+    to load) resolved again.
+
+    ``PredictError`` (one line) when ``given`` named ``gone`` itself, or when no version is left under it.
+    """
+    given, gone = Path(given).expanduser(), Path(gone)
+    why = f"{gone} was deleted while it was being loaded (export retention of a running training removes old versions)"
+    named = given.parent if given.name == SAVED_MODEL else given
+    if not given.is_symlink() and os.path.abspath(named) == os.path.abspath(gone):
+        raise PredictError(f"{why}; pass its policy dir ({gone.parent}) to load the version that replaced it")
+    try:
+        return find_export(given)
+    except PredictError:
+        raise PredictError(
+            f"{why}, and {given} holds no other export; train with an export policy to write one"
+        ) from None

@@ -4,23 +4,35 @@
 run dir; see ``factory.serving.manifest``). The manifest is read without TensorFlow,
 so inputs are checked, and named when wrong, before TensorFlow sees them
 (``factory.serving.inputs``). TensorFlow is imported only to load the SavedModel.
+
+Loading while a training run exports into the same tree is safe: a version
+appears only when complete, and one that retention deletes between resolving
+``path`` and loading it is replaced by resolving ``path`` again (at most
+``FOLLOW_LIMIT`` times); the manifest and the SavedModel then come from the
+same, new version. A version dir given directly is not replaced: its deletion is
+a one-line ``PredictError``. Why readers retry rather than retention waiting
+for them: ``factory.serving.export_tree``.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from factory.errors import ConfigError
+from factory.features.checks import numbers_problem
 from factory.features.spec import FeatureSpec
 from factory.names import DEFAULT_SIGNATURE, EXAMPLE_SIGNATURE, EXAMPLES_INPUT, MANIFEST
 from factory.serving.inputs import ServingInputs, TensorInfo
-from factory.serving.manifest import PredictError, find_export, read_manifest
+from factory.serving.manifest import PredictError, find_export, follow, read_manifest, vanished
 
 DEFAULT_BATCH_SIZE = 256
+# Versions deleted under one load before giving up: retention deletes one or two per evaluation.
+FOLLOW_LIMIT = 5
 
 
 class Predictor:
@@ -35,18 +47,32 @@ class Predictor:
     """
 
     def __init__(self, path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE):
-        self.path = find_export(path)
-        self.manifest = read_manifest(self.path)
-        self.version: int | None = self.manifest.get("version")
-        self.policy: str | None = self.manifest.get("policy")
-        try:
-            self.spec = FeatureSpec.from_dict(self.manifest["feature_spec"], prefix="feature_spec")
-        except ConfigError as err:
-            raise PredictError(f"{self.path / MANIFEST}: {err}") from None
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise PredictError(f"batch_size: expected a positive integer, got {batch_size!r}")
         self.batch_size = batch_size
-        signature = (self.manifest.get("signatures") or {}).get(DEFAULT_SIGNATURE)
+        self._given = path
+        self._follows = 0
+        self._loaded = None
+        self._open(find_export(path))
+
+    def _open(self, version_dir: Path) -> None:
+        """Read the manifest of ``version_dir`` (following retention, see ``_follow``) and take its inputs."""
+        while True:
+            try:
+                manifest = read_manifest(version_dir)
+                break
+            except PredictError:
+                if not vanished(version_dir):
+                    raise
+                version_dir = self._follow(version_dir)
+        self.path, self.manifest = version_dir, manifest
+        self.version: int | None = manifest.get("version")
+        self.policy: str | None = manifest.get("policy")
+        try:
+            self.spec = FeatureSpec.from_dict(manifest["feature_spec"], prefix="feature_spec")
+        except ConfigError as err:
+            raise PredictError(f"{version_dir / MANIFEST}: {err}") from None
+        signature = (manifest.get("signatures") or {}).get(DEFAULT_SIGNATURE)
         if signature:
             inputs = {k: TensorInfo.from_manifest(k, v) for k, v in signature["inputs"].items()}
             self.outputs = {k: TensorInfo.from_manifest(k, v) for k, v in signature["outputs"].items()}
@@ -56,7 +82,19 @@ class Predictor:
         self._inputs = ServingInputs(inputs, self.spec)
         self.inputs = self._inputs.tensors
         self.ignored = self._inputs.ignored
-        self._loaded = None
+
+    def _follow(self, gone: Path) -> Path:
+        """The version replacing ``gone``, deleted by retention while it was read: the path given resolved again.
+
+        Bounded: after ``FOLLOW_LIMIT`` deleted versions in a row, ``PredictError``.
+        """
+        self._follows += 1
+        if self._follows > FOLLOW_LIMIT:
+            raise PredictError(
+                f"{self._given}: {FOLLOW_LIMIT} versions in a row were deleted while they were being loaded; "
+                "load a version that retention keeps (the policy's `current`), or try again"
+            )
+        return follow(self._given, gone)
 
     def __repr__(self) -> str:
         return f"Predictor({str(self.path)!r}, policy={self.policy!r}, version={self.version!r})"
@@ -68,10 +106,14 @@ class Predictor:
             os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
             import tensorflow as tf  # defers TensorFlow
 
-            try:
-                loaded = tf.saved_model.load(str(self.path))
-            except (OSError, ValueError, tf.errors.OpError) as err:
-                raise PredictError(f"{self.path}: cannot load the SavedModel ({_first_line(err)})") from None
+            while True:
+                try:
+                    loaded = tf.saved_model.load(str(self.path))
+                    break
+                except (OSError, ValueError, tf.errors.OpError) as err:
+                    if not vanished(self.path):
+                        raise PredictError(f"{self.path}: cannot load the SavedModel ({_first_line(err)})") from None
+                    self._open(self._follow(self.path))
             missing = [s for s in (DEFAULT_SIGNATURE, EXAMPLE_SIGNATURE) if s not in loaded.signatures]
             if missing:
                 raise PredictError(
@@ -115,7 +157,10 @@ class Predictor:
         arrays = self.check(features)
         import tensorflow as tf  # defers TensorFlow
 
+        checked_with = self.path
         fn = self.signatures[DEFAULT_SIGNATURE]
+        if self.path != checked_with:  # retention replaced the version while it loaded: check against the new one
+            arrays = self.check(features)
         rows = next(iter(arrays.values())).shape[0]
         step = batch_size or self.batch_size
         dtypes = {name: tf.as_dtype(info.dtype) for name, info in self.inputs.items()}
@@ -134,8 +179,9 @@ class Predictor:
         """Outputs of the ``tf_example`` signature for serialized tf.train.Example records (labels in them are ignored).
 
         ``batch_size`` defaults to ``self.batch_size``. A record that is not a
-        tf.train.Example or lacks a required feature raises ``PredictError``
-        naming the record (``index``) and the feature.
+        tf.train.Example, lacks a required feature or holds a float that is NaN,
+        infinite or beyond float32's range raises ``PredictError`` naming the
+        record (``index``) and the feature.
         """
         if isinstance(serialized, str | bytes):
             raise PredictError(
@@ -154,12 +200,38 @@ class Predictor:
         def run(lo: int) -> dict[str, np.ndarray]:
             chunk = records[lo : lo + step]
             try:
-                return self._ordered(fn(**{EXAMPLES_INPUT: tf.constant(chunk, dtype=tf.string, shape=[len(chunk)])}))
+                outputs = self._ordered(fn(**{EXAMPLES_INPUT: tf.constant(chunk, dtype=tf.string, shape=[len(chunk)])}))
             except tf.errors.OpError as err:
                 index, detail = self._explain_examples(chunk, err)
                 raise PredictError(f"record {lo + index}: {detail}", index=lo + index, detail=detail) from None
+            self._check_floats(chunk, lo)
+            return outputs
 
         return _concat([run(lo) for lo in range(0, max(len(records), 1), step)])
+
+    def _check_floats(self, records: list[bytes], start: int) -> None:
+        """``PredictError`` naming the first record (counted from ``start``) whose float feature holds a NaN,
+        an infinity or a value outside float32's range (``checks.numbers_problem``). A record stands for a
+        missing value by leaving the feature out, so a NaN in it is refused even where the spec has a default."""
+        floats = [f for f in self.spec.features if f.dtype == "float32"]
+        if not floats or not records:
+            return
+        import tensorflow as tf  # defers TensorFlow
+
+        from factory.features import parsing  # defers TensorFlow
+
+        parsed = tf.io.parse_example(
+            tf.constant(records, dtype=tf.string, shape=[len(records)]),
+            {f.name: parsing.feature_parse_spec(f, False) for f in floats},
+        )
+        for f in floats:
+            value = parsed[f.name]
+            values = (value.to_tensor() if isinstance(value, tf.RaggedTensor) else value).numpy()
+            problem = numbers_problem(values, f.dtype)
+            if problem is not None:
+                index, inside = problem.in_row()
+                detail = f"feature '{f.name}': {inside}"
+                raise PredictError(f"record {start + index}: {detail}", index=start + index, detail=detail)
 
     def _ordered(self, outputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         # A loaded signature returns its outputs in no fixed order: the manifest's (sorted) order instead.

@@ -60,6 +60,7 @@ TF_FREE = (
     "factory.config.settings",
     "factory.config.schema",
     "factory.serving.manifest",
+    "factory.serving.export_tree",
     "factory.serving.inputs",
     "factory.serving.predictor",
     "factory.training.runner",
