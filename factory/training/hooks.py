@@ -206,7 +206,7 @@ def rewind_metrics(path: Path, step: int) -> None:
     write_json_lines(path, kept)
     cut = [f"{len(rows) - len(kept)} evaluation(s) after step {step}"] if len(kept) < len(rows) else []
     cut += ["a last line cut off mid-write"] if torn else []
-    log.info(f"{path.name}: cut {' and '.join(cut)}; the resumed run does them again")
+    log.warning(f"{path.name}: cut {' and '.join(cut)}; the resumed run does them again")
 
 
 class MetricsLog:

@@ -229,7 +229,7 @@ class Trainer:
     def train(self, steps: int) -> float:
         """Take ``steps`` training steps in one call; their mean loss."""
         cfg = self.config
-        with explain_errors(self.spec, list(cfg.data.train), cfg.data.compression):
+        with explain_errors(self.spec, list(cfg.data.train), cfg.data.compression, key="data.train"):
             return float(self.train_steps(self.train_iter, tf.constant(steps, tf.int64)))
 
     def agree(self, stop: bool) -> bool:
@@ -275,7 +275,8 @@ class Trainer:
         """
         entry = self._eval_dataset(files, max_batches)
         totals = None
-        with explain_errors(self.spec, list(files), self.config.data.compression):
+        key = "data.eval" if prefix == EVAL_PREFIX else f"data.{prefix.rstrip('_')}"
+        with explain_errors(self.spec, list(files), self.config.data.compression, key=key):
             if entry["batches"] is None:
                 count = 0
                 for batch in self._distribute(entry["dataset"]):
@@ -288,9 +289,7 @@ class Trainer:
                 for _ in range(entry["batches"]):
                     totals = accumulate(totals, self.eval_step(next(entry["iterator"])))
         if totals is None:
-            raise TrainingError(
-                f"data.{prefix.rstrip('_') if prefix != EVAL_PREFIX else 'eval'}: the records are empty"
-            )
+            raise TrainingError(f"{key}: the records are empty")
         return self.task.finalize(totals, prefix)
 
     def validate(self) -> dict[str, float]:

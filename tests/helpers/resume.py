@@ -11,6 +11,7 @@ import textwrap
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -32,13 +33,18 @@ def training_script(run_dir: Path, overrides: Sequence[str]) -> str:
     )
 
 
+class Trained(NamedTuple):
+    killed: bool
+    stderr: str
+
+
 def train_in_child(
     run_dir: Path,
     overrides: Sequence[str],
     kill_when: Callable[[], bool] | None = None,
     env: dict[str, str] | None = None,
-) -> bool:
-    """Train in a child process; SIGKILL it as soon as ``kill_when()`` is true. True when it was killed.
+) -> Trained:
+    """Train in a child process; SIGKILL it as soon as ``kill_when()`` is true.
 
     Without ``kill_when`` (or when the run ends first) the run must end with status 0.
     """
@@ -63,7 +69,7 @@ def train_in_child(
             proc.kill()
     if not killed:
         assert proc.returncode == 0, err[-3000:]
-    return killed
+    return Trained(killed, err)
 
 
 def metric_rows(run_dir: Path) -> list[dict]:

@@ -120,7 +120,7 @@ def test_ten_kills_at_seeded_moments_end_like_an_uninterrupted_run(tmp_path):
     caught, loaded = [], 0
     for target in targets:
         kill = KillAt(run, target, rng.choice(MODES), rng)
-        assert train_in_child(run, OVERRIDES, kill_when=kill), f"the run ended before the kill at eval {target}"
+        assert train_in_child(run, OVERRIDES, kill_when=kill).killed, f"the run ended before the kill at eval {target}"
         caught.append(f"{kill.mode}@{target}{'' if kill.mode in ('row', 'delay') or kill.caught else '(late)'}")
         loaded += _check_exports(run, checked, records, pixels)
     train_in_child(run, OVERRIDES)

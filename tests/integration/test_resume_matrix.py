@@ -114,7 +114,7 @@ def test_kill_9_and_resume_is_exact(case, tmp_path, iris_records):
         env["PYTHONPATH"] = str(tmp_path)
     train_in_child(tmp_path / "straight", overrides, env=env)
     resumed = tmp_path / "resumed"
-    killed = train_in_child(resumed, overrides, kill_when=lambda: evaluations(resumed) >= 2, env=env)
+    killed = train_in_child(resumed, overrides, kill_when=lambda: evaluations(resumed) >= 2, env=env).killed
     assert killed and not (resumed / "summary.json").exists(), "the run ended before it was killed"
     train_in_child(resumed, overrides, env=env)
     assert_same_run(tmp_path / "straight", resumed)
