@@ -10,6 +10,7 @@
   ``checkpoints/``       ``ckpt-N`` (resume), ``best/weights`` and ``final/weights``
   ``export/``            ``<policy>/<version>/`` SavedModels
   ``.hydra/``            Hydra's record of the job: ``config.yaml``, ``overrides.yaml``
+  ``.lock``              held by the process training the run (``owning``): its pid and command line
 
 Files other processes read while the run goes on (sweep summaries, ``factory summarize``)
 are written to a temporary name and renamed, so a reader sees them whole or not at all.
@@ -17,9 +18,12 @@ are written to a temporary name and renamed, so a reader sees them whole or not 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +126,110 @@ def torn_tail(path: str | os.PathLike) -> bool:
     """True when the last line of ``path`` was cut mid-write (no newline at the end of the file)."""
     path = Path(path)
     return path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+
+
+# -- one owner per run dir ----------------------------------------------------------------------
+
+LOCK = ".lock"  # flock'ed by the process that owns the run dir; holds its pid and command line
+
+# Run dirs this process holds, by real path: {"fd": the locked file or None, "depth", "recorded"}.
+# flock conflicts between two descriptors of one process too, so every holder in this process
+# (the CLI's check before Hydra, then `train()`) shares one entry.
+_HELD: dict[str, dict[str, Any]] = {}
+
+
+def _command_line() -> str:
+    try:
+        parts = Path("/proc/self/cmdline").read_bytes().split(b"\0")
+        text = " ".join(p.decode(errors="replace") for p in parts if p)
+    except OSError:  # no /proc
+        text = " ".join(sys.argv)
+    text = " ".join(text.split())  # one line, whatever `python -c` was given
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _holder(fd: int) -> str:
+    """``process <pid> (<command line>)`` from a lock file, as far as it can be read."""
+    try:
+        pid, _, command = os.pread(fd, 4096, 0).decode(errors="replace").partition("\n")
+    except OSError:
+        pid, command = "", ""
+    pid = pid.strip()
+    if not pid.isdigit():
+        return "another process"
+    command = command.strip()
+    return f"process {pid}" + (f" ({command})" if command else "")
+
+
+def _busy(run_dir: Path, fd: int) -> FactoryError:
+    holder = _holder(fd)
+    pid = holder.split()[1] if holder.startswith("process ") else "PID"
+    return FactoryError(
+        f"{run_dir} is in use by {holder}: one process trains a run dir at a time; wait for it to end, "
+        f"stop it (kill {pid}), or use another hydra.run.dir"
+    )
+
+
+def _acquire(run_dir: Path, record: bool) -> None:
+    key = os.path.realpath(run_dir)
+    entry = _HELD.get(key) or {"fd": None, "depth": 0, "recorded": False}
+    fd = entry["fd"]
+    if fd is None:
+        try:
+            if record:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            else:  # a look only: nothing is created or written
+                fd = os.open(run_dir / LOCK, os.O_RDWR)
+        except (FileNotFoundError, NotADirectoryError):
+            if record:
+                raise
+            fd = None
+        except OSError as err:
+            if is_disk_full(err):
+                raise disk_full(run_dir / LOCK) from None
+            raise
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                error = _busy(run_dir, fd)
+                os.close(fd)
+                raise error from None
+    if record and not entry["recorded"]:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n{_command_line()}\n".encode(), 0)
+        entry["recorded"] = True
+    entry["fd"] = fd
+    entry["depth"] += 1
+    _HELD[key] = entry
+
+
+def _release(run_dir: Path) -> None:
+    key = os.path.realpath(run_dir)
+    entry = _HELD[key]
+    entry["depth"] -= 1
+    if entry["depth"] == 0:
+        del _HELD[key]
+        if entry["fd"] is not None:
+            os.close(entry["fd"])  # closing the last descriptor releases the flock
+
+
+@contextlib.contextmanager
+def owning(run_dir: str | os.PathLike, record: bool = True) -> Iterator[None]:
+    """Hold ``run_dir`` for this process for the block: an exclusive ``flock`` on ``RUN_DIR/.lock``.
+
+    ``record``: create the run dir and its lock file if needed, and write this process's pid
+    and command line into it. ``record=False`` only looks: a lock file that exists is locked
+    (so nobody else starts meanwhile), nothing is created or written (a finished run dir stays
+    byte for byte as it was). Re-entrant within a process, also from ``record=False`` to
+    ``record=True``. The operating system releases the lock when the process ends however it
+    ends (``kill -9`` too), so a lock is never stale. Another process holding it is a
+    ``FactoryError`` that names it and says what to do.
+    """
+    run_dir = Path(run_dir)
+    _acquire(run_dir, record)
+    try:
+        yield
+    finally:
+        _release(run_dir)

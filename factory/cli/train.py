@@ -14,26 +14,32 @@ launchers then work as in any Hydra app; each run writes everything into its
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import hydra
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import IntervalSweep
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from factory.config import DEFAULTED_GROUPS, defaults, load_config
+from factory.config import DEFAULTED_GROUPS, Config, defaults, load_config
+from factory.config.globs import missing_data
+from factory.config.resume import check_run_dir
 from factory.errors import ConfigError, FactoryError
 from factory.networks.registry import default_params, registered_names
 from factory.policies import Monitor
+from factory.run_dir import HYDRA, owning, write_text
 from factory.sweeps.trial_process import run_in_child
 from factory.training.runner import train
 from factory.validation import did_you_mean, resource_dir
@@ -157,15 +163,27 @@ def _sweeper_params(base: list[str], overrides: list[str], config_dir: str, name
     return [f"{key}={value}" for key, value in (params or {}).items() if key not in given]
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML syntax error in a config file as one line: the file, the line, what is wrong."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    where = f"{mark.name}, line {mark.line + 1}" if mark is not None else "a config file"
+    what = " ".join(str(getattr(err, "problem", None) or err).split())
+    context = getattr(err, "context", None)
+    return f"{where}: YAML syntax error: {what}{f' ({context})' if context else ''}; fix the file"
+
+
+def _config_dir_overrides(overrides: list[str], dirs: list[str]) -> list[str]:
+    """``overrides`` plus the ``hydra.searchpath`` that ``--config-dir`` adds."""
+    if not dirs:
+        return overrides
+    return [*overrides, f"hydra.searchpath=[{','.join('file://' + os.path.abspath(d) for d in dirs)}]"]
+
+
 def check_command_line(argv: Sequence[str]) -> None:
     """Compose and validate the config of every trial the command line describes; ConfigError if any is bad."""
     overrides, multirun, name, dirs = _split_argv(argv)
     config_dir = str(resource_dir("conf"))
-    if dirs:
-        overrides = [
-            *overrides,
-            f"hydra.searchpath=[{','.join('file://' + os.path.abspath(d) for d in dirs)}]",
-        ]
+    overrides = _config_dir_overrides(overrides, dirs)
     sampling = any(o.startswith(("hydra/sweeper=", "+hparams_search=", "hparams_search=")) for o in overrides)
     for o in overrides:
         if "interval(" in o and not sampling:
@@ -189,10 +207,11 @@ def check_command_line(argv: Sequence[str]) -> None:
             raw = OmegaConf.to_container(cfg, resolve=True)
         except (HydraException, OmegaConfBaseException) as err:
             problems = _explain_hydra_error(err, trial, config_dir, name)
+        except yaml.YAMLError as err:
+            raise ConfigError(_yaml_problem(err)) from None
         else:
             try:
-                load_config(raw)
-                problems = []
+                problems = missing_data(load_config(raw))
             except ConfigError as err:
                 problems = err.problems
         fresh = [p for p in problems if p not in seen]
@@ -206,6 +225,20 @@ def check_command_line(argv: Sequence[str]) -> None:
             raise ConfigError([*fresh[:-1], fresh[-1] + sweep])
 
 
+def _record_job(cfg, hydra_cfg, run_dir: str) -> None:
+    """Hydra's record of the job in ``RUN_DIR/.hydra/`` (``config.yaml``, ``hydra.yaml``, ``overrides.yaml``).
+
+    ``conf/config.yaml`` sets ``hydra.output_subdir: null``, so Hydra writes nothing before the
+    job; the job writes these files itself once it knows it will train: a finished run dir
+    run again is left as it was.
+    """
+    directory = Path(run_dir) / HYDRA
+    directory.mkdir(parents=True, exist_ok=True)
+    write_text(directory / "config.yaml", OmegaConf.to_yaml(cfg))
+    write_text(directory / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})))
+    write_text(directory / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))
+
+
 def _job(cfg) -> float:
     raw = OmegaConf.to_container(cfg, resolve=True)
     hydra_cfg = HydraConfig.get()
@@ -213,15 +246,22 @@ def _job(cfg) -> float:
     raw["run_dir"] = run_dir
     try:
         config = load_config(raw)
-        if "joblib" in str(hydra_cfg.launcher.get("_target_", "")).lower():
-            # joblib's workers live on from trial to trial: one fresh process per trial, so
-            # TensorFlow and the trial's memory go when the trial ends.
-            n_jobs = hydra_cfg.launcher.get("n_jobs") or 1
-            parallel = (
-                max(1, (os.cpu_count() or 1) + 1 + n_jobs) if n_jobs < 0 else n_jobs
-            )  # joblib: -1 is one per core
-            return run_in_child(raw, run_dir, OmegaConf.to_container(hydra_cfg.job_logging, resolve=True), parallel)
-        return train(config, run_dir=run_dir)
+        held = contextlib.ExitStack()
+        with held:
+            if config.train.strategy != "multi_worker_mirrored":
+                held.enter_context(owning(run_dir, record=False))
+            done = check_run_dir(config, run_dir)
+            if done is not None:  # printed, not logged: the log is a file of the run dir
+                print(f"{run_dir}: {done.message}", flush=True)
+                return done.best_value
+            _record_job(cfg, hydra_cfg, run_dir)
+            if "joblib" not in str(hydra_cfg.launcher.get("_target_", "")).lower():
+                return train(config, run_dir=run_dir)
+        # joblib's workers live on from trial to trial: one fresh process per trial, so
+        # TensorFlow and the trial's memory go when the trial ends. It takes the run dir itself.
+        n_jobs = hydra_cfg.launcher.get("n_jobs") or 1
+        parallel = max(1, (os.cpu_count() or 1) + 1 + n_jobs) if n_jobs < 0 else n_jobs  # joblib: -1 is one per core
+        return run_in_child(raw, run_dir, OmegaConf.to_container(hydra_cfg.job_logging, resolve=True), parallel)
     except FactoryError as err:
         logging.getLogger("factory").error(f"error: {err}")
         raise SystemExit(err.exit_code) from None
@@ -258,6 +298,39 @@ def register_with_hydra() -> None:
 register_with_hydra()
 
 
+def _single_run(argv: list[str], held: contextlib.ExitStack) -> list[str] | str:
+    """Before Hydra starts a single run: its run dir, owned by this process from now on.
+
+    Composes ``hydra.run.dir`` (passed on to Hydra as an override, so a ``${now:...}`` in it
+    names the same directory), checks the config against the run dir's previous run
+    (``factory.config.resume``) and takes the run dir's lock. Returns the command line for
+    Hydra, or the line to print when the run is finished (then nothing is written at all).
+    """
+    overrides, _, name, dirs = _split_argv(argv)
+    try:
+        with initialize_config_dir(config_dir=str(resource_dir("conf")), version_base="1.3"):
+            cfg = compose(config_name=name, overrides=_config_dir_overrides(overrides, dirs), return_hydra_config=True)
+        run_dir = str(OmegaConf.select(cfg, "hydra.run.dir"))
+        with open_dict(cfg):
+            cfg.pop("hydra")
+        raw = OmegaConf.to_container(cfg, resolve=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(f"command line: {str(err).strip().splitlines()[0]}") from None
+    if Path(run_dir).exists() and not Path(run_dir).is_dir():
+        raise ConfigError(f"hydra.run.dir: {run_dir} is a file, not a directory; name a directory for the run")
+    config: Config = load_config({**raw, "run_dir": os.path.abspath(run_dir)})
+    if config.train.strategy != "multi_worker_mirrored":  # its workers share the run dir
+        held.enter_context(owning(run_dir, record=False))
+    done = check_run_dir(config, run_dir)
+    if done is not None:
+        held.close()
+        return done.message
+    if config.train.strategy != "multi_worker_mirrored":
+        held.enter_context(owning(run_dir))
+    quoted = "'" + run_dir.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return [*(a for a in argv if not a.startswith("hydra.run.dir=")), f"hydra.run.dir={quoted}"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``factory-train``; ``argv`` defaults to ``sys.argv[1:]``. Returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -275,10 +348,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--shell-completion",
         "-sc",
     }
+    held = contextlib.ExitStack()
     try:
         if not informational.intersection(a.partition("=")[0] for a in argv):
             check_command_line(argv)
+            if not _split_argv(argv)[1]:
+                single = _single_run(argv, held)
+                if isinstance(single, str):
+                    print(single)
+                    return 0
+                argv = single
     except FactoryError as err:
+        held.close()
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
 
@@ -286,7 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     saved = sys.argv
     sys.argv = [saved[0] if saved else "factory-train", *argv]
     try:
-        app()
+        with held:
+            app()
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from factory.config.declaration import build, fill
+from factory.config.resume import flatten
 from factory.config.settings import SCHEMA_FILE, Config, ExportConfig, TrainConfig
 from factory.errors import ConfigError
 from factory.features.spec import FeatureSpec
@@ -52,6 +53,7 @@ def load_config(config: Mapping[str, Any], source: str | None = None, check_netw
     if len(spec.labels) != 1:
         problems.append(f"features.labels: training needs exactly one label, found {len(spec.labels)}")
     problems += _train_problems(config.train, spec)
+    problems += _resume_changes_problems(config.train.resume_changes, raw)
     if config.data.generate and not config.data.dir:
         problems.append("data.dir: `generate` needs a directory to write the records into")
     if not problems:  # the monitor also picks the best weights when early stopping is off
@@ -95,6 +97,20 @@ def _train_problems(train: TrainConfig, spec: FeatureSpec) -> list[str]:
             f"train.resume_input: 'iterator' needs train.strategy=default (a distributed iterator cannot be "
             f"checkpointed); use 'replay', which continues the input exactly under '{train.strategy}' too"
         )
+    return problems
+
+
+def _resume_changes_problems(names: tuple[str, ...], raw: dict[str, Any]) -> list[str]:
+    """Each name in ``train.resume_changes`` is a key of the config, or a group of keys."""
+    known = [k for k in flatten(raw) if not k.startswith("features.")]
+    groups = {k.rsplit(".", i)[0] for k in known for i in range(1, k.count(".") + 1)}
+    problems = []
+    for i, name in enumerate(names):
+        if name not in known and name not in groups and not name.startswith("features"):
+            problems.append(
+                f"train.resume_changes[{i}]: '{name}' is not a key of this config{did_you_mean(name, known)}; "
+                "list dotted keys such as train.optimizer.learning_rate"
+            )
     return problems
 
 

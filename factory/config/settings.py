@@ -108,6 +108,13 @@ class TrainConfig:
     progress: str = setting(
         "auto", "auto: a bar on a terminal, plain lines otherwise.", enum=("auto", "bar", "lines", "none")
     )
+    resume_changes: tuple[str, ...] = setting(
+        (),
+        "Keys (or groups) a resume may change besides those always allowed (factory.config.resume.RESUMABLE), "
+        "e.g. [train.optimizer.learning_rate]; any other difference from the run dir's config.yaml is refused.",
+        schema={"type": "array", "items": {"type": "string", "pattern": _NAME}},
+        convert=tuple,
+    )
 
 
 @config_class

@@ -13,6 +13,7 @@ iterator's position and the policies' state.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -23,7 +24,10 @@ from typing import Any
 import yaml
 
 from factory.config import Config, load_config
-from factory.run_dir import CONFIG, METRICS, write_text
+from factory.config.globs import missing_data
+from factory.config.resume import check_run_dir
+from factory.errors import ConfigError
+from factory.run_dir import CONFIG, METRICS, owning, write_text
 from factory.training.hooks import EarlyStop, Exports, MetricsLog, evaluated_steps, rewind_metrics
 from factory.training.schedule import Schedule, load_run_state
 
@@ -36,20 +40,74 @@ def train(config: Config | Mapping[str, Any], run_dir: str | os.PathLike | None 
     ``config`` is a composed config dict (validated here) or a ``Config``.
     ``run_dir`` holds everything the run writes (default: ``config['run_dir']``,
     else ``runs/<timestamp>``). Running again on the same ``run_dir`` resumes
-    from its newest checkpoint.
+    from its newest checkpoint, if the config is that of the run there
+    (``factory.config.resume``); a finished run is not touched and its best value
+    is returned. The run dir is this process's for the run (``run_dir.owning``;
+    in a multi-worker run, each worker's own directory). Before TensorFlow loads:
+    a local ``data`` glob that matches no file is a ``ConfigError``.
     """
     if not isinstance(config, Config):
         config = load_config(config)
     if run_dir is None:
         run_dir = config.raw.get("run_dir") or time.strftime("runs/%Y-%m-%d_%H-%M-%S")
+    run_dir = Path(run_dir)
+    problems = missing_data(config)
+    if problems:
+        raise ConfigError(problems)
+    # The workers of a multi-worker run share the run dir: each locks the directory it writes, once known.
+    multi_worker = config.train.strategy == "multi_worker_mirrored"
+    with contextlib.ExitStack() as held:
+        if not multi_worker:
+            held.enter_context(owning(run_dir, record=False))
+        done = check_run_dir(config, run_dir)
+        if done is not None:
+            log.info(done.message)
+            return done.best_value
+        if not multi_worker:
+            held.enter_context(owning(run_dir))
+        return _train(config, run_dir, held)
+
+
+class _ConfigFirst:
+    """The run's checkpoints, with ``config.yaml`` written just before the first checkpoint.
+
+    A resume refused or failed before it (a config of another experiment, bad records, a
+    checkpoint that does not fit) leaves the previous ``config.yaml`` as it was; a checkpoint
+    never exists without the config it was trained with.
+    """
+
+    def __init__(self, checkpoints, path: Path, config: Config):
+        self._checkpoints = checkpoints
+        self._path = path
+        self._config = config
+        self._written = False
+
+    @property
+    def latest(self) -> str | None:
+        return self._checkpoints.latest
+
+    def record(self) -> None:
+        """Write ``config.yaml`` (once): the run trains with this config."""
+        if not self._written:
+            write_text(self._path, yaml.safe_dump(dict(self._config.raw), sort_keys=False))
+            self._written = True
+
+    def save(self, step: int, state: Mapping[str, Any]) -> None:
+        self.record()
+        self._checkpoints.save(step, state)
+
+
+def _train(config: Config, run_dir: Path, held: contextlib.ExitStack) -> float:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     from factory.training.checkpointing import RunCheckpoint  # defers TensorFlow
     from factory.training.closing import close_run  # defers TensorFlow
     from factory.training.trainer import TensorBoard, Trainer  # defers TensorFlow
 
-    trainer = Trainer(config, Path(run_dir))
+    trainer = Trainer(config, run_dir)
     directory = trainer.run_dir  # a worker's own, in a multi-worker run
+    if config.train.strategy == "multi_worker_mirrored":
+        held.enter_context(owning(directory))
     checkpoints = RunCheckpoint(
         directory,
         model=trainer.model,
@@ -73,8 +131,9 @@ def train(config: Config | Mapping[str, Any], run_dir: str | os.PathLike | None 
         evals = load_run_state(state, [early_stop, exports])
         rewind_metrics(directory / METRICS, trainer.step)
     else:
+        rewind_metrics(directory / METRICS, 0)  # rows of an attempt killed before its first checkpoint
         trainer.warm_start()
-    write_text(directory / CONFIG, yaml.safe_dump(dict(config.raw), sort_keys=False))
+    saving = _ConfigFirst(checkpoints, directory / CONFIG, config)
     tensorboard = TensorBoard(directory, trainer.optimizer)
     step = trainer.step
     trainer.start_input(step)
@@ -82,9 +141,10 @@ def train(config: Config | Mapping[str, Any], run_dir: str | os.PathLike | None 
         log.info(f"resumed from step {step} (evaluation {evals}) in {directory}")
     started = time.perf_counter()
     metrics_log = MetricsLog(directory / METRICS, early_stop, tensorboard.evaluation, started)
-    schedule = Schedule(config.train, trainer, checkpoints, [early_stop, exports, metrics_log], tensorboard, evals)
+    schedule = Schedule(config.train, trainer, saving, [early_stop, exports, metrics_log], tensorboard, evals)
     try:
         stopped = schedule.run(resumed, evaluated_steps(directory / METRICS), stopped=early_stop.stopped)
+        saving.record()  # before summary.json, also when the run had nothing left to checkpoint
         return close_run(
             config,
             trainer,

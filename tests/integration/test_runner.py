@@ -126,7 +126,13 @@ def test_a_resumed_run_takes_the_learning_rate_from_the_config(tmp_path, caplog)
     assert checkpoint_lr(tmp_path / "run") == pytest.approx(0.002)
     with caplog.at_level("INFO", logger="factory"):
         train(
-            compose(*TINY, "train.max_steps=40", "data.test=null", "train.optimizer.learning_rate=0.0005"),
+            compose(
+                *TINY,
+                "train.max_steps=40",
+                "data.test=null",
+                "train.optimizer.learning_rate=0.0005",
+                "train.resume_changes=[train.optimizer.learning_rate]",
+            ),
             run_dir=tmp_path / "run",
         )
     assert "train.optimizer.learning_rate: 0.0005 from the config replaces the checkpoint's 0.002" in caplog.text
@@ -134,7 +140,13 @@ def test_a_resumed_run_takes_the_learning_rate_from_the_config(tmp_path, caplog)
     caplog.clear()
     with caplog.at_level("INFO", logger="factory"):  # unchanged: nothing to say
         train(
-            compose(*TINY, "train.max_steps=60", "data.test=null", "train.optimizer.learning_rate=0.0005"),
+            compose(
+                *TINY,
+                "train.max_steps=60",
+                "data.test=null",
+                "train.optimizer.learning_rate=0.0005",
+                "train.resume_changes=[train.optimizer.learning_rate]",
+            ),
             run_dir=tmp_path / "run",
         )
     assert "resumed from step 40" in caplog.text and "learning_rate" not in caplog.text
@@ -166,14 +178,16 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_p
     config["data"] = {"train": str(tmp_path / "data" / "train-*"), "eval": str(tmp_path / "data" / "eval-*")}
     train(config, run_dir=tmp_path / "run")
     before = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
-    # Resume on records holding a NaN: the loss becomes NaN.
+    # Resume on records holding huge (finite) values: the loss overflows.
     with FeatureSpec.from_dict(spec).writer(tmp_path / "nan" / "train") as w:
-        w.write_many({"x": np.full((64, 4), np.nan, np.float32), "y": np.zeros(64, np.float32)})
+        w.write_many({"x": np.full((64, 4), 3e38, np.float32), "y": np.zeros(64, np.float32)})
     config["train"]["max_steps"] = 40
     config["data"]["train"] = str(tmp_path / "nan" / "train-*")
+    config["train"]["resume_changes"] = ["data.train"]
     with pytest.raises(
         TrainingError,
-        match=r"the training loss is nan at step 25; stopped without saving. The last good checkpoint is kept: .*ckpt-20",
+        match=r"the training loss is (nan|inf) at step 25; stopped without saving. "
+        r"The last good checkpoint is kept: .*ckpt-20",
     ):
         train(config, run_dir=tmp_path / "run")
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == before
