@@ -21,6 +21,7 @@ from typing import Any
 import tensorflow as tf
 
 from factory.errors import ConfigError, TrainingError, disk_full, is_disk_full
+from factory.features.reading import first_line
 from factory.run_dir import (
     BEST_WEIGHTS,
     CHECKPOINTS,
@@ -105,6 +106,8 @@ def random_state(model) -> list:
 
 _CKPT_FILE = re.compile(r"ckpt-(\d+)\.(?:index|data-\d+-of-\d+)")
 DAMAGED = "damaged"  # checkpoints that do not read back are moved here, never deleted
+# What reading a damaged file raises (as opposed to a variable that does not fit the model).
+_READ_ERRORS = (tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.NotFoundError, IndexError)
 
 
 def _numbers(directory: Path) -> set[int]:
@@ -133,11 +136,11 @@ def unreadable(prefix: str) -> str | None:
         return "its .data file is missing"
     try:
         reader = tf.train.load_checkpoint(prefix)
-        for name in reader.get_variable_to_shape_map():
-            reader.get_tensor(name)
+        for name, dtype in reader.get_variable_to_dtype_map().items():
+            if dtype != tf.variant:  # an iterator's state: read back by the restore itself
+                reader.get_tensor(name)
     except Exception as err:  # any failure to read is damage: truncated, corrupt, unreadable
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        return f"it does not read back ({first[:160]})"
+        return f"it does not read back ({first_line(err)[:160]})"
     return None
 
 
@@ -200,7 +203,21 @@ class RunCheckpoint:
             prefix = str(self.directory / f"ckpt-{number}")
             problem = unreadable(prefix)
             if problem is None:
-                break
+                try:
+                    self.checkpoint.restore(prefix).assert_existing_objects_matched()
+                    break
+                except (AssertionError, ValueError) as err:
+                    mismatch = first_line(err)
+                except (tf.errors.OpError, IndexError) as err:
+                    if not isinstance(err, _READ_ERRORS):
+                        mismatch = first_line(err)
+                    else:  # the iterator's state, which only the restore reads, is damaged
+                        problem = f"it does not read back ({first_line(err)[:160]})"
+                if problem is None:
+                    raise TrainingError(
+                        f"cannot resume from {prefix}: its variables do not match this model ({mismatch[:200]}). "
+                        "Resume with the config the run was started with, or use another hydra.run.dir"
+                    ) from None
             damaged.append((prefix, problem))
         else:
             listed = "; ".join(f"{Path(p).name}: {why}" for p, why in damaged)
@@ -214,14 +231,6 @@ class RunCheckpoint:
             log.warning(f"checkpoint {bad} is damaged: {problem}; {where}; resuming from {Path(prefix).name}")
         if damaged:
             self._forget(prefix)
-        try:
-            self.checkpoint.restore(prefix).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as err:
-            raise TrainingError(
-                f"cannot resume from {prefix}: its variables do not match this model "
-                f"({str(err).splitlines()[0][:200]}). "
-                "Resume with the config the run was started with, or use another hydra.run.dir"
-            ) from None
         return json.loads(self.state.numpy().decode())
 
     def _move_aside(self, prefix: str) -> Path | None:

@@ -17,9 +17,10 @@ import keras
 import tensorflow as tf
 
 from factory.config import Config
-from factory.errors import ConfigError, TrainingError
+from factory.errors import ConfigError, TrainingError, disk_full, is_disk_full
 from factory.features.bundled import ensure_generated
 from factory.features.pipeline import explain_errors, resolve_files
+from factory.features.reading import first_line
 from factory.features.scan import resolve_statistics
 from factory.features.spec import FeatureSpec
 from factory.features.tfrecord import compression_of
@@ -38,6 +39,21 @@ logging.getLogger("absl").setLevel(logging.WARNING)  # checkpoint saving logs at
 
 # Eval records every export is verified with.
 _EXPORT_SAMPLE = 32
+# TensorFlow's random ops whose state is held by the kernel (seeded by the global and op seed).
+_STATEFUL_RANDOM_OPS = frozenset(
+    {
+        "RandomUniform",
+        "RandomUniformInt",
+        "RandomStandardNormal",
+        "TruncatedNormal",
+        "ParameterizedTruncatedNormal",
+        "RandomShuffle",
+        "Multinomial",
+        "RandomGamma",
+        "RandomPoisson",
+        "RandomPoissonV2",
+    }
+)
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -111,6 +127,7 @@ class Trainer:
         self.train_iter = iter(self._train_dataset(skip=0)) if config.train.resume_input == "iterator" else None
         self._eval_datasets: dict[tuple, dict] = {}
         self.train_steps, self.eval_step = self._compile_steps()
+        self._checked_random_ops = False
 
     @property
     def step(self) -> int:
@@ -229,8 +246,37 @@ class Trainer:
     def train(self, steps: int) -> float:
         """Take ``steps`` training steps in one call; their mean loss."""
         cfg = self.config
+        count = tf.constant(steps, tf.int64)
         with explain_errors(self.spec, list(cfg.data.train), cfg.data.compression, key="data.train"):
-            return float(self.train_steps(self.train_iter, tf.constant(steps, tf.int64)))
+            loss = float(self.train_steps(self.train_iter, count))
+        if not self._checked_random_ops:
+            self._checked_random_ops = True
+            self._warn_of_stateful_random_ops(count)
+        return loss
+
+    def _warn_of_stateful_random_ops(self, count: tf.Tensor) -> None:
+        """Warn when the traced training step draws from stateful TensorFlow random ops.
+
+        Their state lives in the op kernels, where no checkpoint reaches it: with them a
+        resumed run cannot repeat an uninterrupted one. ``keras.random`` with a
+        ``SeedGenerator`` (Keras' own layers) and ``tf.random.Generator`` are saved with
+        the checkpoint (see ``checkpointing.random_state``).
+        """
+        if self.config.seed is None:
+            return
+        try:
+            graph = self.train_steps.get_concrete_function(self.train_iter, count).graph.as_graph_def()
+        except Exception:  # an input type that cannot be traced again: nothing to inspect
+            return
+        ops = {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+        found = sorted(ops & _STATEFUL_RANDOM_OPS)
+        if found:
+            log.warning(
+                f"network {self.config.network.name!r}: the training step draws random numbers with stateful "
+                f"TensorFlow ops ({', '.join(found)}, e.g. tf.random.uniform), whose state no checkpoint holds; "
+                "a resumed run will not repeat an uninterrupted one. Draw them with keras.random and a "
+                "keras.random.SeedGenerator kept by the layer (or a tf.random.Generator attribute)"
+            )
 
     def agree(self, stop: bool) -> bool:
         """True when any worker says stop: the workers of a multi-worker run stop together
@@ -320,12 +366,17 @@ class Trainer:
 
 
 class TensorBoard:
-    """``RUN_DIR/tensorboard/train`` (loss, learning rate) and ``.../eval`` (the evaluation metrics)."""
+    """``RUN_DIR/tensorboard/train`` (loss, learning rate) and ``.../eval`` (the evaluation metrics).
+
+    On a full disk the summaries raise ``StorageError`` at the evaluation's flush; ``close``
+    never raises (it runs while another error, the real one, is on its way out).
+    """
 
     def __init__(self, run_dir: Path, optimizer):
         self.optimizer = optimizer
-        self.train_writer = tf.summary.create_file_writer(str(run_dir / TENSORBOARD / "train"))
-        self.eval_writer = tf.summary.create_file_writer(str(run_dir / TENSORBOARD / "eval"))
+        self.directory = run_dir / TENSORBOARD
+        self.train_writer = tf.summary.create_file_writer(str(self.directory / "train"))
+        self.eval_writer = tf.summary.create_file_writer(str(self.directory / "eval"))
 
     def training(self, step: int, loss: float) -> None:
         with self.train_writer.as_default(step=step):
@@ -333,11 +384,20 @@ class TensorBoard:
             tf.summary.scalar("learning_rate", current_lr(self.optimizer))
 
     def evaluation(self, step: int, metrics: Mapping[str, float]) -> None:
-        with self.eval_writer.as_default(step=step):
-            for k, v in metrics.items():
-                tf.summary.scalar(k, v)
-        self.eval_writer.flush()
+        try:
+            with self.eval_writer.as_default(step=step):
+                for k, v in metrics.items():
+                    tf.summary.scalar(k, v)
+            self.eval_writer.flush()
+            self.train_writer.flush()
+        except (OSError, tf.errors.OpError) as err:
+            if is_disk_full(err):
+                raise disk_full(self.directory) from None
+            raise
 
     def close(self) -> None:
         for writer in (self.train_writer, self.eval_writer):
-            writer.close()
+            try:
+                writer.close()
+            except (OSError, tf.errors.OpError) as err:
+                log.warning(f"{self.directory}: the summaries could not be written in full ({first_line(err)})")

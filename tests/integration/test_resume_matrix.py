@@ -71,6 +71,32 @@ def noisy(features, num_outputs, units=32):
 '''
 
 
+STATEFUL_NETS = """
+import keras
+import tensorflow as tf
+from factory import register_network
+from factory.networks import dense_inputs
+
+
+class Jitter(keras.layers.Layer):
+    def call(self, x, training=False):
+        return x + tf.random.uniform(tf.shape(x), maxval=0.01) if training else x
+
+
+@register_network("jitter")
+def jitter(features, num_outputs):
+    return Jitter()(dense_inputs(features))
+"""
+
+
+def test_a_network_with_stateful_random_ops_is_warned_of(tmp_path):
+    (tmp_path / "stateful_nets.py").write_text(textwrap.dedent(STATEFUL_NETS))
+    overrides = [*CASES["digits_cnn"], *COMMON, "imports=[stateful_nets]", "network=linear", "network.name=jitter"]
+    run = train_in_child(tmp_path / "run", [*overrides, "train.max_steps=20"], env={"PYTHONPATH": str(tmp_path)})
+    warning = next(line for line in run.stderr.splitlines() if "stateful" in line)
+    assert "'jitter'" in warning and "RandomUniform" in warning and "keras.random.SeedGenerator" in warning
+
+
 @pytest.fixture(scope="module")
 def iris_records(tmp_path_factory) -> Path:
     """The README tour's iris records (CSV written from scikit-learn's table, then `factory write`)."""
@@ -112,7 +138,8 @@ def test_kill_9_and_resume_is_exact(case, tmp_path, iris_records):
     if case.startswith("user_network"):
         (tmp_path / "noisy_nets.py").write_text(textwrap.dedent(NOISY_NETS))
         env["PYTHONPATH"] = str(tmp_path)
-    train_in_child(tmp_path / "straight", overrides, env=env)
+    straight = train_in_child(tmp_path / "straight", overrides, env=env)
+    assert "stateful" not in straight.stderr  # every random draw is checkpointed
     resumed = tmp_path / "resumed"
     killed = train_in_child(resumed, overrides, kill_when=lambda: evaluations(resumed) >= 2, env=env).killed
     assert killed and not (resumed / "summary.json").exists(), "the run ended before it was killed"
