@@ -61,7 +61,7 @@ def is_disk_full(err: BaseException) -> bool:
 def disk_full(path: str | os.PathLike) -> StorageError:
     """The one-line error for a full disk while writing ``path``: where, how much is free, what to do."""
     where = Path(path)
-    probe = where
+    probe = where if where.is_dir() else where.parent
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     try:
@@ -70,6 +70,6 @@ def disk_full(path: str | os.PathLike) -> StorageError:
     except OSError:
         space = "free space unknown"
     return StorageError(
-        f"no space left on the device while writing {where} ({space} on {probe}); "
+        f"no space left on the device while writing {where} ({space} in {probe}); "
         "free some space and run the same command again (what was written before is kept)"
     )

@@ -1,6 +1,7 @@
 """``factory-train``: the Hydra app around ``factory.training.runner.train``.
 
-The only module that imports Hydra. Importing it registers, in Hydra's
+With ``factory.cli.train_job`` (the command line's parts, the run dir before and around
+the job), the only module that imports Hydra. Importing it registers, in Hydra's
 ConfigStore, the ``train``, ``early_stop`` and ``export`` groups' defaults from
 ``factory.config.settings`` (``conf/`` holds no copy of them) and the
 ``factory_direction`` resolver. Before Hydra runs the job, the command
@@ -20,7 +21,6 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import hydra
 import yaml
@@ -30,57 +30,20 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import IntervalSweep
 from hydra.errors import HydraException
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from factory.config import DEFAULTED_GROUPS, Config, defaults, load_config
+from factory.cli.train_job import CONFIG_NAME, config_dir_overrides, record_job, single_run, split_argv
+from factory.config import DEFAULTED_GROUPS, defaults, load_config
 from factory.config.globs import missing_data
 from factory.config.resume import check_run_dir
 from factory.errors import ConfigError, FactoryError
 from factory.networks.registry import default_params, registered_names
 from factory.policies import Monitor
-from factory.run_dir import HYDRA, owning, write_text
+from factory.run_dir import owning
 from factory.sweeps.trial_process import run_in_child
 from factory.training.runner import train
 from factory.validation import did_you_mean, resource_dir
-
-CONFIG_NAME = "config"
-_HYDRA_FLAGS_WITH_VALUE = {
-    "--config-path",
-    "-cp",
-    "--config-name",
-    "-cn",
-    "--config-dir",
-    "-cd",
-    "--info",
-    "-i",
-    "--package",
-    "-p",
-}
-
-
-def _split_argv(argv: Sequence[str]) -> tuple[list[str], bool, str, list[str]]:
-    """``(overrides, multirun, config_name, extra config dirs)`` from a Hydra command line."""
-    overrides, multirun, name, dirs = [], False, CONFIG_NAME, []
-    args = list(argv)
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        key, _, inline = arg.partition("=") if arg.startswith("-") else (arg, "", "")
-        if arg in ("-m", "--multirun"):
-            multirun = True
-        elif key in _HYDRA_FLAGS_WITH_VALUE:
-            value = inline or (args[i + 1] if i + 1 < len(args) else "")
-            if not inline:
-                i += 1
-            if key in ("--config-name", "-cn"):
-                name = value
-            elif key in ("--config-dir", "-cd"):
-                dirs.append(value)
-        elif not arg.startswith("-"):
-            overrides.append(arg)
-        i += 1
-    return overrides, multirun, name, dirs
 
 
 def _trial_overrides(overrides: list[str]) -> list[list[str]]:
@@ -172,18 +135,11 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
     return f"{where}: YAML syntax error: {what}{f' ({context})' if context else ''}; fix the file"
 
 
-def _config_dir_overrides(overrides: list[str], dirs: list[str]) -> list[str]:
-    """``overrides`` plus the ``hydra.searchpath`` that ``--config-dir`` adds."""
-    if not dirs:
-        return overrides
-    return [*overrides, f"hydra.searchpath=[{','.join('file://' + os.path.abspath(d) for d in dirs)}]"]
-
-
 def check_command_line(argv: Sequence[str]) -> None:
     """Compose and validate the config of every trial the command line describes; ConfigError if any is bad."""
-    overrides, multirun, name, dirs = _split_argv(argv)
+    overrides, multirun, name, dirs = split_argv(argv)
     config_dir = str(resource_dir("conf"))
-    overrides = _config_dir_overrides(overrides, dirs)
+    overrides = config_dir_overrides(overrides, dirs)
     sampling = any(o.startswith(("hydra/sweeper=", "+hparams_search=", "hparams_search=")) for o in overrides)
     for o in overrides:
         if "interval(" in o and not sampling:
@@ -225,20 +181,6 @@ def check_command_line(argv: Sequence[str]) -> None:
             raise ConfigError([*fresh[:-1], fresh[-1] + sweep])
 
 
-def _record_job(cfg, hydra_cfg, run_dir: str) -> None:
-    """Hydra's record of the job in ``RUN_DIR/.hydra/`` (``config.yaml``, ``hydra.yaml``, ``overrides.yaml``).
-
-    ``conf/config.yaml`` sets ``hydra.output_subdir: null``, so Hydra writes nothing before the
-    job; the job writes these files itself once it knows it will train: a finished run dir
-    run again is left as it was.
-    """
-    directory = Path(run_dir) / HYDRA
-    directory.mkdir(parents=True, exist_ok=True)
-    write_text(directory / "config.yaml", OmegaConf.to_yaml(cfg))
-    write_text(directory / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})))
-    write_text(directory / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))
-
-
 def _job(cfg) -> float:
     raw = OmegaConf.to_container(cfg, resolve=True)
     hydra_cfg = HydraConfig.get()
@@ -254,7 +196,7 @@ def _job(cfg) -> float:
             if done is not None:  # printed, not logged: the log is a file of the run dir
                 print(f"{run_dir}: {done.message}", flush=True)
                 return done.best_value
-            _record_job(cfg, hydra_cfg, run_dir)
+            record_job(cfg, hydra_cfg, run_dir)
             if "joblib" not in str(hydra_cfg.launcher.get("_target_", "")).lower():
                 return train(config, run_dir=run_dir)
         # joblib's workers live on from trial to trial: one fresh process per trial, so
@@ -298,39 +240,6 @@ def register_with_hydra() -> None:
 register_with_hydra()
 
 
-def _single_run(argv: list[str], held: contextlib.ExitStack) -> list[str] | str:
-    """Before Hydra starts a single run: its run dir, owned by this process from now on.
-
-    Composes ``hydra.run.dir`` (passed on to Hydra as an override, so a ``${now:...}`` in it
-    names the same directory), checks the config against the run dir's previous run
-    (``factory.config.resume``) and takes the run dir's lock. Returns the command line for
-    Hydra, or the line to print when the run is finished (then nothing is written at all).
-    """
-    overrides, _, name, dirs = _split_argv(argv)
-    try:
-        with initialize_config_dir(config_dir=str(resource_dir("conf")), version_base="1.3"):
-            cfg = compose(config_name=name, overrides=_config_dir_overrides(overrides, dirs), return_hydra_config=True)
-        run_dir = str(OmegaConf.select(cfg, "hydra.run.dir"))
-        with open_dict(cfg):
-            cfg.pop("hydra")
-        raw = OmegaConf.to_container(cfg, resolve=True)
-    except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(f"command line: {str(err).strip().splitlines()[0]}") from None
-    if Path(run_dir).exists() and not Path(run_dir).is_dir():
-        raise ConfigError(f"hydra.run.dir: {run_dir} is a file, not a directory; name a directory for the run")
-    config: Config = load_config({**raw, "run_dir": os.path.abspath(run_dir)})
-    if config.train.strategy != "multi_worker_mirrored":  # its workers share the run dir
-        held.enter_context(owning(run_dir, record=False))
-    done = check_run_dir(config, run_dir)
-    if done is not None:
-        held.close()
-        return done.message
-    if config.train.strategy != "multi_worker_mirrored":
-        held.enter_context(owning(run_dir))
-    quoted = "'" + run_dir.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    return [*(a for a in argv if not a.startswith("hydra.run.dir=")), f"hydra.run.dir={quoted}"]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``factory-train``; ``argv`` defaults to ``sys.argv[1:]``. Returns the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -352,8 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not informational.intersection(a.partition("=")[0] for a in argv):
             check_command_line(argv)
-            if not _split_argv(argv)[1]:
-                single = _single_run(argv, held)
+            if not split_argv(argv)[1]:
+                single = single_run(argv, held)
                 if isinstance(single, str):
                     print(single)
                     return 0

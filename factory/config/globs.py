@@ -12,6 +12,8 @@ import glob
 import os
 
 from factory.config.settings import Config
+from factory.errors import RecordError
+from factory.features.shards import check_complete
 
 
 def _under(pattern: str, directory: str) -> bool:
@@ -20,15 +22,23 @@ def _under(pattern: str, directory: str) -> bool:
 
 
 def missing_data(config: Config) -> list[str]:
-    """One problem per local ``data.train``, ``data.eval`` or ``data.test`` glob that matches no file."""
+    """One problem per local ``data.train``, ``data.eval`` or ``data.test`` glob that matches no file,
+    and per shard set they match only in part (``factory.features.shards``)."""
     data = config.data
     problems = []
     for key in ("train", "eval", "test"):
+        matched: list[str] = []
         for pattern in getattr(data, key) or ():
             if "://" in pattern or (data.generate and data.dir and _under(pattern, data.dir)):
                 continue
-            if not glob.glob(pattern):
+            matches = glob.glob(pattern)
+            if not matches:
                 where = "" if os.path.isabs(pattern) else f" (relative to {os.getcwd()})"
                 null = f", or data.{key}=null" if key == "test" else ""
                 problems.append(f"data.{key}: '{pattern}' matches no file{where}; fix the path{null}")
+            matched += matches
+        try:
+            check_complete(matched)
+        except RecordError as err:
+            problems.append(f"data.{key}: {err}")
     return problems

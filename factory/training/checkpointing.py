@@ -30,6 +30,7 @@ from factory.run_dir import (
     read_json,
     write_json,
 )
+from factory.training.randomness import random_state
 
 log = logging.getLogger("factory")
 
@@ -90,18 +91,6 @@ def statistics_from_checkpoint(run_dir: Path) -> None:
     if stats:
         write_json(path, stats)
         log.info(f"restored {path.name} from the checkpoint {prefix}")
-
-
-def random_state(model) -> list:
-    """The variables that hold the model's random state: the state of every Keras
-    ``SeedGenerator`` (dropout, noise, any layer of a registered network that draws
-    random numbers through ``keras.random`` with a generator). Keras lists them in
-    ``model.variables`` but not in ``model.weights``, and they are not tracked by a
-    ``tf.train.Checkpoint`` of the model: without them a resumed run draws other
-    dropout masks than the uninterrupted one. In the model's own order, so the
-    checkpoint names do not depend on what else the process built."""
-    weights = {id(v) for v in model.weights}
-    return [v for v in model.variables if id(v) not in weights]
 
 
 _CKPT_FILE = re.compile(r"ckpt-(\d+)\.(?:index|data-\d+-of-\d+)")

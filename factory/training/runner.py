@@ -102,7 +102,8 @@ def _train(config: Config, run_dir: Path, held: contextlib.ExitStack) -> float:
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     from factory.training.checkpointing import RunCheckpoint  # defers TensorFlow
     from factory.training.closing import close_run  # defers TensorFlow
-    from factory.training.trainer import TensorBoard, Trainer  # defers TensorFlow
+    from factory.training.summaries import TensorBoard  # defers TensorFlow
+    from factory.training.trainer import Trainer  # defers TensorFlow
 
     trainer = Trainer(config, run_dir)
     directory = trainer.run_dir  # a worker's own, in a multi-worker run

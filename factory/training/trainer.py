@@ -10,17 +10,16 @@ and the compiled train and eval steps.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
 from factory.config import Config
-from factory.errors import ConfigError, TrainingError, disk_full, is_disk_full
+from factory.errors import ConfigError, TrainingError
 from factory.features.bundled import ensure_generated
 from factory.features.pipeline import explain_errors, resolve_files
-from factory.features.reading import first_line
 from factory.features.scan import resolve_statistics
 from factory.features.spec import FeatureSpec
 from factory.features.tfrecord import compression_of
@@ -28,10 +27,10 @@ from factory.features.transform import FeatureTransform
 from factory.model.builder import build_model, head_spec
 from factory.model.tasks import Task, accumulate
 from factory.names import EVAL_PREFIX
-from factory.run_dir import TENSORBOARD
 from factory.serving.exporter import Exporter
 from factory.training.checkpointing import statistics_from_checkpoint, warm_start
-from factory.training.optimizers import current_lr, make_optimizer, reapply_learning_rate
+from factory.training.optimizers import make_optimizer, reapply_learning_rate
+from factory.training.randomness import stateful_random_ops
 
 log = logging.getLogger("factory")
 tf.get_logger().setLevel(logging.ERROR)
@@ -39,21 +38,6 @@ logging.getLogger("absl").setLevel(logging.WARNING)  # checkpoint saving logs at
 
 # Eval records every export is verified with.
 _EXPORT_SAMPLE = 32
-# TensorFlow's random ops whose state is held by the kernel (seeded by the global and op seed).
-_STATEFUL_RANDOM_OPS = frozenset(
-    {
-        "RandomUniform",
-        "RandomUniformInt",
-        "RandomStandardNormal",
-        "TruncatedNormal",
-        "ParameterizedTruncatedNormal",
-        "RandomShuffle",
-        "Multinomial",
-        "RandomGamma",
-        "RandomPoisson",
-        "RandomPoissonV2",
-    }
-)
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -255,21 +239,14 @@ class Trainer:
         return loss
 
     def _warn_of_stateful_random_ops(self, count: tf.Tensor) -> None:
-        """Warn when the traced training step draws from stateful TensorFlow random ops.
-
-        Their state lives in the op kernels, where no checkpoint reaches it: with them a
-        resumed run cannot repeat an uninterrupted one. ``keras.random`` with a
-        ``SeedGenerator`` (Keras' own layers) and ``tf.random.Generator`` are saved with
-        the checkpoint (see ``checkpointing.random_state``).
-        """
-        if self.config.seed is None:
+        """Warn once when the traced training step draws from random state no checkpoint holds."""
+        if self.config.seed is None:  # no promise of repeating a run to keep
             return
         try:
             graph = self.train_steps.get_concrete_function(self.train_iter, count).graph.as_graph_def()
         except Exception:  # an input type that cannot be traced again: nothing to inspect
             return
-        ops = {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
-        found = sorted(ops & _STATEFUL_RANDOM_OPS)
+        found = stateful_random_ops(graph)
         if found:
             log.warning(
                 f"network {self.config.network.name!r}: the training step draws random numbers with stateful "
@@ -363,41 +340,3 @@ class Trainer:
             tolerance=cfg.export.verify_tolerance,
             model_name=cfg.export.model_name,
         )
-
-
-class TensorBoard:
-    """``RUN_DIR/tensorboard/train`` (loss, learning rate) and ``.../eval`` (the evaluation metrics).
-
-    On a full disk the summaries raise ``StorageError`` at the evaluation's flush; ``close``
-    never raises (it runs while another error, the real one, is on its way out).
-    """
-
-    def __init__(self, run_dir: Path, optimizer):
-        self.optimizer = optimizer
-        self.directory = run_dir / TENSORBOARD
-        self.train_writer = tf.summary.create_file_writer(str(self.directory / "train"))
-        self.eval_writer = tf.summary.create_file_writer(str(self.directory / "eval"))
-
-    def training(self, step: int, loss: float) -> None:
-        with self.train_writer.as_default(step=step):
-            tf.summary.scalar("loss", loss)
-            tf.summary.scalar("learning_rate", current_lr(self.optimizer))
-
-    def evaluation(self, step: int, metrics: Mapping[str, float]) -> None:
-        try:
-            with self.eval_writer.as_default(step=step):
-                for k, v in metrics.items():
-                    tf.summary.scalar(k, v)
-            self.eval_writer.flush()
-            self.train_writer.flush()
-        except (OSError, tf.errors.OpError) as err:
-            if is_disk_full(err):
-                raise disk_full(self.directory) from None
-            raise
-
-    def close(self) -> None:
-        for writer in (self.train_writer, self.eval_writer):
-            try:
-                writer.close()
-            except (OSError, tf.errors.OpError) as err:
-                log.warning(f"{self.directory}: the summaries could not be written in full ({first_line(err)})")

@@ -42,6 +42,18 @@ def test_data_globs_that_match_nothing_are_named_before_training(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_shard_set_matched_in_part_is_named_before_training(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in (0, 2):  # shard 1 of 3 is missing
+        (data / f"train-0000{i}-of-00003.tfrecord").write_bytes(b"")
+    (data / "eval.tfrecord").write_bytes(b"")
+    given = ["data.generate=null", f"data.train={data}/train-*", f"data.eval={data}/eval.tfrecord", "data.test=null"]
+    line = one_error_line(factory_train(*TINY, *given, cwd=tmp_path))
+    assert f"data.train: {data}/train-*-of-00003.tfrecord: incomplete shard set" in line
+    assert "missing shard train-00001-of-00003.tfrecord" in line
+
+
 def finished_run(run, *overrides: str, steps: int = 60) -> None:
     """A run dir as a finished run of TINY leaves it, as far as the check before Hydra reads it."""
     run.mkdir(parents=True)
