@@ -30,8 +30,6 @@ OVERRIDES = [
     "seed=11",
     "early_stop.patience=100",
     "export.best.keep=2",
-    "export.latest.enabled=true",
-    "export.latest.keep=2",
 ]
 EVALS = 12
 KILLS = 10
@@ -130,4 +128,5 @@ def test_ten_kills_at_seeded_moments_end_like_an_uninterrupted_run(tmp_path):
     assert_same_run(straight, run)
     loaded += _check_exports(run, checked, records, pixels)
     assert loaded >= KILLS, f"only {loaded} exports were checked"
+    assert any(c.startswith("export@") and "(late)" not in c for c in caught), f"no kill during an export: {caught}"
     print(f"kills: {', '.join(caught)}; {loaded} exports loaded and checked")

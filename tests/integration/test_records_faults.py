@@ -127,7 +127,7 @@ def test_a_full_disk_leaves_what_was_there(tmp_path):
         run = factory("write", "--features", spec, "--input", str(tmp_path / "many.npz"), "--output", str(small / "train"), "--shards", "2", "--overwrite")  # fmt: skip
         line = one_error_line(run)
         assert line.startswith(f"error: no space left on the device while writing {small}/train-0000")
-        assert "MiB free on" in line and "run the same command again" in line
+        assert "MiB free in" in line and "run the same command again" in line
         assert {n: (small / n).read_bytes() for n in files_in(small)} == before  # no partial file, old set intact
 
 
