@@ -36,12 +36,13 @@ def test_a_new_run_dir_and_the_same_config_pass(tmp_path):
 def test_every_difference_outside_the_allowed_keys_is_named_with_both_values(tmp_path):
     previous_run(tmp_path, "seed=3")
     with pytest.raises(FactoryError) as err:
-        check_run_dir(config("seed=4", "train.batch_size=16", "network.hidden=[8]"), tmp_path)
+        check_run_dir(config("seed=4", "train.batch_size=16", "network.hidden=[8]", "network.dropout=0.3"), tmp_path)
     message = str(err.value)
     assert "\n" not in message
     assert "seed: 3 in config.yaml, 4 now" in message
     assert "train.batch_size: 32 in config.yaml, 16 now" in message
     assert "network.hidden: [32] in config.yaml, [8] now" in message
+    assert "network.dropout: 0.0 in config.yaml, 0.3 now" in message
     assert "use another hydra.run.dir" in message
 
 
