@@ -19,6 +19,16 @@ OUTPUTS = {
     "binary": ("probability", "class_ids", HEAD),
     "regression": ("predictions",),
 }
+# The class names (a string tensor shaped like ``class_ids``): an output of a classification
+# export whose label has a string vocabulary, after the others.
+CLASSES = "classes"
+
+
+def output_names(task: str, named_classes: bool = False) -> tuple[str, ...]:
+    """The outputs of an export for ``task``; ``named_classes``: its label has a string vocabulary."""
+    return (*OUTPUTS[task], CLASSES) if named_classes and task == "classification" else OUTPUTS[task]
+
+
 # Evaluation metrics by task, reported as `val_<name>` (and `test_<name>` on the test split).
 TASK_METRICS = {
     "classification": ("loss", "accuracy"),

@@ -18,7 +18,7 @@ from factory.config.resume import flatten
 from factory.config.settings import SCHEMA_FILE, Config, ExportConfig, TrainConfig
 from factory.errors import ConfigError
 from factory.features.spec import FeatureSpec
-from factory.names import OUTPUTS, metric_names
+from factory.names import metric_names, output_names
 from factory.networks import plugins, registry
 from factory.policies import EXPORT_POLICIES
 from factory.validation import did_you_mean, plain, schema_problems
@@ -59,7 +59,8 @@ def load_config(config: Mapping[str, Any], source: str | None = None, check_netw
     if not problems:  # the monitor also picks the best weights when early stopping is off
         problems += _monitor_problems("early_stop.monitor", config.early_stop.monitor, spec.label.task)
     if not problems:
-        problems += _export_problems(config.export, spec.label.task)
+        named = spec.label.vocabulary is not None or spec.label.auto_vocabulary is not None
+        problems += _export_problems(config.export, spec.label.task, named)
     if check_network:
         try:
             plugins.import_modules(list(config.imports))
@@ -123,7 +124,7 @@ def _monitor_problems(key: str, monitor: str, task: str) -> list[str]:
     ]
 
 
-def _export_problems(export: ExportConfig, task: str) -> list[str]:
+def _export_problems(export: ExportConfig, task: str, named_classes: bool = False) -> list[str]:
     problems = []
     for name, args in export.policies.items():
         if "monitor" in args and args.get("weights") != "last":
@@ -138,7 +139,7 @@ def _export_problems(export: ExportConfig, task: str) -> list[str]:
                 p if p.startswith(f"export.{name}") else p.replace("export.", f"export.{name}.", 1)
                 for p in err.problems
             ]
-    outputs = OUTPUTS[task]
+    outputs = output_names(task, named_classes)
     for key in export.output_names:
         if key not in outputs:
             problems.append(

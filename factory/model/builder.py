@@ -11,14 +11,14 @@ mean is ``head_spec`` (sizes) and ``predictions`` (the serving outputs).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from factory.errors import ConfigError
 from factory.features.feature import shape_str
 from factory.features.spec import FeatureSpec
 from factory.features.statistics import Normalization
-from factory.names import HEAD, OUTPUTS
+from factory.names import HEAD, OUTPUTS, output_names
 from factory.networks.common import building
 from factory.networks.registry import check_params, get_network
 
@@ -123,7 +123,9 @@ def _check_representation(network: str, value: Any) -> None:
         raise ConfigError(f"network '{network}': returned a {value.dtype} tensor; return floats (cast it first)")
 
 
-def predictions(task: str, logits: tf.Tensor, label_shape: tuple[int, ...] = ()) -> dict[str, tf.Tensor]:
+def predictions(
+    task: str, logits: tf.Tensor, label_shape: tuple[int, ...] = (), classes: Sequence[str] | None = None
+) -> dict[str, tf.Tensor]:
     """The model's outputs for ``task``, from ``logits`` ``[batch, num_outputs]``; these are the serving outputs.
 
     Everything per-example is shaped like the label, ``[batch, *label_shape]``
@@ -135,6 +137,9 @@ def predictions(task: str, logits: tf.Tensor, label_shape: tuple[int, ...] = ())
     - ``binary``: ``probability`` (sigmoid, float32), ``class_ids``
       (``probability > 0.5``, int64), ``logits``, all shaped like the label;
     - ``regression``: ``predictions`` (float32, shaped like the label).
+
+    ``classes``: the label's string vocabulary (class id ``i`` is ``classes[i]``); a
+    classification then also returns ``classes``, the class names, shaped like ``class_ids``.
     """
     import tensorflow as tf  # defers TensorFlow
 
@@ -151,4 +156,7 @@ def predictions(task: str, logits: tf.Tensor, label_shape: tuple[int, ...] = ())
         values = (tf.reshape(logits, shape),)
     else:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(OUTPUTS)}")
-    return dict(zip(OUTPUTS[task], values, strict=True))
+    named = task == "classification" and bool(classes)
+    if named:
+        values = (*values, tf.gather(tf.constant(list(classes), tf.string), values[1]))
+    return dict(zip(output_names(task, named), values, strict=True))

@@ -67,9 +67,10 @@ class Exporter(ExportTree):
         self.tolerance = tolerance
         self.model_name = model_name
         label_shape = tuple(spec.label.shape)
+        classes = spec.label.vocabulary
 
         def forward(features):
-            outputs = predictions(task, model(features, training=False), label_shape)
+            outputs = predictions(task, model(features, training=False), label_shape, classes)
             return {self.renames.get(k, k): v for k, v in outputs.items()}
 
         self.forward = forward
@@ -141,6 +142,13 @@ class Exporter(ExportTree):
                     raise ExportError(
                         f"export: {signature} output '{name}' has shape {got.shape}, the model gives {want.shape}"
                     )
+                if want.dtype.kind in "OSU":  # class names: equal, or not
+                    if not np.array_equal(got, want):
+                        raise ExportError(
+                            f"export: {signature} output '{name}' differs from the trained model's; "
+                            "the export was not published"
+                        )
+                    continue
                 # Absolute below 1, relative above: float32 carries ~7 significant digits, so an output
                 # of 150 (a regression target) cannot agree to 1e-5 absolutely after a graph rewrite.
                 err = np.abs(got.astype(np.float64) - want.astype(np.float64))
@@ -167,7 +175,11 @@ class Exporter(ExportTree):
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **dict(info),
             "task": self.task,
-            "label": {"name": self.spec.label.name, "num_classes": self.spec.label.num_classes},
+            "label": {
+                "name": self.spec.label.name,
+                "num_classes": self.spec.label.num_classes,
+                **({"classes": list(self.spec.label.vocabulary)} if self.spec.label.vocabulary else {}),
+            },
             "signatures": signatures,
             "feature_spec": self.spec.to_dict(),
             "config": self.config,

@@ -25,8 +25,8 @@ ROWS = [
 ]
 
 
-def table_exporter(run_dir: Path, seed: int = 0):
-    """An ``Exporter`` of an untrained MLP on ``TABLE`` into ``run_dir``, verified on ``ROWS``."""
+def table_exporter(run_dir: Path, seed: int = 0, table: dict = TABLE, rows: list[dict] = ROWS):
+    """An ``Exporter`` of an untrained MLP on ``table`` into ``run_dir``, verified on ``rows``."""
     import keras  # defers TensorFlow
 
     from factory.features.spec import FeatureSpec
@@ -35,7 +35,7 @@ def table_exporter(run_dir: Path, seed: int = 0):
     from factory.serving.exporter import Exporter  # defers TensorFlow
 
     keras.utils.set_random_seed(seed)
-    spec = FeatureSpec.from_dict(TABLE)
+    spec = FeatureSpec.from_dict(table)
     model = build_model(spec, "mlp", {"hidden": [8]})
-    sample = [spec.encode(row) for row in ROWS]
-    return Exporter(run_dir, spec, FeatureTransform(spec), model, "classification", sample, {"features": TABLE})
+    sample = [spec.encode(row) for row in rows]
+    return Exporter(run_dir, spec, FeatureTransform(spec), model, "classification", sample, {"features": table})

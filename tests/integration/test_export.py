@@ -118,8 +118,8 @@ def test_an_export_that_does_not_match_the_model_is_not_published(tmp_path, monk
 
     real = export.predictions
 
-    def skewed(task, logits, label_shape=()):
-        outputs = real(task, logits, label_shape)
+    def skewed(task, logits, label_shape=(), classes=None):
+        outputs = real(task, logits, label_shape, classes)
         if tf.executing_eagerly():  # only the in-memory model: the saved graph is traced
             outputs = {**outputs, "logits": outputs["logits"] + 0.5}
         return outputs
