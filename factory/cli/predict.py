@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from factory.cli.args import add_compression, positive_int
+from factory.cli.bad_rows import BadRows
 from factory.cli.predict_output import JsonLinesOutput
 from factory.cli.predict_readers import batches
 from factory.errors import RecordError
@@ -47,6 +48,11 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="drop columns/keys the feature spec does not declare (default: an error)",
     )
+    parser.add_argument(
+        "--skip-bad-rows",
+        action="store_true",
+        help="leave out rows/records that do not fit the export, naming the first few (default: stop at the first)",
+    )
     add_compression(parser, "from each file's extension: .gz GZIP, .zz ZLIB")
 
 
@@ -70,20 +76,24 @@ def run(args: argparse.Namespace) -> int:
     """Find the export and read its manifest, then predict batch by batch into ``--output`` (atomically) or stdout."""
     predictor = Predictor(args.export, batch_size=args.batch_size)  # the manifest only: no TensorFlow yet
     kind = input_format(args.input, args.format)
-    predictions = batches(predictor, args.input, kind, args.batch_size, args.ignore_unknown, args.compression)
+    bad = BadRows(args.input, args.skip_bad_rows)
+    predictions = batches(predictor, args.input, kind, args.batch_size, args.ignore_unknown, args.compression, bad)
     try:
         with JsonLinesOutput(args.output) as out:
-            for start, outputs in predictions:
-                out.write(start, outputs)
+            for indexes, outputs in predictions:
+                out.write(indexes, outputs)
     except BrokenPipeError:
         # The reader of standard output stopped (`| head`): not an error. Point stdout at
         # /dev/null so that the interpreter's final flush does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    bad.report()
     where = args.output or "standard output"
     records = "record" if out.count == 1 else "records"
+    skipped = f" ({bad.count} bad {'row' if bad.count == 1 else 'rows'} skipped)" if args.skip_bad_rows else ""
     message = (
-        f"predicted {out.count} {records} with {predictor.path} ({predictor.policy} v{predictor.version}) to {where}"
+        f"predicted {out.count} {records}{skipped} with {predictor.path} ({predictor.policy} v{predictor.version}) "
+        f"to {where}"
     )
     print(message, file=sys.stdout if args.output else sys.stderr)
     return 0
@@ -114,5 +124,7 @@ A missing or unknown feature, or a value of the wrong dtype or shape, stops the
 command with exit status 2; --output is then left as it was. So does a float that
 is infinite or beyond float32's range, or NaN: a NaN (or an empty CSV cell, a JSON
 null) is a missing value, which takes the feature's `default:` if the spec declares
-one. An output that is NaN or infinite (a model overflowing) is written as null.
+one. With --skip-bad-rows such rows are left out instead (the first few are named
+on standard error, with their reason); the others keep their "index". An output
+that is NaN or infinite (a model overflowing) is written as null.
 """

@@ -12,7 +12,7 @@ import base64
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,16 +51,16 @@ class JsonLinesOutput:
             raise RecordError(f"cannot write {self.path}: {err.strerror or err}") from None
         return self
 
-    def write(self, start: int, outputs: Mapping[str, np.ndarray]) -> None:
-        """One line per example of ``outputs`` (arrays whose first axis counts examples), indexed from ``start``."""
+    def write(self, indexes: Sequence[int], outputs: Mapping[str, np.ndarray]) -> None:
+        """One line per example of ``outputs`` (arrays whose first axis counts examples); ``indexes``: their
+        positions in the input, written as ``"index"``."""
         columns = {name: _json_column(values) for name, values in outputs.items()}
-        rows = len(next(iter(columns.values()))) if columns else 0
         lines = (
-            json.dumps({"index": start + i, **{name: col[i] for name, col in columns.items()}}, allow_nan=False)
-            for i in range(rows)
+            json.dumps({"index": index, **{name: col[i] for name, col in columns.items()}}, allow_nan=False)
+            for i, index in enumerate(indexes)
         )
         self._file.write("".join(line + "\n" for line in lines))
-        self.count += rows
+        self.count += len(indexes)
 
     def __exit__(self, kind, error, tb) -> None:
         if self._partial is None:

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
+from factory.cli.bad_rows import BadRows
 from factory.cli.predict_images import checked_image, decode_images, image_value
-from factory.errors import RecordError
 from factory.features.feature import Feature
 from factory.features.sources import open_source
 from factory.features.spec import FeatureSpec
 from factory.serving.predictor import PredictError, Predictor
 
-Batches = Iterator[tuple[int, dict[str, np.ndarray]]]
+# (the input positions of the batch's records, from 0, and their outputs)
+Batches = Iterator[tuple[list[int], dict[str, np.ndarray]]]
 
 
 def batches(
@@ -31,18 +32,22 @@ def batches(
     batch_size: int,
     ignore_unknown: bool = False,
     compression: str | None = None,
+    bad: BadRows | None = None,
 ) -> Batches:
-    """``(index of the batch's first record, outputs)`` for each ``batch_size`` records of ``path``.
+    """``(input positions, outputs)`` for each ``batch_size`` records of ``path``.
 
     ``kind`` is ``jsonl``, ``csv``, ``npz`` or ``tfrecord``. ``ignore_unknown``
     (default False) drops columns/keys the spec does not declare; ``compression``
-    (TFRecord only; default None) infers it from each file's extension.
+    (TFRecord only; default None) infers it from each file's extension. ``bad``
+    decides what a bad row does (default: it stops the command); with
+    ``--skip-bad-rows`` it is left out, and the positions of the others stay theirs.
     """
+    bad = bad or BadRows(path, skip=False)
     if kind == "tfrecord":
-        return _tfrecord_batches(predictor, path, batch_size, compression)
+        return _tfrecord_batches(predictor, path, batch_size, compression, bad)
     if kind == "npz":
-        return _npz_batches(predictor, path, batch_size, ignore_unknown)
-    return _text_batches(predictor, path, kind, batch_size, ignore_unknown)
+        return _npz_batches(predictor, path, batch_size, ignore_unknown, bad)
+    return _text_batches(predictor, path, kind, batch_size, ignore_unknown, bad)
 
 
 def _reader_spec(spec: FeatureSpec) -> FeatureSpec:
@@ -75,21 +80,51 @@ def _reader_spec(spec: FeatureSpec) -> FeatureSpec:
 # -- JSON Lines and CSV ---------------------------------------------------------------------------
 
 
-def _text_batches(predictor: Predictor, path: str, kind: str, batch_size: int, ignore_unknown: bool) -> Batches:
+def _text_batches(
+    predictor: Predictor, path: str, kind: str, batch_size: int, ignore_unknown: bool, bad: BadRows
+) -> Batches:
     base_dir = Path(path).expanduser().resolve().parent
     with open_source(path, _reader_spec(predictor.spec), format=kind, ignore_unknown=ignore_unknown) as source:
         rows: list[tuple[str, dict]] = []
-        start = 0
-        for row in source:
+        indexes: list[int] = []
+        for index, row in enumerate(source):
             if row.error is not None:
-                raise RecordError(f"{path} {row.where}: {row.error}")
+                bad.add(row.where, row.error)
+                continue
             rows.append((row.where, row.record))
+            indexes.append(index)
             if len(rows) == batch_size:
-                yield start, predictor.predict(_columns(predictor, rows, path, base_dir))
-                start += len(rows)
-                rows = []
+                yield _predict_rows(predictor, rows, indexes, path, base_dir, bad)
+                rows, indexes = [], []
         if rows:
-            yield start, predictor.predict(_columns(predictor, rows, path, base_dir))
+            yield _predict_rows(predictor, rows, indexes, path, base_dir, bad)
+
+
+def _predict_rows(
+    predictor: Predictor, rows: list, indexes: list[int], path: str, base_dir: Path, bad: BadRows
+) -> tuple[list[int], dict[str, np.ndarray]]:
+    """Predict one batch of rows; skipping bad rows, each is first checked alone."""
+    if bad.skip:
+        good = []
+        for (where, record), index in zip(rows, indexes, strict=True):
+            try:
+                predictor.check(_columns(predictor, [(where, record)], path, base_dir))
+            except PredictError as err:
+                bad.add(where, _reason(err, path, where))
+                continue
+            good.append(((where, record), index))
+        rows, indexes = [r for r, _ in good], [i for _, i in good]
+        if not rows:
+            return [], {}
+    return indexes, predictor.predict(_columns(predictor, rows, path, base_dir))
+
+
+def _reason(err: Exception, path: str, where: str) -> str:
+    """The message of ``err`` without the file and row it starts with (``BadRows`` names them)."""
+    text = str(err)
+    for prefix in (f"{path} {where}: ", f"{path}: "):
+        text = text.removeprefix(prefix)
+    return text
 
 
 def _columns(predictor: Predictor, rows: list[tuple[str, dict]], source: str, base_dir: Path) -> dict[str, np.ndarray]:
@@ -145,43 +180,72 @@ def _stack(shape: tuple, values: list[np.ndarray], feature: Feature | None) -> n
 # -- NPZ ------------------------------------------------------------------------------------------
 
 
-def _npz_batches(predictor: Predictor, path: str, batch_size: int, ignore_unknown: bool) -> Batches:
+def _npz_batches(predictor: Predictor, path: str, batch_size: int, ignore_unknown: bool, bad: BadRows) -> Batches:
     with open_source(path, _reader_spec(predictor.spec), format="npz", ignore_unknown=ignore_unknown) as source:
         columns = {k: v for k, v in source.columns.items() if k not in predictor.ignored}
         rows = source.rows
     for lo in range(0, rows, batch_size):
-        chunk = {k: v[lo : lo + batch_size] for k, v in columns.items()}
+        indexes = list(range(lo, min(lo + batch_size, rows)))
+        if bad.skip:
+            indexes = [i for i in indexes if _npz_row_ok(predictor, columns, i, path, bad)]
+            if not indexes:
+                continue
         try:
-            for name, values in chunk.items():
-                feature = predictor.spec[name]
-                if feature.encoding and values.dtype.kind in "SO":  # encoded images: bytes per record
-                    data = []
-                    for i, item in enumerate(values):
-                        try:
-                            data.append(checked_image(feature, bytes(item), "the value"))
-                        except (PredictError, TypeError) as err:
-                            raise PredictError(f"record {lo + i}: {err}") from None
-                    chunk[name] = decode_images(feature, data)
-            yield lo, predictor.predict(predictor.check(chunk, start=lo))
+            chunk = _npz_chunk(predictor, {k: v[indexes] for k, v in columns.items()}, indexes)
+            yield indexes, predictor.predict(predictor.check(chunk, start=lo))
         except PredictError as err:
             raise PredictError(f"{path}: {err}") from None
+
+
+def _npz_chunk(predictor: Predictor, chunk: dict[str, np.ndarray], indexes: list[int]) -> dict[str, np.ndarray]:
+    """The records ``indexes`` of an NPZ file, encoded images decoded."""
+    for name, values in chunk.items():
+        feature = predictor.spec[name]
+        if feature.encoding and values.dtype.kind in "SO":  # encoded images: bytes per record
+            data = []
+            for i, item in zip(indexes, values, strict=True):
+                try:
+                    data.append(checked_image(feature, bytes(item), "the value"))
+                except (PredictError, TypeError) as err:
+                    raise PredictError(f"record {i}: {err}") from None
+            chunk[name] = decode_images(feature, data)
+    return chunk
+
+
+def _npz_row_ok(predictor: Predictor, columns: dict[str, np.ndarray], i: int, path: str, bad: BadRows) -> bool:
+    try:
+        predictor.check(_npz_chunk(predictor, {k: v[i : i + 1] for k, v in columns.items()}, [i]), start=i)
+    except PredictError as err:
+        bad.add(f"record {i}", str(err).removeprefix(f"record {i}: "))
+        return False
+    return True
 
 
 # -- TFRecord -------------------------------------------------------------------------------------
 
 
-def _tfrecord_batches(predictor: Predictor, pattern: str, batch_size: int, compression: str | None) -> Batches:
+def _tfrecord_batches(
+    predictor: Predictor, pattern: str, batch_size: int, compression: str | None, bad: BadRows
+) -> Batches:
     from factory.features.pipeline import record_batches, resolve_files  # defers TensorFlow
 
     start = 0
     for path, count, batch in record_batches(
         resolve_files(pattern), compression, batch_size, hint="pass --compression"
     ):
-        try:
-            outputs = predictor.predict_examples(batch.numpy().tolist())
-        except PredictError as err:
-            if err.index is None:
-                raise
-            raise PredictError(f"{path}, record {count + err.index}: {err.detail}") from None
-        yield start, outputs
-        start += len(batch)
+        records = batch.numpy().tolist()
+        first = start
+        indexes = list(range(first, first + len(records)))
+        start += len(records)
+        while records:
+            try:
+                yield indexes, predictor.predict_examples(records)
+                break
+            except PredictError as err:
+                if err.index is None:
+                    raise
+                where = f"{path}, record {count + indexes[err.index] - first}"
+                if not bad.skip:
+                    raise PredictError(f"{where}: {err.detail}") from None
+                bad.add(f"({where})", err.detail)  # left out; the rest of the batch again
+                del records[err.index], indexes[err.index]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from factory.cli.args import add_compression, positive_int
+from factory.cli.bad_rows import BadRows
 from factory.errors import RecordError
 from factory.features.sources import CsvSource, JsonlSource, NpzSource, Row, open_source
 from factory.features.spec import FeatureSpec
@@ -21,7 +21,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from factory.features.writer import RecordWriter
 
 # Reasons printed for skipped rows; the rest are only counted.
-SHOWN_REASONS = 5
 # Shard paths listed one by one in the summary; more are shown as a glob.
 LISTED_SHARDS = 3
 _RECORD_INDEX = re.compile(r"record (\d+): (.*)", re.DOTALL)
@@ -54,30 +53,6 @@ def write_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class _BadRows:
-    """Stops at the first bad row, or (``skip``) counts them and keeps the first few reasons."""
-
-    def __init__(self, source: str, skip: bool):
-        self.source = source
-        self.skip = skip
-        self.count = 0
-        self.reasons: list[str] = []
-
-    def add(self, where: str, message: str) -> None:
-        text = f"{self.source} {where}: {message}"
-        if not self.skip:
-            raise RecordError(text)
-        self.count += 1
-        if len(self.reasons) < SHOWN_REASONS:
-            self.reasons.append(text)
-
-    def report(self) -> None:
-        for reason in self.reasons:
-            print(f"skipped {reason}", file=sys.stderr)
-        if self.count > len(self.reasons):
-            print(f"skipped {self.count - len(self.reasons)} more bad rows", file=sys.stderr)
-
-
 def _without_index(message: str) -> str:
     """The writer's ``record N: ...`` message without its own record count (the input's row is named instead)."""
     match = _RECORD_INDEX.fullmatch(message)
@@ -103,7 +78,7 @@ def _column(values: list) -> Any:
     return column
 
 
-def _write_batch(rows: list[Row], writer: RecordWriter, bad: _BadRows) -> None:
+def _write_batch(rows: list[Row], writer: RecordWriter, bad: BadRows) -> None:
     """Good rows through the column path; a batch with a bad record is redone row by row to name (or skip) it."""
     names = {name for row in rows for name in row.record}
     columns = {name: _column([row.record.get(name) for row in rows]) for name in names}
@@ -120,7 +95,7 @@ def _write_batch(rows: list[Row], writer: RecordWriter, bad: _BadRows) -> None:
             bad.add(row.where, _without_index(str(err)))
 
 
-def _write_rows(source: CsvSource | JsonlSource, writer: RecordWriter, bad: _BadRows, batch: int = 4096) -> None:
+def _write_rows(source: CsvSource | JsonlSource, writer: RecordWriter, bad: BadRows, batch: int = 4096) -> None:
     """Rows of a CSV or JSON Lines source, written in batches (per-record encoding costs ~4x more)."""
     pending: list[Row] = []
     for row in source:
@@ -143,7 +118,7 @@ def _write_rows(source: CsvSource | JsonlSource, writer: RecordWriter, bad: _Bad
         _write_batch(pending, writer, bad)
 
 
-def _write_columns(source: NpzSource, writer: RecordWriter, bad: _BadRows, chunk: int = 65536) -> None:
+def _write_columns(source: NpzSource, writer: RecordWriter, bad: BadRows, chunk: int = 65536) -> None:
     """Whole columns through the writer's fast path; a chunk with a bad record is redone row by row.
 
     The column path validates a chunk before writing any of it; the row-by-row
@@ -176,7 +151,7 @@ def run_write(args: argparse.Namespace) -> int:
     """Validate the spec, open the input, then write; nothing is written unless every kept row is good."""
     spec = FeatureSpec.from_yaml(args.features)
     compression = normalize_compression(args.compression)
-    bad = _BadRows(args.input, args.skip_bad_rows)
+    bad = BadRows(args.input, args.skip_bad_rows)
     with open_source(args.input, spec, format=args.format, ignore_unknown=args.ignore_unknown) as source:
         # The source checked its columns first: a wrong file fails before TensorFlow loads.
         try:

@@ -149,7 +149,7 @@ def test_non_finite_outputs_are_written_as_null(tmp_path):
     path = tmp_path / "out.jsonl"
     with JsonLinesOutput(path) as out:
         out.write(
-            5,
+            [5, 6],
             {
                 "class_ids": np.array([0, 2]),
                 "probabilities": np.array([[NAN, 0.5], [0.25, 0.75]], np.float32),
