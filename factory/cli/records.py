@@ -20,7 +20,6 @@ from factory.features.tfrecord import normalize_compression
 if TYPE_CHECKING:  # pragma: no cover
     from factory.features.writer import RecordWriter
 
-# Reasons printed for skipped rows; the rest are only counted.
 # Shard paths listed one by one in the summary; more are shown as a glob.
 LISTED_SHARDS = 3
 _RECORD_INDEX = re.compile(r"record (\d+): (.*)", re.DOTALL)
