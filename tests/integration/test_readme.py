@@ -80,5 +80,6 @@ def test_every_readme_command_runs(tmp_path):
     with open(work / "multirun" / "iris" / "summary.csv") as f:
         assert len(list(csv.DictReader(f))) == 4
     predictions = [json.loads(line) for line in (work / "predictions.jsonl").read_text().splitlines()]
-    assert len(predictions) == 30 and {"index", "class_ids", "probabilities"} <= set(predictions[0])
+    assert len(predictions) == 30 and {"index", "class_ids", "probabilities", "classes"} <= set(predictions[0])
+    assert {p["classes"] for p in predictions} <= {"setosa", "versicolor", "virginica"}
     assert len([p for p in (work / "multirun" / "dropout").iterdir() if p.name.isdigit()]) == 2
