@@ -30,11 +30,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import IntervalSweep
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from factory.cli.train_job import CONFIG_NAME, config_dir_overrides, record_job, single_run, split_argv
-from factory.config import DEFAULTED_GROUPS, defaults, load_config
+from factory.config import DEFAULTED_GROUPS, Config, defaults, load_config
 from factory.config.globs import missing_data
 from factory.config.resume import check_run_dir
 from factory.errors import ConfigError, FactoryError
@@ -135,8 +135,12 @@ def _yaml_problem(err: yaml.YAMLError) -> str:
     return f"{where}: YAML syntax error: {what}{f' ({context})' if context else ''}; fix the file"
 
 
-def check_command_line(argv: Sequence[str]) -> None:
-    """Compose and validate the config of every trial the command line describes; ConfigError if any is bad."""
+def check_command_line(argv: Sequence[str]) -> tuple[Config, str] | None:
+    """Compose and validate the config of every trial the command line describes; ConfigError if any is bad.
+
+    For a single run (no ``-m``), its ``Config`` and ``hydra.run.dir`` (as composed, ``${now:...}``
+    resolved once), so that ``single_run`` need not compose it again; None for a multirun.
+    """
     overrides, multirun, name, dirs = split_argv(argv)
     config_dir = str(resource_dir("conf"))
     overrides = config_dir_overrides(overrides, dirs)
@@ -156,10 +160,15 @@ def check_command_line(argv: Sequence[str]) -> None:
         raise ConfigError(f"command line: {str(err).strip().splitlines()[0]}") from None
     config_keys = {p.split("=", 1)[0] for p in from_config}
     seen: set[str] = set()
+    single = None
     for trial in trials:
         try:
             with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
-                cfg = compose(config_name=name, overrides=trial)
+                cfg = compose(config_name=name, overrides=trial, return_hydra_config=not multirun)
+            if not multirun:
+                run_dir = str(OmegaConf.select(cfg, "hydra.run.dir"))
+                with open_dict(cfg):
+                    cfg.pop("hydra")
             raw = OmegaConf.to_container(cfg, resolve=True)
         except (HydraException, OmegaConfBaseException) as err:
             problems = _explain_hydra_error(err, trial, config_dir, name)
@@ -167,7 +176,9 @@ def check_command_line(argv: Sequence[str]) -> None:
             raise ConfigError(_yaml_problem(err)) from None
         else:
             try:
-                problems = missing_data(load_config(raw))
+                config = load_config(raw)
+                problems = missing_data(config)
+                single = None if multirun else (config, run_dir)
             except ConfigError as err:
                 problems = err.problems
         fresh = [p for p in problems if p not in seen]
@@ -179,6 +190,7 @@ def check_command_line(argv: Sequence[str]) -> None:
         if fresh:
             sweep = f" (in the trial {' '.join(trial)})" if len(trials) > 1 else ""
             raise ConfigError([*fresh[:-1], fresh[-1] + sweep])
+    return single
 
 
 def _job(cfg) -> float:
@@ -260,9 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     held = contextlib.ExitStack()
     try:
         if not informational.intersection(a.partition("=")[0] for a in argv):
-            check_command_line(argv)
-            if not split_argv(argv)[1]:
-                single = single_run(argv, held)
+            composed = check_command_line(argv)
+            if composed is not None:
+                single = single_run(argv, held, *composed)
                 if isinstance(single, str):
                     print(single)
                     return 0

@@ -1,7 +1,7 @@
 """Around a ``factory-train`` job: its command line's parts and its run dir, checked, owned and recorded.
 
-Before Hydra starts a single run, ``single_run`` composes its ``hydra.run.dir``, compares the
-config with the previous run's there (``factory.config.resume``) and takes the run dir's lock
+Before Hydra starts a single run, ``single_run`` pins its ``hydra.run.dir`` (as the command-line
+check composed it), compares the config with the previous run's there (``factory.config.resume``) and takes the run dir's lock
 (``factory.run_dir.owning``): a finished run is reported without Hydra writing anything. Every
 job (a sweep's trials too) records Hydra's files itself, with ``record_job``, once it knows it
 will train (``conf/config.yaml`` sets ``hydra.output_subdir: null``).
@@ -14,16 +14,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.errors import HydraException
-from omegaconf import OmegaConf, open_dict
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import OmegaConf
 
-from factory.config import Config, load_config
+from factory.config import Config
 from factory.config.resume import check_run_dir
 from factory.errors import ConfigError
 from factory.run_dir import HYDRA, owning, write_text
-from factory.validation import resource_dir
 
 CONFIG_NAME = "config"
 _HYDRA_FLAGS_WITH_VALUE = {
@@ -85,27 +81,17 @@ def record_job(cfg, hydra_cfg, run_dir: str) -> None:
     write_text(directory / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))
 
 
-def single_run(argv: list[str], held: contextlib.ExitStack) -> list[str] | str:
+def single_run(argv: list[str], held: contextlib.ExitStack, config: Config, run_dir: str) -> list[str] | str:
     """Before Hydra starts a single run: its run dir, owned by this process from now on.
 
-    Composes ``hydra.run.dir`` (passed on to Hydra as an override, so a ``${now:...}`` in it
-    names the same directory), checks the config against the run dir's previous run
-    (``factory.config.resume``) and takes the run dir's lock. Returns the command line for
-    Hydra, or the line to print when the run is finished (then nothing is written at all).
+    ``config`` and ``run_dir`` are the run's as ``check_command_line`` composed them. Checks
+    the config against the run dir's previous run (``factory.config.resume``) and takes the
+    run dir's lock. Returns the command line for Hydra, with ``hydra.run.dir`` pinned (so a
+    ``${now:...}`` in it names the same directory), or the line to print when the run is
+    finished (then nothing is written at all).
     """
-    overrides, _, name, dirs = split_argv(argv)
-    try:
-        with initialize_config_dir(config_dir=str(resource_dir("conf")), version_base="1.3"):
-            cfg = compose(config_name=name, overrides=config_dir_overrides(overrides, dirs), return_hydra_config=True)
-        run_dir = str(OmegaConf.select(cfg, "hydra.run.dir"))
-        with open_dict(cfg):
-            cfg.pop("hydra")
-        raw = OmegaConf.to_container(cfg, resolve=True)
-    except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(f"command line: {str(err).strip().splitlines()[0]}") from None
     if Path(run_dir).exists() and not Path(run_dir).is_dir():
         raise ConfigError(f"hydra.run.dir: {run_dir} is a file, not a directory; name a directory for the run")
-    config: Config = load_config({**raw, "run_dir": os.path.abspath(run_dir)})
     if config.train.strategy != "multi_worker_mirrored":  # its workers share the run dir
         held.enter_context(owning(run_dir, record=False))
     done = check_run_dir(config, run_dir)

@@ -82,15 +82,18 @@ def statistics_from_checkpoint(run_dir: Path) -> None:
         return
     for number in sorted(_numbers(run_dir / CHECKPOINTS), reverse=True):
         prefix = str(run_dir / CHECKPOINTS / f"ckpt-{number}")
-        if unreadable(prefix) is None:
-            break
-    else:
+        if _missing_files(prefix):
+            continue
+        try:  # the state tensor alone, not the weights
+            reader = tf.train.load_checkpoint(prefix)
+            state = json.loads(reader.get_tensor(_STATE_KEY)) if reader.has_tensor(_STATE_KEY) else {}
+        except Exception:  # damaged: the restore reports it; an older checkpoint may hold the statistics
+            continue
+        stats = state.get("statistics")
+        if stats:
+            write_json(path, stats)
+            log.info(f"restored {path.name} from the checkpoint {prefix}")
         return
-    reader = tf.train.load_checkpoint(prefix)
-    stats = json.loads(reader.get_tensor(_STATE_KEY)).get("statistics") if reader.has_tensor(_STATE_KEY) else None
-    if stats:
-        write_json(path, stats)
-        log.info(f"restored {path.name} from the checkpoint {prefix}")
 
 
 _CKPT_FILE = re.compile(r"ckpt-(\d+)\.(?:index|data-\d+-of-\d+)")
@@ -115,14 +118,20 @@ def _numbers(directory: Path) -> set[int]:
     return found
 
 
-def unreadable(prefix: str) -> str | None:
-    """Why the checkpoint ``prefix`` does not read back (None when every tensor does)."""
+def _missing_files(prefix: str) -> str | None:
+    """What is missing of the checkpoint ``prefix``'s files (None when its index and data are there)."""
     path = Path(prefix)
+    data = list(path.parent.glob(path.name + ".data-*"))
     if not path.with_name(path.name + ".index").exists():
-        data = list(path.parent.glob(path.name + ".data-*"))
         return "its .index file is missing" if data else "its files are gone"
-    if not list(path.parent.glob(path.name + ".data-*")):
-        return "its .data file is missing"
+    return None if data else "its .data file is missing"
+
+
+def unreadable(prefix: str) -> str | None:
+    """Why the checkpoint ``prefix`` does not read back (None when every tensor does). Reads it all."""
+    missing = _missing_files(prefix)
+    if missing:
+        return missing
     try:
         reader = tf.train.load_checkpoint(prefix)
         for name, dtype in reader.get_variable_to_dtype_map().items():
@@ -190,23 +199,22 @@ class RunCheckpoint:
         damaged = []
         for number in numbers:
             prefix = str(self.directory / f"ckpt-{number}")
-            problem = unreadable(prefix)
+            problem = _missing_files(prefix)
             if problem is None:
                 try:
                     self.checkpoint.restore(prefix).assert_existing_objects_matched()
                     break
-                except (AssertionError, ValueError) as err:
-                    mismatch = first_line(err)
-                except (tf.errors.OpError, IndexError) as err:
-                    if not isinstance(err, _READ_ERRORS):
-                        mismatch = first_line(err)
-                    else:  # the iterator's state, which only the restore reads, is damaged
+                except (AssertionError, ValueError, tf.errors.OpError, IndexError) as err:
+                    if isinstance(err, _READ_ERRORS):
                         problem = f"it does not read back ({first_line(err)[:160]})"
-                if problem is None:
-                    raise TrainingError(
-                        f"cannot resume from {prefix}: its variables do not match this model ({mismatch[:200]}). "
-                        "Resume with the config the run was started with, or use another hydra.run.dir"
-                    ) from None
+                    else:  # a mismatch, unless reading it all shows damage
+                        problem = unreadable(prefix)
+                        if problem is None:
+                            raise TrainingError(
+                                f"cannot resume from {prefix}: its variables do not match this model "
+                                f"({first_line(err)[:200]}). "
+                                "Resume with the config the run was started with, or use another hydra.run.dir"
+                            ) from None
             damaged.append((prefix, problem))
         else:
             listed = "; ".join(f"{Path(p).name}: {why}" for p, why in damaged)
@@ -245,7 +253,8 @@ class RunCheckpoint:
             (str(self.directory / f"ckpt-{n}") for n in _numbers(self.directory)),
             key=lambda p: int(p.rsplit("-", 1)[1]),
         )
-        kept = [p for p in kept if unreadable(p) is None and int(p.rsplit("-", 1)[1]) <= int(newest.rsplit("-", 1)[1])]
+        last = int(newest.rsplit("-", 1)[1])
+        kept = [p for p in kept if not _missing_files(p) and int(p.rsplit("-", 1)[1]) <= last]
         tf.compat.v1.train.update_checkpoint_state(str(self.directory), newest, all_model_checkpoint_paths=kept)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory), max_to_keep=self.keep)
 
