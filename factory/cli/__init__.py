@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from factory.cli import predict, records, stats, summarize
+from factory.cli import check, predict, records, stats, summarize
 from factory.errors import FactoryError
 
 
@@ -45,8 +45,8 @@ COMMANDS: list[Command] = [
     Command(
         "check",
         "read record files and check every record against the feature spec",
-        records.check_arguments,
-        records.run_check,
+        check.arguments,
+        check.run,
     ),
     Command(
         "stats",

@@ -1,4 +1,4 @@
-"""``factory write`` and ``factory check``: records from CSV, JSON Lines or NPZ files, and checking them."""
+"""``factory write``: records from CSV, JSON Lines or NPZ files."""
 
 from __future__ import annotations
 
@@ -171,26 +171,6 @@ def run_write(args: argparse.Namespace) -> int:
     rows = "row" if bad.count == 1 else "rows"
     records = "record" if writer.count == 1 else "records"
     print(f"wrote {writer.count} {records} ({bad.count} bad {rows} skipped) to {_shard_summary(writer.paths)}")
-    return 0
-
-
-# -- factory check -------------------------------------------------------------------------------
-
-
-def check_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--features", required=True, metavar="SPEC", help="feature spec YAML file")
-    parser.add_argument("files", nargs="+", metavar="FILES", help="record files or globs (quote globs: 'out/train-*')")
-    add_compression(parser, "from each file's extension: .gz GZIP, .zz ZLIB")
-
-
-def run_check(args: argparse.Namespace) -> int:
-    """Read every record of the files against the spec; print per-file counts and the total."""
-    spec = FeatureSpec.from_yaml(args.features)
-    counts = spec.check(args.files, compression=args.compression)
-    for path, count in counts.items():
-        print(f"{path}: {count} record{'' if count == 1 else 's'}")
-    total = sum(counts.values())
-    print(f"total: {total} record{'' if total == 1 else 's'} in {len(counts)} file{'' if len(counts) == 1 else 's'}")
     return 0
 
 

@@ -72,7 +72,7 @@ def format_report(spec: FeatureSpec, report: Mapping[str, Any]) -> str:
         if stats is None:
             continue
         if "error" in stats:
-            lines.append(f"  {f.auto_statistic}: auto -> cannot be computed: {stats['error']}")
+            lines.append(f"  {f.waits_for} -> cannot be computed: {stats['error']}")
         elif "normalize" in stats:
             norm = stats["normalize"]
             scaled = " (after scale)" if f.preprocess.scale is not None else ""

@@ -6,10 +6,11 @@
   values are reshaped to the declared shape. A scalar string feature takes the
   cell as it is; a non-scalar one a JSON list or whitespace-separated tokens.
   An empty cell (a blank one, except for strings) is a missing value: the
-  writer applies the spec's ``default`` or reports the feature as missing.
-  So is ``nan`` for a numeric feature with a ``default`` (what pandas writes for
-  a missing number); without one it is an error, as are ``inf`` and numbers
-  beyond the float32 range (``checks.number_problem``).
+  writer leaves it out of the record when the spec says what a missing value
+  becomes (``missing`` or ``default``) and reports it otherwise. So is ``nan``
+  for such a numeric feature (what pandas writes for a missing number);
+  without one it is an error, as are ``inf`` and numbers beyond the float32
+  range (``checks.number_problem``).
 - JSON Lines values are taken as they are (``null`` is missing), except that a
   flat list for a multi-dimensional feature is reshaped.
 - For ``encoding: png|jpeg`` features, a CSV or JSON Lines field holds the path
@@ -102,7 +103,9 @@ class FieldConverter:
 
     def check_number(self, value: Any) -> None:
         """``BadValue`` unless ``value`` is a number the feature's dtype holds (see ``checks.number_problem``)."""
-        problem = number_problem(value, self.f.dtype, nan_missing=self.f.default is not None)
+        problem = number_problem(
+            value, self.f.dtype, nan_missing=self.f.default is not None or self.f.missing is not None
+        )
         if problem is not None:
             fix = f"; expected {self.f.describe()}" if problem.why == NOT_A_NUMBER else ""
             raise self.bad(f"{problem}{fix}")

@@ -36,15 +36,11 @@ class _Encoder:
         self.vocab = (
             VocabularyCheck(feature.vocabulary) if feature.vocabulary is not None and feature.oov_buckets == 0 else None
         )
-        self.default_payload = None  # set below; the default itself is checked like any value
-        if feature.default is not None:
+        # A record may lack the feature: the reader supplies the default, the fill or an empty list.
+        self.optional = feature.default is not None or feature.missing is not None or feature.variable
+        if feature.default is not None:  # checked like any value, once
             default = np.asarray(feature.default, dtype=object if feature.dtype == "string" else None)
-            self.default_payload = self._payload(default.reshape(feature.shape), -1)
-        elif feature.variable:
-            empty = np.zeros((0, *feature.shape[1:]), dtype=np.float32 if feature.dtype == "float32" else np.int64)
-            self.default_payload = [] if self.kind == "bytes" else empty
-        else:
-            self.default_payload = None
+            self._payload(default.reshape(feature.shape), -1)
 
     def fail(self, index: int, message: str) -> RecordError:
         where = f"record {index}: " if index >= 0 else ""
@@ -53,16 +49,19 @@ class _Encoder:
     def expected(self) -> str:
         return f"expected {self.f.describe()}"
 
-    def entry(self, value: Any, index: int) -> bytes:
+    def entry(self, value: Any, index: int) -> bytes | None:
+        """The map entry of ``value``; None for a missing value (the record lacks the feature)."""
         if value is None:
-            if self.default_payload is None:
+            if not self.optional:
                 raise self.fail(
                     index,
-                    f"missing, and it has no default ({self.f.describe()}); add it to the record or give it a `default` in the feature spec",
+                    f"missing, and it has no default ({self.f.describe()}); add it to the record, or give it "
+                    "`missing: {fill: ...}` (or a `default`) in the feature spec",
                 )
-            payload = self.default_payload
-        else:
-            payload = self._payload(value, index)
+            return None
+        payload = self._payload(value, index)
+        if payload is None:
+            return None
         if self.kind == "bytes":
             data = wire.bytes_payload(payload)
         elif self.kind == "float":
@@ -87,18 +86,18 @@ class _Encoder:
             except ValueError:
                 raise self.fail(index, f"{self.expected()}, got {describe(value)}") from None
         if self._nan_missing(arr):
-            return self.default_payload
+            return None
         self._check_numeric(arr, index, arr.shape)
         return arr.reshape(-1)
 
     def _nan_missing(self, arr: np.ndarray) -> bool:
-        """A value all NaN of a numeric feature with a ``default`` is missing (pandas' missing number)."""
+        """A value all NaN of a numeric feature that may be missing is missing (pandas' missing number)."""
         return (
-            self.f.default is not None
+            self.optional
+            and not self.f.variable
             and arr.dtype.kind == "f"
             and arr.size > 0
             and bool(np.isnan(arr).all())
-            and self.default_payload is not None
         )
 
     def _check_numeric(self, arr: np.ndarray, index: int, shape: tuple, rows: bool = False) -> None:
@@ -166,44 +165,61 @@ class _Encoder:
 
     # -- whole columns -----------------------------------------------------------------
 
-    def column(self, values: Any, rows: int) -> np.ndarray | list[bytes]:
+    def column(self, values: Any, rows: int) -> np.ndarray | list[bytes | None]:
         """Validate a whole column of ``rows`` values (``None``: the feature is absent from every row).
 
-        Returns, for a fixed-size numeric feature given as a numeric array (or
-        absent with a default), the validated ``[rows, size]`` matrix in its
-        storage dtype (float32 or int64), so whole records can be encoded at
-        once; otherwise the per-row map-entry bytes.
+        Returns, for a fixed-size numeric feature given as a numeric array with every
+        value present, the validated ``[rows, size]`` matrix in its storage dtype
+        (float32 or int64), so whole records can be encoded at once; otherwise the
+        per-row map-entry bytes (None where a row lacks the feature: a missing value).
         """
         f = self.f
         fixed_numeric = self.kind != "bytes" and not f.variable
         if values is None:
-            if fixed_numeric and self.default_payload is not None:
-                default = np.asarray(self.default_payload, dtype=np.float32 if self.kind == "float" else np.int64)
-                return np.broadcast_to(default.reshape(1, -1), (rows, default.size))
             return [self.entry(None, i) for i in range(rows)]
         if fixed_numeric:
             arr = np.asarray(values)
             if arr.dtype == object:
                 return [self.entry(v, i) for i, v in enumerate(values)]
-            arr = self._nan_rows_to_default(arr, rows)
-            self._check_numeric(arr, 0, arr.shape, rows=True)
-            arr = arr.reshape(rows, f.size)
-            if self.kind == "float":
-                return np.ascontiguousarray(arr, dtype="<f4")
-            return arr.astype(np.int64, copy=False)
+            missing = self._nan_rows(arr, rows)
+            if missing is not None:  # the present rows as a matrix, then the missing ones left out
+                present = np.flatnonzero(~missing)
+                entries: list[bytes | None] = [None] * rows
+                if len(present):
+                    matrix = self._matrix(arr[present], len(present), present)
+                    for i, e in zip(present.tolist(), wire.column_entries(f.name, self.kind, matrix), strict=True):
+                        entries[i] = e
+                return entries
+            return self._matrix(arr, rows)
         return [self.entry(v, i) for i, v in enumerate(values)]
 
-    def _nan_rows_to_default(self, arr: np.ndarray, rows: int) -> np.ndarray:
-        """A column with the rows that are all NaN replaced by the default (see ``_nan_missing``)."""
-        if self.f.default is None or arr.dtype.kind != "f" or arr.ndim == 0 or len(arr) != rows or not arr.size:
-            return arr
-        flat = arr.reshape(rows, -1)
-        missing = np.isnan(flat).all(axis=1)
-        if not missing.any() or flat.shape[1] != len(self.default_payload):
-            return arr
-        flat = flat.copy()
-        flat[missing] = np.asarray(self.default_payload, dtype=flat.dtype)
-        return flat.reshape(arr.shape)
+    def _matrix(self, arr: np.ndarray, rows: int, index: np.ndarray | None = None) -> np.ndarray:
+        """A validated ``[rows, size]`` matrix; ``index`` maps its rows to the column's, for messages."""
+        try:
+            self._check_numeric(arr, 0, arr.shape, rows=True)
+        except RecordError as err:
+            if index is None:
+                raise
+            raise RecordError(_renumber(str(err), index)) from None
+        arr = arr.reshape(rows, self.f.size)
+        if self.kind == "float":
+            return np.ascontiguousarray(arr, dtype="<f4")
+        return arr.astype(np.int64, copy=False)
+
+    def _nan_rows(self, arr: np.ndarray, rows: int) -> np.ndarray | None:
+        """Which rows of a float column are missing (NaN throughout), when the feature may be missing and some are."""
+        if not self.optional or arr.dtype.kind != "f" or arr.ndim == 0 or len(arr) != rows or not arr.size:
+            return None
+        missing = np.isnan(arr.reshape(rows, -1)).all(axis=1)
+        return missing if missing.any() else None
+
+
+def _renumber(message: str, index: np.ndarray) -> str:
+    """``record i: ...`` of a sub-column -> the record's index in the whole column."""
+    if message.startswith("record "):
+        number, rest = message[7:].split(":", 1)
+        return f"record {int(index[int(number)])}:{rest}"
+    return message
 
 
 def encoders_for(spec: FeatureSpec) -> dict[str, _Encoder]:
@@ -226,7 +242,7 @@ def encode_record(spec: FeatureSpec, record: Mapping[str, Any], index: int = -1,
     if not isinstance(record, Mapping):
         raise RecordError(f"record {index}: expected a mapping of feature name to value, got {type(record).__name__}")
     _unknown(record, encoders, index if index >= 0 else None)
-    return wire.example([enc.entry(record.get(name), index) for name, enc in encoders.items()])
+    return wire.example([e for name, enc in encoders.items() if (e := enc.entry(record.get(name), index)) is not None])
 
 
 def encode_columns(spec: FeatureSpec, columns: Mapping[str, Any], start: int = 0, encoders=None) -> list[bytes]:

@@ -64,6 +64,42 @@ class AutoVocabulary:
     min_count: int = 1
 
 
+# How ``missing.fill`` replaces a missing value; the first three are computed from the present
+# training values by the statistics pass (``factory.features.statistics.Fill``).
+FILLS = ("mean", "median", "most_frequent", "constant")
+# The name of the model input that tells which values of feature ``name`` were filled (``missing.indicator``).
+INDICATOR_SUFFIX = "_missing"
+
+
+# What stands for a missing value of a feature with ``missing:`` between reading and filling:
+# the parse default of a record without the feature, and what ``serving_default`` takes.
+MISSING_VALUE = {"float32": math.nan, "int64": -(2**63), "string": ""}
+
+
+def indicator_name(name: str) -> str:
+    return name + INDICATOR_SUFFIX
+
+
+@dataclass(frozen=True)
+class Missing:
+    """``missing:`` of a feature: a missing value stays absent from the records and is filled
+    in the graph (training, evaluation and both serving signatures alike).
+
+    ``value`` is the fill, one value per channel (last dimension) or one for all; ``None`` for
+    ``mean``/``median``/``most_frequent`` until the spec is resolved with the training
+    statistics (``FeatureSpec.with_statistics``). ``indicator``: the model also receives
+    ``<name>_missing``, float32 ``[batch]``, 1.0 where the record lacked the value.
+    """
+
+    fill: str
+    value: tuple | None = None
+    indicator: bool = False
+
+    @property
+    def auto(self) -> bool:
+        return self.value is None
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """Applied identically in training, evaluation and serving: cast to float32, scale, normalize."""
@@ -120,15 +156,38 @@ class Feature:
     task: str | None = None
     num_classes: int | None = None
     auto_vocabulary: AutoVocabulary | None = None
+    missing: Missing | None = None
+    column: str | None = None
 
     @property
-    def auto_statistic(self) -> str | None:
-        """``"normalize"`` or ``"vocabulary"`` when the feature waits for statistics from the data, else None."""
+    def auto_statistics(self) -> tuple[str, ...]:
+        """The statistics the feature waits for from the training records (``fill``, ``normalize``,
+        ``vocabulary``), in the order they are applied; empty when it waits for none."""
+        kinds = []
+        if self.missing is not None and self.missing.auto:
+            kinds.append("fill")
         if self.auto_vocabulary is not None:
-            return "vocabulary"
+            kinds.append("vocabulary")
         if self.preprocess is not None and self.preprocess.normalize is not None and self.preprocess.normalize.auto:
-            return "normalize"
-        return None
+            kinds.append("normalize")
+        return tuple(kinds)
+
+    @property
+    def waits_for(self) -> str:
+        """``auto_statistics`` as the spec says them: ``missing.fill: median, normalize: auto``."""
+        return ", ".join(
+            f"missing.fill: {self.missing.fill}" if kind == "fill" else f"{kind}: auto" for kind in self.auto_statistics
+        )
+
+    @property
+    def source(self) -> str:
+        """The CSV column, JSON Lines key or NPZ array the feature is read from (``column``; default: its name)."""
+        return self.column or self.name
+
+    @property
+    def indicator(self) -> str | None:
+        """The name of the model input that flags filled values (``missing.indicator``), else None."""
+        return indicator_name(self.name) if self.missing is not None and self.missing.indicator else None
 
     @property
     def channels(self) -> int:
@@ -159,7 +218,8 @@ class Feature:
 
     @property
     def required(self) -> bool:
-        return self.default is None and not self.variable
+        """True when a record must hold the feature: no ``default``, no ``missing`` and a fixed shape."""
+        return self.default is None and self.missing is None and not self.variable
 
     @property
     def output_dtype(self) -> str:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tensorflow as tf
 
-from factory.features.feature import Feature, tf_dtype
+from factory.features.feature import MISSING_VALUE, Feature, tf_dtype
 
 if TYPE_CHECKING:  # pragma: no cover
     from factory.features.spec import FeatureSpec
@@ -41,6 +41,11 @@ def feature_parse_spec(feature: Feature, checked: bool = False):
             pad = str(pad).encode()
         return tf.io.FixedLenSequenceFeature(inner, dtype, allow_missing=True, default_value=pad)
     shape = list(feature.stored_shape)
+    if feature.missing is not None:  # the fill happens in the graph (``FeatureTransform.preprocess``)
+        marker = MISSING_VALUE[feature.dtype]
+        return tf.io.FixedLenFeature(
+            shape, dtype, default_value=np.full(shape, marker, dtype=object).tolist() if shape else marker
+        )
     if feature.default is not None:
         default: Any = feature.default
         if feature.dtype == "string":

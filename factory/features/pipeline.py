@@ -153,7 +153,7 @@ def dataset(
 
 
 def _split(spec: FeatureSpec, values: dict, with_labels: bool):
-    features = {f.name: values[f.name] for f in spec.features}
+    features = {name: values[name] for name in spec.input_names}
     if not with_labels:
         return features
     labels = values[spec.labels[0].name] if len(spec.labels) == 1 else {f.name: values[f.name] for f in spec.labels}

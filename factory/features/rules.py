@@ -27,8 +27,10 @@ from factory.features.feature import (
     Augment,
     AutoVocabulary,
     Feature,
+    Missing,
     Normalize,
     Preprocess,
+    indicator_name,
     shape_str,
 )
 
@@ -60,7 +62,72 @@ def semantic_problems(spec: dict) -> list[str]:
         name = spec["weight"]["name"]
         if name in seen:
             problems.append(f"weight.name: the name '{name}' is already used in {seen[name]}")
+        seen[name] = "weight.name"
+    for name, f in spec["features"].items():
+        missing = _missing(f)
+        if missing and missing.get("indicator"):
+            flag = indicator_name(name)
+            if flag in seen:
+                problems.append(
+                    f"features.{name}.missing.indicator: the indicator input '{flag}' clashes with {seen[flag]}; "
+                    "rename that feature, or set `indicator: false`"
+                )
+    sources: dict[str, str] = {}
+    for group, entries in groups:
+        for name, f in entries.items():
+            source, path = f.get("column", name), f"{group}.{name}"
+            if source in sources:
+                key = f"{path}.column" if "column" in f else path
+                problems.append(
+                    f"{key}: reads the column '{source}', which {sources[source]} reads already; "
+                    "each column feeds one feature"
+                )
+            sources[source] = path
     return problems
+
+
+def _missing(f: dict) -> dict | None:
+    """A feature's ``missing`` as a dict (``missing: median`` is short for ``{fill: median}``), or None."""
+    missing = f.get("missing")
+    return {"fill": missing} if isinstance(missing, str) else missing
+
+
+def _missing_problems(path: str, f: dict) -> list[str]:
+    missing = _missing(f)
+    if missing is None:
+        return []
+    p: list[str] = []
+    dtype, shape = f["dtype"], f["shape"]
+    fill, where = missing["fill"], f"{path}.missing"
+    if "default" in f:
+        p.append(
+            f"{path}.default: `missing` and `default` both say what a missing value becomes; drop `default` "
+            "(`missing: {fill: constant, value: ...}` fills a constant without writing it into the records)"
+        )
+    if f.get("encoding") or dtype == "uint8":
+        return [*p, f"{where}: applies to float32, int64 and string features, not {dtype} images or pixels"]
+    if shape and shape[0] is None:
+        return [*p, f"{where}: a variable-length feature is empty when it is missing; drop `missing`"]
+    if dtype == "string" and fill in ("mean", "median"):
+        p.append(f"{where}.fill: {fill} needs numbers; a string feature takes `most_frequent` or `constant`")
+    if fill == "constant" and "value" not in missing:
+        p.append(f"{where}.value: `fill: constant` needs the `value` to fill in")
+    if "value" in missing:
+        values = missing["value"] if isinstance(missing["value"], list) else [missing["value"]]
+        channels = shape[-1] if shape else 1
+        if len(values) not in (1, channels):
+            p.append(
+                f"{where}.value: {len(values)} values, but the last dimension has size {channels}; "
+                "give one value or one per channel"
+            )
+        bad = next((m for v in values if (m := _value_problem(dtype, v))), None)
+        vocab = f.get("vocabulary")
+        if bad is None and dtype == "string" and isinstance(vocab, list) and f.get("oov_buckets", 0) == 0:
+            check = VocabularyCheck(vocab)
+            bad = next((str(m) for v in values if (m := check.problem(v))), None)
+        if bad:
+            p.append(f"{where}.value: {bad}")
+    return p
 
 
 def _feature_problems(path: str, f: dict, label: bool) -> list[str]:
@@ -153,6 +220,8 @@ def _feature_problems(path: str, f: dict, label: bool) -> list[str]:
 
     if label:
         p += _label_problems(path, f)
+    else:
+        p += _missing_problems(path, f)
     return p
 
 
@@ -244,6 +313,11 @@ def build_feature(name: str, f: dict, role: str) -> Feature:
         task = _task(f)
         if task == "classification":
             num_classes = f.get("num_classes") or len(vocab)
+    missing = None
+    if (m := _missing(f)) is not None:
+        value = m.get("value")
+        value = tuple(value if isinstance(value, list) else [value]) if value is not None else None
+        missing = Missing(fill=m["fill"], value=value, indicator=bool(m.get("indicator", False)))
     pad_value = f.get("pad_value")
     if shape and shape[0] is None and pad_value is None:
         pad_value = "" if f["dtype"] == "string" else 0
@@ -264,4 +338,6 @@ def build_feature(name: str, f: dict, role: str) -> Feature:
         task=task,
         num_classes=num_classes,
         auto_vocabulary=auto_vocabulary,
+        missing=missing,
+        column=f.get("column"),
     )

@@ -33,7 +33,7 @@ from factory.features.feature import Feature
 from factory.features.parsing import storage_dtype
 from factory.features.pipeline import explain_errors
 from factory.features.reading import lacks, record_keys, resolve_files
-from factory.features.statistics import KINDS, Moments, Statistic, count_text
+from factory.features.statistics import Moments, Statistic, count_text, describe_entry
 from factory.features.tfrecord import compression_of
 from factory.features.transform import decode_images
 from factory.run_dir import STATISTICS, read_json, write_json
@@ -238,7 +238,8 @@ def statistics_problems(spec: FeatureSpec, stats: Mapping[str, Any]) -> list[str
         now = Statistic.of(f).declared()
         if entry is None:
             problems.append(
-                f"features.{f.name}: `{f.auto_statistic}: auto` now, but the statistics were computed without it"
+                f"features.{f.name}: waits for {' and '.join(f.auto_statistics)} from the training records now, "
+                "but the statistics were computed without it"
             )
             continue
         before = entry.get("declared", {})
@@ -257,6 +258,5 @@ def describe(stats: Mapping[str, Any]) -> str:
     """``x: mean/std of 4 channels, s: vocabulary of 2 (of 5 values)`` for a log line."""
     parts = []
     for name, entry in stats.get("features", {}).items():
-        kind = next(k for k in KINDS.values() if k.kind in entry)
-        parts.append(f"{name}: {kind.describe(entry)}")
+        parts.append(f"{name}: {describe_entry(entry)}")
     return ", ".join(parts)

@@ -83,8 +83,13 @@ class Row:
     error: str | None = None
 
 
+def _sources(spec: FeatureSpec) -> dict[str, str]:
+    """``{column, key or array name: feature name}``: a feature reads its ``column`` (default: its name)."""
+    return {f.source: f.name for f in spec.all()}
+
+
 def _unknown_names(path: Path, names: Sequence[str], spec: FeatureSpec, what: str, where: str = "") -> RecordError:
-    declared = [f.name for f in spec.all()]
+    declared = list(_sources(spec))
     name = names[0]
     more = f" (and {len(names) - 1} more: {', '.join(names[1:])})" if len(names) > 1 else ""
     return RecordError(
@@ -95,16 +100,19 @@ def _unknown_names(path: Path, names: Sequence[str], spec: FeatureSpec, what: st
 
 
 def _check_columns(path: Path, names: Sequence[str], spec: FeatureSpec, ignore_unknown: bool, what: str) -> list[str]:
-    """The declared names among ``names``; unknown ones are an error unless ignored, as are absent required features."""
-    declared = {f.name for f in spec.all()}
+    """The declared names among ``names`` (columns a feature reads: its ``column``, default its name);
+    unknown ones are an error unless ignored, as are absent required features."""
+    declared = _sources(spec)
     unknown = [n for n in names if n not in declared]
     if unknown and not ignore_unknown:
         raise _unknown_names(path, unknown, spec, what)
     for f in spec.all():
-        if f.required and f.name not in names:
+        if f.required and f.source not in names:
+            column = f" (read from the {what} '{f.column}')" if f.column else ""
             raise RecordError(
-                f"{path}: no {what} for the required feature '{f.name}' ({f.describe()}); "
-                f"add it, or give the feature a `default` in the feature spec"
+                f"{path}: no {what} for the required feature '{f.name}'{column} ({f.describe()}); "
+                f"add it, map another {what} to it with `column:`, or give the feature `missing: {{fill: ...}}` "
+                "in the feature spec"
             )
     return [n for n in names if n in declared]
 
@@ -125,6 +133,7 @@ class _TextSource(_Source):
         super().__init__(path, spec, ignore_unknown)
         base_dir = self.path.resolve().parent
         self.fields = {f.name: FieldConverter(f, base_dir) for f in spec.all()}
+        self.sources = _sources(spec)
         self._file: TextIO | None = None
 
     def _open(self) -> TextIO:
@@ -174,7 +183,8 @@ class CsvSource(_TextSource):
                     raise RecordError(f"{self.path}: the header names column '{name}' twice")
             kept = set(_check_columns(self.path, header, self.spec, self.ignore_unknown, "column"))
             self.header = header
-            self._columns = [(i, self.fields[name]) for i, name in enumerate(header) if name in kept]
+            sources = _sources(self.spec)
+            self._columns = [(i, self.fields[sources[name]]) for i, name in enumerate(header) if name in kept]
         except BaseException:
             self.__exit__()
             raise
@@ -229,15 +239,15 @@ class JsonlSource(_TextSource):
             if not isinstance(obj, Mapping):
                 yield Row(where, None, f"expected a JSON object of feature name to value, got {type(obj).__name__}")
                 continue
-            unknown = [k for k in obj if k not in self.fields]
+            unknown = [k for k in obj if k not in self.sources]
             if unknown and not self.ignore_unknown:
                 raise _unknown_names(self.path, unknown, self.spec, "key", where)
             record: dict[str, Any] = {}
             try:
                 for key, value in obj.items():
-                    field = self.fields.get(key)
+                    field = self.fields.get(self.sources.get(key, ""))
                     if field is not None and value is not None:
-                        record[key] = field.from_json(value)
+                        record[field.name] = field.from_json(value)
             except BadValue as bad:
                 yield Row(where, None, str(bad))
                 continue
@@ -271,16 +281,20 @@ class NpzSource(_Source):
             )
         with archive:
             keep = _check_columns(self.path, list(archive.files), self.spec, self.ignore_unknown, "array")
-            for name in keep:
+            sources = _sources(self.spec)
+            for source in keep:
+                name = sources[source]
                 try:
-                    arr = archive[name]
+                    arr = archive[source]
                 except ValueError as err:
                     raise RecordError(
-                        f"{self.path}: array '{name}' cannot be read ({err}); store strings as fixed-width "
+                        f"{self.path}: array '{source}' cannot be read ({err}); store strings as fixed-width "
                         "str or bytes arrays (np.array([...], dtype=str)), not object arrays"
                     ) from None
                 if arr.ndim == 0:
-                    raise RecordError(f"{self.path}: array '{name}' is a scalar; its first axis must count the records")
+                    raise RecordError(
+                        f"{self.path}: array '{source}' is a scalar; its first axis must count the records"
+                    )
                 self.columns[name] = arr
         lengths = {name: len(arr) for name, arr in self.columns.items()}
         if len(set(lengths.values())) > 1:

@@ -81,8 +81,9 @@ class FeatureSpec:
 
     @property
     def auto_features(self) -> tuple[Feature, ...]:
-        """The features with ``normalize: auto`` or ``vocabulary: auto``, in spec order."""
-        return tuple(f for f in (*self.features, *self.labels) if f.auto_statistic is not None)
+        """The features that wait for statistics of the training records (``normalize: auto``,
+        ``vocabulary: auto``, ``missing.fill`` of mean, median or most_frequent), in spec order."""
+        return tuple(f for f in (*self.features, *self.labels) if f.auto_statistics)
 
     def with_statistics(self, statistics: Mapping[str, Any]) -> FeatureSpec:
         """The spec with every ``auto`` replaced by the computed constants.
@@ -103,9 +104,10 @@ class FeatureSpec:
         raw = plain(self.raw)
         problems = []
         for f in self.auto_features:
-            entry, kind = entries.get(f.name), f.auto_statistic
-            if not isinstance(entry, Mapping) or kind not in entry:
-                problems.append(f"features.{f.name}: the statistics hold no {kind} for this `{kind}: auto` feature")
+            entry = entries.get(f.name)
+            lacking = [kind for kind in f.auto_statistics if not isinstance(entry, Mapping) or kind not in entry]
+            if lacking:
+                problems.append(f"features.{f.name}: the statistics hold no {' or '.join(lacking)} for this feature")
                 continue
             Statistic.of(f).write(declaration(raw, f), entry)
         if problems:
@@ -122,6 +124,16 @@ class FeatureSpec:
         """Features, then (if ``labels``) labels and the weight: everything a record holds."""
         extra = (*self.labels, *((self.weight,) if self.weight else ())) if labels else ()
         return (*self.features, *extra)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """What the network receives, in order: each feature, followed by its missing-value
+        indicator (``<name>_missing``, float32 ``[batch]``) when ``missing.indicator`` asks for one."""
+        return tuple(name for f in self.features for name in (f.name, f.indicator) if name)
+
+    def indicated(self, name: str) -> Feature | None:
+        """The feature whose missing-value indicator is the input ``name``, else None."""
+        return next((f for f in self.features if f.indicator == name), None)
 
     def __getitem__(self, name: str) -> Feature:
         for f in self.all():
@@ -196,7 +208,7 @@ class FeatureSpec:
 
     def _require_resolved(self, what: str) -> None:
         if self.needs_statistics:
-            names = ", ".join(f"features.{f.name} ({f.auto_statistic}: auto)" for f in self.auto_features)
+            names = ", ".join(f"features.{f.name} ({f.waits_for})" for f in self.auto_features)
             raise ConfigError(
                 f"{names}: {what} needs the statistics computed from the training records; "
                 "resolve the spec first with factory.features.scan.resolve_statistics(spec, files, ...) "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -62,6 +62,46 @@ class Moments:
         return np.sqrt(np.maximum(self.s2 / self.count - m * m, 0.0))
 
 
+class Sample:
+    """A uniform random sample of at most ``size`` rows of ``channels`` values, in bounded memory
+    (bottom-k sampling: each row draws a key, the ``size`` smallest keys are kept). With the same
+    rows in the same order it is the same sample; with at most ``size`` rows it holds them all,
+    so its quantiles are exact."""
+
+    def __init__(self, channels: int = 1, size: int = 20_000, seed: int = 0):
+        self.channels, self.size = channels, size
+        self.rng = np.random.default_rng(seed)
+        self.keys = np.empty(0)
+        self.rows = np.empty((0, channels))
+        self.threshold = np.inf  # keys at or above it cannot enter any more
+
+    def add(self, values: np.ndarray) -> None:
+        x = np.asarray(values, dtype=np.float64).reshape(-1, self.channels)
+        if not len(x):
+            return
+        keys = self.rng.random(len(x))
+        keep = keys < self.threshold
+        self.keys = np.concatenate([self.keys, keys[keep]])
+        self.rows = np.concatenate([self.rows, x[keep]])
+        if len(self.keys) >= 2 * self.size:
+            self._shrink()
+
+    def _shrink(self) -> None:
+        if len(self.keys) > self.size:
+            kept = np.argpartition(self.keys, self.size - 1)[: self.size]
+            self.keys, self.rows = self.keys[kept], self.rows[kept]
+            self.threshold = float(self.keys.max())
+
+    def values(self) -> np.ndarray:
+        """The sampled rows, ``[n, channels]``."""
+        self._shrink()
+        return self.rows
+
+    def quantiles(self, q: Sequence[float] | float) -> np.ndarray:
+        """Per channel, ``[len(q), channels]`` (``[channels]`` for one ``q``); linear interpolation."""
+        return np.quantile(self.values(), q, axis=0)
+
+
 def count_text(counts: Counter, values: np.ndarray, name: str) -> None:
     """Add the stored bytes ``values`` of feature ``name`` to ``counts`` as text; ``RecordError`` if not UTF-8."""
     if not len(values):
@@ -103,8 +143,9 @@ class Statistic:
 
     @staticmethod
     def of(feature: Feature) -> Statistic:
-        """The statistic an ``auto`` feature waits for (``feature.auto_statistic``)."""
-        return KINDS[feature.auto_statistic](feature)
+        """What an ``auto`` feature waits for (``feature.auto_statistics``): one kind, or several together."""
+        kinds = [KINDS[kind](feature) for kind in feature.auto_statistics]
+        return kinds[0] if len(kinds) == 1 else Together(feature, kinds)
 
     def entry(self) -> dict[str, Any]:
         """The statistics entry: ``declared``, then the fitted constants and counts."""
@@ -289,8 +330,18 @@ class Vocabulary(Statistic):
 
     def problems(self, entry: Mapping[str, Any]) -> list[str]:
         """A vocabulary that leaves training values out needs ``oov_buckets`` to put them in."""
-        left = entry.get("left_out", {})
-        if not left.get("values") or self.feature.oov_buckets:
+        f, left = self.feature, entry.get("left_out", {})
+        if f.oov_buckets:
+            return []
+        if f.missing is not None and f.missing.value is not None:
+            outside = [v for v in f.missing.value if v not in set(entry["vocabulary"])]
+            if outside:
+                return [
+                    f"features.{f.name}.missing.value: {outside[0]!r} is not among the {len(entry['vocabulary'])} "
+                    "values of the vocabulary computed from the training records, so a missing value would stop "
+                    "training; set `oov_buckets: 1` (or more), or fill with `most_frequent`"
+                ]
+        if not left.get("values"):
             return []
         return [
             f"features.{self.feature.name}.oov_buckets: the vocabulary keeps {len(entry['vocabulary'])} of {entry['distinct']} "
@@ -332,7 +383,117 @@ class Vocabulary(Statistic):
             return ids if ragged else tf.identity(ids)
 
 
-KINDS: dict[str, type[Statistic]] = {kind.kind: kind for kind in (Normalization, Vocabulary)}
+class Fill(Statistic):
+    """``missing.fill``: mean, median (per channel) or most frequent value of the *present* training
+    values (a missing value is not counted); an integer feature's mean or median is rounded.
+
+    The median is exact up to ``Sample``'s size (20,000 rows), estimated from a uniform sample
+    beyond; the most frequent value breaks ties by the smaller number or string.
+    """
+
+    kind = "fill"
+
+    def __init__(self, feature: Feature):
+        super().__init__(feature)
+        self.how = feature.missing.fill
+        channels = 1 if self.how == "most_frequent" else feature.channels
+        self.moments = Moments(channels)
+        self.sample = Sample(channels) if self.how == "median" else None
+        self.counts: Counter = Counter()
+
+    def fit(self, values: np.ndarray, missing: int = 0) -> None:
+        if self.how == "mean":
+            self.moments.add(values)
+        elif self.how == "median":
+            self.moments.add(values)
+            self.sample.add(values)
+        elif self.feature.dtype == "string":
+            count_text(self.counts, values, self.feature.name)
+        elif len(values):
+            unique, repeats = np.unique(values, return_counts=True)
+            for value, n in zip(unique.tolist(), repeats.tolist(), strict=True):
+                self.counts[value] += n
+
+    def _fitted(self) -> dict[str, Any]:
+        f = self.feature
+        if self.how == "most_frequent":
+            if not self.counts:
+                raise self._nothing()
+            value, _ = min(self.counts.items(), key=lambda item: (-item[1], item[0]))
+            return {"fill": [value]}
+        if self.moments.count == 0:
+            raise self._nothing()
+        values = self.moments.mean if self.how == "mean" else self.sample.quantiles(0.5)
+        if f.dtype == "int64":
+            return {"fill": [round(float(v)) for v in values]}
+        return {"fill": [float(v) for v in values]}
+
+    def _nothing(self) -> RecordError:
+        return RecordError(
+            f"features.{self.feature.name}: the training records hold no value of it to compute "
+            f"`missing.fill: {self.how}` from; write records that hold it, or give `fill: constant` and a `value`"
+        )
+
+    def _declared(self) -> dict[str, Any]:
+        return {"fill": self.how}
+
+    def write(self, declaration: dict[str, Any], entry: Mapping[str, Any]) -> None:
+        missing = declaration["missing"]
+        missing = {"fill": missing} if isinstance(missing, str) else missing
+        missing["value"] = list(entry["fill"])
+        declaration["missing"] = missing
+
+    def drop(self, declaration: dict[str, Any]) -> None:
+        # Reading records as stored: the feature stays optional, and the fill plays no part.
+        f = self.feature
+        vocabulary = declaration.get("vocabulary")
+        placeholder = (vocabulary[0] if isinstance(vocabulary, list) else "") if f.dtype == "string" else 0
+        declaration["missing"] = {"fill": "constant", "value": placeholder}
+
+    @staticmethod
+    def describe(entry: Mapping[str, Any]) -> str:
+        values = entry["fill"]
+        shown = ", ".join(f"{v:.6g}" if isinstance(v, float) else repr(v) for v in values[:4])
+        return f"fill {shown}{', ...' if len(values) > 4 else ''}"
+
+
+class Together(Statistic):
+    """Several kinds of one feature (``missing.fill`` with ``normalize: auto`` or ``vocabulary: auto``),
+    fitted on the same values; one entry holds them all."""
+
+    def __init__(self, feature: Feature, parts: list[Statistic]):
+        super().__init__(feature)
+        self.parts = parts
+        self.kind = "+".join(part.kind for part in parts)
+
+    def fit(self, values: np.ndarray, missing: int = 0) -> None:
+        for part in self.parts:
+            part.fit(values, missing)
+
+    def _fitted(self) -> dict[str, Any]:
+        return {key: value for part in self.parts for key, value in part._fitted().items()}
+
+    def _declared(self) -> dict[str, Any]:
+        return {key: value for part in self.parts for key, value in part._declared().items()}
+
+    def write(self, declaration: dict[str, Any], entry: Mapping[str, Any]) -> None:
+        for part in self.parts:
+            part.write(declaration, entry)
+
+    def drop(self, declaration: dict[str, Any]) -> None:
+        for part in reversed(self.parts):  # an `auto` vocabulary goes first: the fill's placeholder is then any string
+            part.drop(declaration)
+
+    def problems(self, entry: Mapping[str, Any]) -> list[str]:
+        return [p for part in self.parts for p in part.problems(entry)]
+
+
+KINDS: dict[str, type[Statistic]] = {kind.kind: kind for kind in (Fill, Normalization, Vocabulary)}
+
+
+def describe_entry(entry: Mapping[str, Any]) -> str:
+    """``fill 3.5, mean/std`` for a log line: each kind the entry holds."""
+    return ", ".join(kind.describe(entry) for name, kind in KINDS.items() if name in entry)
 
 
 def declaration(raw: dict[str, Any], f: Feature) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
-from factory.features.feature import Augment, Feature, shape_str
+from factory.errors import ConfigError
+from factory.features.feature import MISSING_VALUE, Augment, Feature, shape_str
 from factory.features.statistics import Normalization, Vocabulary
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -71,8 +72,14 @@ class FeatureTransform(tf.Module):
     def preprocess(self, raw: dict, labels: bool = True) -> dict:
         out = {}
         for f in self.spec.all(labels):
-            if f.name in raw:
-                out[f.name] = self.preprocess_one(f, raw[f.name])
+            if f.name not in raw:
+                continue
+            x = raw[f.name]
+            if f.missing is not None:
+                x, missing = fill_missing(f, x)
+                if f.indicator:
+                    out[f.indicator] = missing
+            out[f.name] = self.preprocess_one(f, x)
         return out
 
     def preprocess_one(self, f: Feature, x):
@@ -96,6 +103,24 @@ class FeatureTransform(tf.Module):
         if Normalization.applies_to(f):
             x = _map_values(Normalization(f).apply, x)
         return x
+
+
+def fill_missing(f: Feature, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(x with missing values filled, per example 1.0 where any value was missing else 0.0)``.
+
+    A missing value is ``MISSING_VALUE`` of the dtype (NaN, the smallest int64, ``""``): what
+    the parse spec gives a record without the feature and what ``serving_default`` takes.
+    """
+    fill = f.missing.value
+    if fill is None:
+        raise ConfigError(f"features.{f.name}.missing: the fill is not computed from the training records yet")
+    missing = tf.math.is_nan(x) if f.dtype == "float32" else tf.equal(x, tf.constant(MISSING_VALUE[f.dtype], x.dtype))
+    values = [v.encode() for v in fill] if f.dtype == "string" else list(fill)
+    constant = tf.constant(values if len(values) > 1 else values[0], dtype=x.dtype)
+    filled = tf.where(missing, tf.broadcast_to(constant, tf.shape(x)), x)
+    axes = list(range(1, x.shape.rank))
+    per_example = tf.reduce_any(missing, axis=axes) if axes else missing
+    return filled, tf.cast(per_example, tf.float32)
 
 
 def _pad_or_truncate(x: tf.Tensor, length: int, pad_value) -> tf.Tensor:

@@ -274,10 +274,10 @@ def example(entries: Sequence[bytes]) -> bytes:
 
 
 def examples_from_columns(columns: Sequence[list[bytes]]) -> list[bytes]:
-    """Serialized Examples, row by row, from per-column map-entry bytes."""
+    """Serialized Examples, row by row, from per-column map-entry bytes (None: the row lacks the feature)."""
     out = []
     for row in zip(*columns, strict=True):
-        body = b"".join([_TAG1 + _len(len(e)) + e for e in row])
+        body = b"".join([_TAG1 + _len(len(e)) + e for e in row if e is not None])
         out.append(_TAG1 + _len(len(body)) + body)
     return out
 

@@ -81,7 +81,11 @@ def build_model(spec: FeatureSpec, network: str, params: Mapping[str, Any] | Non
 
     import keras  # defers TensorFlow
 
-    inputs = {f.name: keras.Input(shape=f.output_shape, dtype=f.output_dtype, name=f.name) for f in spec.features}
+    inputs = {}
+    for f in spec.features:
+        inputs[f.name] = keras.Input(shape=f.output_shape, dtype=f.output_dtype, name=f.name)
+        if f.indicator:  # 1.0 where the value was missing and filled
+            inputs[f.indicator] = keras.Input(shape=(), dtype="float32", name=f.indicator)
 
     with building(spec, network):
         representation = build(dict(inputs), num_outputs, **params)

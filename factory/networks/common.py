@@ -128,7 +128,8 @@ def dense_inputs(features: Mapping[str, keras.KerasTensor]) -> keras.KerasTensor
     - float features are flattened;
     - other integer features (uint8 without ``preprocess``, plain int64) are
       cast to float32 unchanged (no 1/255: declare ``preprocess.scale``), then
-      flattened.
+      flattened;
+    - a missing-value indicator (``<name>_missing``) is one more column, after its feature.
 
     Needs the feature spec (``building``) for vocabulary sizes. Raises
     ``ConfigError`` for a feature that has no fixed size (variable length
@@ -139,11 +140,14 @@ def dense_inputs(features: Mapping[str, keras.KerasTensor]) -> keras.KerasTensor
     spec = current_spec()
     if not features:
         raise FactoryError("dense_inputs: no features given")
-    order = {f.name: i for i, f in enumerate(spec.features)}
+    order = {name: i for i, name in enumerate(spec.input_names)}
     names = sorted(features, key=lambda n: (order.get(n, len(order)), n))
     parts = []
     for name in names:
         x = features[name]
+        if spec.indicated(name) is not None:  # a missing-value indicator: float32 [batch]
+            parts.append(keras.layers.Reshape((1,), name=layer_name(f"{name}_flat"))(x))
+            continue
         f = spec_feature(name)
         inner = tuple(x.shape[1:])
         if None in inner:

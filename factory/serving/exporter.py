@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from factory.errors import FactoryError, disk_full, is_disk_full
+from factory.features.feature import MISSING_VALUE
 from factory.features.spec import FeatureSpec
 from factory.features.transform import FeatureTransform
 from factory.model.builder import predictions
@@ -181,6 +182,7 @@ class Exporter(ExportTree):
                 **({"classes": list(self.spec.label.vocabulary)} if self.spec.label.vocabulary else {}),
             },
             "signatures": signatures,
+            **({"missing": missing_values(self.spec)} if any(f.missing for f in self.spec.features) else {}),
             "feature_spec": self.spec.to_dict(),
             "config": self.config,
             "versions": {
@@ -198,6 +200,23 @@ class Exporter(ExportTree):
                 },
             },
         }
+
+
+def missing_values(spec: FeatureSpec) -> dict[str, dict]:
+    """How each signature takes a missing value of each feature with ``missing:``, and what fills it."""
+    out = {}
+    for f in spec.features:
+        if f.missing is None:
+            continue
+        marker = MISSING_VALUE[f.dtype]
+        out[f.name] = {
+            DEFAULT_SIGNATURE: "NaN" if f.dtype == "float32" else marker,
+            EXAMPLE_SIGNATURE: "leave the feature out of the tf.train.Example",
+            "fill": f.missing.fill,
+            "value": list(f.missing.value),
+            **({"indicator": f.indicator} if f.indicator else {}),
+        }
+    return out
 
 
 def describe_signature(fn) -> dict[str, dict]:

@@ -11,6 +11,9 @@ NaN, infinities and values such as 1e39 (infinite in float32) are refused. A
 NaN stands for a missing value, like an absent one, as in ``factory write``: an
 example whose value is NaN throughout takes the feature's ``default`` when the
 spec declares one; a NaN among numbers, or in a feature without a default, is refused.
+A feature with ``missing:`` is filled in the graph instead: it takes NaN (floats),
+``""`` (strings) and ``MISSING_VALUE["int64"]`` (int64) as missing values, a JSON
+``null`` anywhere in it becomes one, and an absent feature is missing throughout.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from factory.features.checks import (
     shape_matches,
     string_problem,
 )
-from factory.features.feature import Feature, shape_str
+from factory.features.feature import MISSING_VALUE, Feature, shape_str
 from factory.features.spec import FeatureSpec
 from factory.serving.manifest import PredictError
 from factory.validation import did_you_mean
@@ -85,6 +88,9 @@ class TensorInfo:
 class _Converter:
     def __init__(self, info: TensorInfo, batched: bool, start: int, default: np.ndarray | None = None):
         self.info, self.batched, self.start, self.default = info, batched, start, default
+        # A feature with `missing:` takes its missing values as such (the graph fills them): NaN for
+        # floats, and a JSON null anywhere becomes MISSING_VALUE of the dtype.
+        self.missing = default is not None and default.dtype.kind in "fiuO" and _all_missing(default, info.dtype)
 
     def fail(self, got: str, hint: str = "") -> PredictError:
         return PredictError(f"feature '{self.info.name}': expected {self.info.describe(self.batched)}, got {got}{hint}")
@@ -113,6 +119,8 @@ class _Converter:
         return self._strings(arr, got) if info.dtype == "string" else self._numbers(arr, got)
 
     def _strings(self, arr: np.ndarray, got: str) -> np.ndarray:
+        if self.missing and arr.dtype.kind == "O":
+            arr = np.where(np.equal(arr, None), "", arr)
         if arr.dtype.kind == "S":
             return arr.astype(object)
         if arr.dtype.kind == "U":
@@ -130,6 +138,8 @@ class _Converter:
     def _numbers(self, arr: np.ndarray, got: str) -> np.ndarray:
         info = self.info
         if arr.dtype.kind == "O":
+            if self.missing:
+                arr = np.where(np.equal(arr, None), _missing_value(info.dtype), arr)
             for position, item in np.ndenumerate(arr):
                 problem = number_problem(item, info.dtype, position, nan_missing=self.default is not None)
                 if problem is not None:
@@ -160,10 +170,28 @@ class _Converter:
                     arr[missing] = default
                 else:
                     arr = np.asarray(default, dtype=arr.dtype)
-        problem = numbers_problem(arr, self.info.dtype)  # float32: NaN, infinities, beyond its range
+        # float32: NaN (unless it stands for a missing value), infinities, beyond its range
+        checked = np.where(np.isnan(arr), 0.0, arr) if self.missing and arr.dtype.kind == "f" else arr
+        problem = numbers_problem(checked, self.info.dtype)
         if problem is not None:
             raise self.fail_at(problem)
         return arr.astype(self.info.dtype, copy=False)
+
+
+def _missing_value(dtype: str) -> Any:
+    return MISSING_VALUE.get(dtype, MISSING_VALUE["float32"] if dtype in _FLOATS else None)
+
+
+def _all_missing(value: np.ndarray, dtype: str) -> bool:
+    """Whether ``value`` is made of the missing value of ``dtype`` (a ``missing:`` feature's default)."""
+    marker = _missing_value(dtype)
+    if marker is None or not value.size:
+        return False
+    if dtype in _FLOATS:
+        return bool(np.isnan(value.astype(np.float64)).all())
+    if dtype == "string":
+        return all(v in (b"", "") for v in value.reshape(-1).tolist())
+    return bool((value == marker).all())
 
 
 class ServingInputs:
@@ -192,6 +220,11 @@ class ServingInputs:
         if f is None:
             return None
         strings = info.dtype == "string"
+        if f.missing is not None and not f.variable:  # filled in the graph
+            marker = _missing_value(info.dtype)
+            if marker is None:
+                return None
+            return np.full(f.shape, marker.encode() if strings else marker, dtype=object if strings else info.dtype)
         if f.variable:
             value = np.zeros((0, *f.shape[1:]), dtype=object if strings else np.int64)
         elif f.default is None:

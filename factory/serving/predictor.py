@@ -212,8 +212,9 @@ class Predictor:
     def _check_floats(self, records: list[bytes], start: int) -> None:
         """``PredictError`` naming the first record (counted from ``start``) whose float feature holds a NaN,
         an infinity or a value outside float32's range (``checks.numbers_problem``). A record stands for a
-        missing value by leaving the feature out, so a NaN in it is refused even where the spec has a default."""
-        floats = [f for f in self.spec.features if f.dtype == "float32"]
+        missing value by leaving the feature out, so a NaN in it is refused even where the spec has a default
+        (a feature with ``missing:`` reads a NaN as missing, as ``serving_default`` does)."""
+        floats = [f for f in self.spec.features if f.dtype == "float32" and f.missing is None]
         if not floats or not records:
             return
         import tensorflow as tf  # defers TensorFlow

@@ -26,9 +26,9 @@ def _table(spec: FeatureSpec, transform: FeatureTransform, files: Sequence[str],
         list(files), mode="eval", batch_size=1024, compression=compression, transform=transform
     ):
         parts = []
-        for f in spec.features:
-            value = features[f.name].numpy()
-            if f.vocabulary is not None:
+        for name in spec.input_names:  # features and missing-value indicators, as the network sees them
+            value, f = features[name].numpy(), spec.indicated(name) or spec[name]
+            if f.name == name and f.vocabulary is not None:
                 size = len(f.vocabulary) + f.oov_buckets
                 value = np.eye(size, dtype=np.float32)[np.clip(value, 0, size - 1)] * (value >= 0)[..., None]
             parts.append(value.reshape(len(value), -1).astype(np.float64))

@@ -157,15 +157,16 @@ def test_float32_takes_finite_numbers_within_its_range(value, nan_missing, expec
 def test_nan_is_missing_for_a_feature_with_a_default_and_an_error_otherwise():
     s = spec()
     keys = wire.feature_keys(encode_record(s, {"x": [1.0, 2.0], "w": float("nan"), "n": np.nan, "label": 1}))
-    assert keys == ["x", "w", "n", "label"]
+    assert keys == ["x", "label"]  # the missing values stay missing: the reader supplies the defaults
     with pytest.raises(RecordError, match=r"^record 4: feature 'x': nan at \[1\] is NaN"):
         encode_record(s, {"x": [1.0, float("nan")], "label": 1}, 4)
     with pytest.raises(RecordError, match=r"^record 0: feature 'w': inf is infinite"):
         encode_record(s, {"x": [1.0, 2.0], "w": float("inf"), "label": 1}, 0)
-    # Columns: rows all NaN take the default; the row of an infinity is named.
+    # Columns: rows all NaN are left out, like absent values; the row of an infinity is named.
     columns = {"x": np.ones((3, 2)), "w": np.array([np.nan, 2.0, np.nan]), "label": np.zeros(3, np.int64)}
     records = encode_columns(s, columns)
-    assert records[0] == encode_record(s, {"x": [1.0, 1.0], "w": 0.5, "label": 0})
+    assert records[0] == encode_record(s, {"x": [1.0, 1.0], "label": 0})
+    assert records[1] == encode_record(s, {"x": [1.0, 1.0], "w": 2.0, "label": 0})
     columns["x"] = np.array([[1.0, 2.0], [1e39, 0.0], [np.inf, 1.0]])
     with pytest.raises(RecordError, match=r"^record 11: feature 'x': 1e\+39 at \[0\] is outside the float32 range"):
         encode_columns(s, columns, start=10)
@@ -184,8 +185,8 @@ def test_csv_rows_are_named_by_the_line_an_editor_shows(tmp_path):
 
 
 def test_stored_feature_names_are_read_without_tensorflow():
-    record = encode_record(spec(), {"x": [1.0, 2.0], "label": 2})
-    assert wire.feature_keys(record) == ["x", "w", "n", "label"]
+    record = encode_record(spec(), {"x": [1.0, 2.0], "w": 0.5, "label": 2})
+    assert wire.feature_keys(record) == ["x", "w", "label"]
     assert wire.feature_keys(b"") == []
     with pytest.raises(ValueError):
         wire.feature_keys(b"\x0a\x50abc")

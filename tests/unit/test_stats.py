@@ -90,13 +90,13 @@ def test_auto_declarations_are_accepted_and_need_statistics():
         }
     )
     assert spec.needs_statistics
-    assert [(f.name, f.auto_statistic) for f in spec.auto_features] == [("x", "normalize"), ("s", "vocabulary")]
+    assert [(f.name, f.auto_statistics) for f in spec.auto_features] == [("x", ("normalize",)), ("s", ("vocabulary",))]
     assert (
         spec["s"].vocabulary is None
         and spec["s"].auto_vocabulary.max_tokens == 3
         and spec["s"].auto_vocabulary.min_count == 2
     )
-    assert spec["x"].preprocess.normalize.auto and spec["fixed"].auto_statistic is None
+    assert spec["x"].preprocess.normalize.auto and spec["fixed"].auto_statistics == ()
     assert not FeatureSpec.from_dict(spec_with(dtype="float32", shape=[3])).needs_statistics
     # An unresolved spec cannot make a pipeline: it says how to resolve it.
     with pytest.raises(
@@ -147,7 +147,7 @@ def test_normalization_fits_mean_and_std_per_channel_after_scale_with_the_defaul
         spec_with(dtype="float32", shape=[2], default=[1.0, -1.0], preprocess={"scale": -2.0, "normalize": "auto"})
     )
     stat = Statistic.of(f)
-    assert isinstance(stat, Normalization) and stat.kind == f.auto_statistic == "normalize"
+    assert isinstance(stat, Normalization) and (stat.kind,) == f.auto_statistics == ("normalize",)
     rng = np.random.default_rng(0)
     shift = np.array([1e6, 7.0])
     batches = [rng.normal(size=(5, 2)) * [1.0, 3.0] + shift, rng.normal(size=(3, 2)) + shift]
