@@ -42,6 +42,9 @@ TEST_PREFIX = "test_"
 # <policy>/current links to the version the policy stands behind.
 SAVED_MODEL = "saved_model.pb"
 MANIFEST = "assets.extra/manifest.json"
+# The statistics of the training records the export's weights were trained on (a copy of the
+# run's statistics.json): what `factory check --against` compares new records with.
+EXPORT_STATISTICS = "assets.extra/statistics.json"
 CURRENT = "current"
 # Which policy an export dir (or a run dir) stands for, in order of preference.
 POLICY_PREFERENCE = ("best", "final", "latest")

@@ -11,7 +11,8 @@ from factory.cli.args import add_compression
 from factory.features.checks import SHOWN_VOCABULARY, shown
 from factory.features.spec import FeatureSpec
 
-# Vocabulary entries printed in the text report (--json has them all).
+# Most frequent values of a string feature printed in the text report (--json has more).
+SHOWN_TOP = 10
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +49,7 @@ def _num(value: Any) -> str:
 
 
 def _list(values: list) -> str:
-    return "[" + ", ".join(_num(v) for v in values) + "]"
+    return "[" + ", ".join(repr(v) if isinstance(v, str) else _num(v) for v in values) + "]"
 
 
 def format_report(spec: FeatureSpec, report: Mapping[str, Any]) -> str:
@@ -59,13 +60,15 @@ def format_report(spec: FeatureSpec, report: Mapping[str, Any]) -> str:
         s = report["features"][f.name]
         role = "" if f.role == "feature" else f" ({f.role})"
         lines += ["", f"{f.name}{role}: {f.describe()}"]
-        lines.append(f"  records {s['records']}, missing {s['missing']}, values {s['values']}")
+        rate = f" ({s['missing'] / s['records']:.1%})" if s["records"] and s["missing"] else ""
+        lines.append(f"  records {s['records']}, missing {s['missing']}{rate}, values {s['values']}")
         if "distinct" in s:
             lines.append(f"  distinct {s['distinct']}")
             if s["top"]:
+                top = s["top"][:SHOWN_TOP]
                 lines.append("  top values:")
-                width = max(len(repr(v)) for v, _ in s["top"])
-                lines += [f"    {value!r:<{width}}  {count}" for value, count in s["top"]]
+                width = max(len(repr(v)) for v, _ in top)
+                lines += [f"    {value!r:<{width}}  {count}" for value, count in top]
         else:
             lines.append(f"  min {_num(s['min'])}, max {_num(s['max'])}, mean {_num(s['mean'])}, std {_num(s['std'])}")
         stats = s.get("statistics")
@@ -73,7 +76,10 @@ def format_report(spec: FeatureSpec, report: Mapping[str, Any]) -> str:
             continue
         if "error" in stats:
             lines.append(f"  {f.waits_for} -> cannot be computed: {stats['error']}")
-        elif "normalize" in stats:
+            continue
+        if "fill" in stats:
+            lines.append(f"  missing.fill: {f.missing.fill} -> {_list(stats['fill'])}")
+        if "normalize" in stats:
             norm = stats["normalize"]
             scaled = " (after scale)" if f.preprocess.scale is not None else ""
             lines.append(f"  normalize: auto -> mean {_list(norm['mean'])}, std {_list(norm['std'])}{scaled}")
@@ -81,7 +87,7 @@ def format_report(spec: FeatureSpec, report: Mapping[str, Any]) -> str:
                 lines.append(
                     f"    constant (std 0, divided by 1.0): channel {', '.join(map(str, stats['constant_channels']))}"
                 )
-        else:
+        if "vocabulary" in stats:
             vocab = stats["vocabulary"]
             lines.append(
                 f"  vocabulary: auto -> {len(vocab)} of {stats['distinct']} values: {shown(vocab, quote=True)}"
@@ -97,13 +103,17 @@ def format_report(spec: FeatureSpec, report: Mapping[str, Any]) -> str:
 EPILOG = f"""\
 Reads every record once and prints, per feature (labels and the weight too):
   records, missing (records without the feature; for a variable-length one,
-  empty ones) and values; min, max, mean and std of numbers (decoded pixels for
-  png/jpeg images); the number of distinct strings and the 10 most frequent.
-For `preprocess.normalize: auto` and `vocabulary: auto` features it also prints
-the statistics training computes from data.train: mean and std per channel
-(after `scale`, over what training reads: defaults for missing values, real
-values of padded sequences), or the vocabulary, most frequent first. Only the
-first {SHOWN_VOCABULARY} vocabulary entries are printed; --json gives all of them.
+  empty ones) and its rate, and values; min, max, mean and std of numbers
+  (decoded pixels for png/jpeg images); the number of distinct strings and the
+  {SHOWN_TOP} most frequent. --json adds each number's histogram (bins between
+  quantiles) and up to 100 most frequent strings.
+For `missing.fill` (mean, median, most_frequent), `preprocess.normalize: auto`
+and `vocabulary: auto` features it also prints the statistics training computes
+from data.train: the fill (over present values), mean and std per channel
+(after `scale`, over what training reads: present values, defaults for missing
+values without `missing:`, real values of padded sequences), or the vocabulary,
+most frequent first. Only the first {SHOWN_VOCABULARY} vocabulary entries are
+printed; --json gives all of them.
 
 example:
   factory stats --features conf/features/x.yaml --input 'records/train-*'

@@ -33,7 +33,7 @@ from factory.features.feature import Feature
 from factory.features.parsing import storage_dtype
 from factory.features.pipeline import explain_errors
 from factory.features.reading import lacks, record_keys, resolve_files
-from factory.features.statistics import Moments, Statistic, count_text, describe_entry
+from factory.features.statistics import Moments, Sample, Statistic, count_text, describe_entry, ranked
 from factory.features.tfrecord import compression_of
 from factory.features.transform import decode_images
 from factory.run_dir import STATISTICS, read_json, write_json
@@ -48,18 +48,26 @@ FORMAT = 1
 BATCH_SIZE = 1024
 
 
+# A summary lists this many of a string feature's most frequent values (``factory stats`` prints 10).
+TOP_VALUES = 100
+# A number's histogram: the bins between these quantiles of the values (fewer when values repeat).
+HISTOGRAM_QUANTILES = np.linspace(0.0, 1.0, 21)
+
+
 class Column:
     """Everything gathered about one feature: the values as stored (``data``, if ``summary``:
-    ``Moments`` of one channel, or a ``Counter`` of text) and the ``statistic`` of an ``auto``
-    feature (if ``auto``), fitted on the values training reads."""
+    ``Moments`` of one channel and a ``Sample`` for the histogram, or a ``Counter`` of text)
+    and the ``statistic`` of an ``auto`` feature (if ``auto``), fitted on the values training reads."""
 
     def __init__(self, feature: Feature, summary: bool, auto: bool):
         self.f = feature
         self.records = 0
         self.missing = 0
         self.data: Moments | Counter | None = None
+        self.sample: Sample | None = None
         if summary:
             self.data = Counter() if feature.dtype == "string" else Moments(1)
+            self.sample = None if feature.dtype == "string" else Sample(1)
         self.statistic: Statistic | None = Statistic.of(feature) if auto else None
 
     def add(self, values: np.ndarray, lengths: np.ndarray) -> None:
@@ -69,6 +77,7 @@ class Column:
         self.missing += missing
         if isinstance(self.data, Moments):
             self.data.add(values)
+            self.sample.add(values)
         elif self.data is not None:
             count_text(self.data, values, self.f.name)
         if self.statistic is None:
@@ -80,6 +89,52 @@ class Column:
             starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
             values = values[np.arange(len(values)) - starts < f.max_length * inner]
         self.statistic.fit(values, missing)
+
+    def summary(self) -> dict[str, Any]:
+        """The values as stored (``summary`` columns only): ``role``, ``dtype``, ``shape``, ``encoding``,
+        ``records``, ``missing`` (records without a value: for a variable-length feature, empty ones),
+        ``values`` (values present), then ``min``/``max``/``mean``/``std`` over all values of a number
+        (decoded pixels for images; None without values) and its ``histogram`` (``edges``: quantiles
+        of the values, ``fractions``: the share of values per bin, estimated from a bounded sample
+        beyond 20,000 values), or ``distinct`` and ``top`` (the ``TOP_VALUES`` most frequent
+        ``[value, count]`` pairs) of a string."""
+        f, data = self.f, self.data
+        out: dict[str, Any] = {
+            "role": f.role,
+            "dtype": f.dtype,
+            "shape": list(f.shape),
+            "encoding": f.encoding,
+            "records": self.records,
+            "missing": self.missing,
+        }
+        if isinstance(data, Moments):
+            empty = data.count == 0
+            out["values"] = data.count
+            out["min"] = None if empty else _number(f, data.min)
+            out["max"] = None if empty else _number(f, data.max)
+            out["mean"] = None if empty else float(data.mean[0])
+            out["std"] = None if empty else float(data.std[0])
+            out["histogram"] = None if empty else histogram(self.sample.values()[:, 0])
+        else:
+            values = ranked(data)
+            out["values"] = int(sum(data.values()))
+            out["distinct"] = len(values)
+            out["top"] = [[value, n] for value, n in values[:TOP_VALUES]]
+        return out
+
+
+def histogram(values: np.ndarray) -> dict[str, list[float]]:
+    """``{"edges": [...], "fractions": [...]}``: bins between quantiles of ``values`` (repeated ones merged),
+    each holding ``fractions[i]`` of them; the last bin includes its upper edge."""
+    edges = np.unique(np.quantile(values, HISTOGRAM_QUANTILES))
+    if len(edges) == 1:
+        return {"edges": [float(edges[0]), float(edges[0])], "fractions": [1.0]}
+    counts, _ = np.histogram(values, bins=edges)
+    return {"edges": [float(e) for e in edges], "fractions": [float(c) for c in counts / counts.sum()]}
+
+
+def _number(f: Feature, value: float) -> float | int:
+    return int(value) if f.dtype in ("int64", "uint8") else float(value)
 
 
 # -- the pass over the records --------------------------------------------------------------------
@@ -154,17 +209,20 @@ def _check_lengths(f: Feature, lengths: np.ndarray, path: str, offset: int) -> N
 def compute_statistics(spec: FeatureSpec, files: str | Sequence[str], compression: str | None = None) -> dict[str, Any]:
     """One pass over ``files``: the statistics of every ``auto`` feature, as a plain JSON dict.
 
-    ``{"format": 1, "records": N, "files": [...], "features": {name: entry}}``,
+    ``{"format": 1, "records": N, "files": [...], "features": {name: entry}, "summary": {name: summary}}``,
     an entry holding ``normalize: {mean, std}`` (lists, one value per channel,
-    after ``scale``) or ``vocabulary: [...]``, and ``declared`` (what it was
-    computed for; see ``Statistic.declared``). ``compression``: None (the default)
+    after ``scale``), ``vocabulary: [...]`` and/or ``fill: [...]``, and ``declared``
+    (what it was computed for; see ``Statistic.declared``); ``summary`` holds every
+    feature's ``Column.summary`` (what drift checks compare new records with). ``compression``: None (the default)
     infers each file's from its extension. ``RecordError`` for unreadable records
     or a feature without values.
     """
     names = [f.name for f in spec.auto_features]
-    paths, records, columns = scan(spec, files, compression, summary=(), auto=names)
+    every = [f.name for f in spec.all()]
+    paths, records, columns = scan(spec, files, compression, summary=every, auto=names)
     features = {f.name: columns[f.name].statistic.entry() for f in spec.auto_features}
-    return {"format": FORMAT, "records": records, "files": paths, "features": features}
+    summary = {name: columns[name].summary() for name in every}
+    return {"format": FORMAT, "records": records, "files": paths, "features": features, "summary": summary}
 
 
 # -- statistics.json in the run directory ---------------------------------------------------------
@@ -207,9 +265,8 @@ def resolve_statistics(
         raise ConfigError(problems)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, stats)
-    log.info(
-        f"computed statistics from {stats['records']} training records in {seconds:.2f} s: {describe(stats)}; saved in {path}"
-    )
+    what = f": {describe(stats)}" if stats["features"] else ""
+    log.info(f"computed statistics from {stats['records']} training records in {seconds:.2f} s{what}; saved in {path}")
     return spec.with_statistics(stats)
 
 

@@ -34,7 +34,8 @@ from factory.features.feature import MISSING_VALUE
 from factory.features.spec import FeatureSpec
 from factory.features.transform import FeatureTransform
 from factory.model.builder import predictions
-from factory.names import DEFAULT_SIGNATURE, EXAMPLE_SIGNATURE, EXAMPLES_INPUT, MANIFEST
+from factory.names import DEFAULT_SIGNATURE, EXAMPLE_SIGNATURE, EXAMPLES_INPUT, EXPORT_STATISTICS, MANIFEST
+from factory.run_dir import STATISTICS
 from factory.serving.export_tree import ExportTree
 from factory.serving.signatures import serving_functions
 from factory.version import __version__
@@ -101,6 +102,9 @@ class Exporter(ExportTree):
             manifest = self.manifest(policy, version, info, signatures)
             (staging / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            statistics = self.root.parent / STATISTICS  # the run dir's
+            if statistics.exists():
+                shutil.copyfile(statistics, staging / EXPORT_STATISTICS)
             self.publish(staging, policy, version)
             self.point(policy, version)
         except BaseException as err:

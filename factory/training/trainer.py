@@ -62,10 +62,10 @@ def worker_role(strategy: tf.distribute.Strategy) -> str | None:
 
 
 def _resolve_spec(config: Config, run_dir: Path) -> FeatureSpec:
-    """The feature spec with its ``auto`` statistics (``normalize: auto``, ``vocabulary: auto``) filled in."""
+    """The feature spec with its ``auto`` statistics (``normalize: auto``, ``vocabulary: auto``,
+    ``missing.fill``) filled in. Every run keeps the statistics of its training records, also
+    without ``auto``: their summaries are what ``factory check --against`` compares new records with."""
     spec = config.features
-    if not spec.needs_statistics:
-        return spec
     statistics_from_checkpoint(run_dir)
     return resolve_statistics(spec, list(config.data.train), config.data.compression, run_dir)
 
