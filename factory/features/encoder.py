@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -236,17 +237,30 @@ def _unknown(record: Mapping[str, Any], encoders: Mapping[str, _Encoder], index:
         )
 
 
-def encode_record(spec: FeatureSpec, record: Mapping[str, Any], index: int = -1, encoders=None) -> bytes:
-    """Validate one record against the spec and return the serialized tf.train.Example."""
+def encode_record(
+    spec: FeatureSpec, record: Mapping[str, Any], index: int = -1, encoders=None, missing: Counter | None = None
+) -> bytes:
+    """Validate one record against the spec and return the serialized tf.train.Example.
+
+    ``missing``: counts, per feature name, the values left out as missing (only when the record is good).
+    """
     encoders = encoders or encoders_for(spec)
     if not isinstance(record, Mapping):
         raise RecordError(f"record {index}: expected a mapping of feature name to value, got {type(record).__name__}")
     _unknown(record, encoders, index if index >= 0 else None)
-    return wire.example([e for name, enc in encoders.items() if (e := enc.entry(record.get(name), index)) is not None])
+    entries = {name: enc.entry(record.get(name), index) for name, enc in encoders.items()}
+    if missing is not None:
+        missing.update(name for name, e in entries.items() if e is None)
+    return wire.example([e for e in entries.values() if e is not None])
 
 
-def encode_columns(spec: FeatureSpec, columns: Mapping[str, Any], start: int = 0, encoders=None) -> list[bytes]:
-    """Validate and encode a dict of equally long columns; numeric columns are encoded whole."""
+def encode_columns(
+    spec: FeatureSpec, columns: Mapping[str, Any], start: int = 0, encoders=None, missing: Counter | None = None
+) -> list[bytes]:
+    """Validate and encode a dict of equally long columns; numeric columns are encoded whole.
+
+    ``missing``: counts, per feature name, the values left out as missing (only when every record is good).
+    """
     encoders = encoders or encoders_for(spec)
     _unknown(columns, encoders, None)
     lengths = {name: len(v) for name, v in columns.items() if v is not None}
@@ -263,6 +277,10 @@ def encode_columns(spec: FeatureSpec, columns: Mapping[str, Any], start: int = 0
         except RecordError as err:
             # Row numbers inside a column are relative to this batch of columns.
             raise RecordError(_shift_record_index(str(err), start)) from None
+    if missing is not None:
+        for name, column in zip(encoders, encoded, strict=True):
+            if not isinstance(column, np.ndarray):
+                missing[name] += sum(e is None for e in column)
     kinds = [enc.kind for enc in encoders.values()]
     if all(isinstance(c, np.ndarray) for c in encoded):
         # Every column is fixed-size numeric: whole records are assembled in numpy.

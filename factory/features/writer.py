@@ -16,6 +16,7 @@ import contextlib
 import glob
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -173,6 +174,8 @@ class RecordWriter:
             raise
         self.encoders_for = encoders_for(spec)
         self.count = 0
+        # Values left out of the records written so far, by feature name: missing values.
+        self.missing: Counter[str] = Counter()
 
     def _clean_stale_partials(self) -> None:
         pattern = glob.escape("." + self.prefix.name) + "-*.partial-*"
@@ -191,7 +194,7 @@ class RecordWriter:
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Validate, encode and write one record (a dict of feature name to value)."""
-        self._write(encode_record(self.spec, record, self.count, self.encoders_for))
+        self._write(encode_record(self.spec, record, self.count, self.encoders_for, self.missing))
 
     def write_many(self, records: Mapping[str, Any] | Iterable[Mapping[str, Any]], chunk: int = 65536) -> int:
         """Write a dict of equally long columns (fast path) or an iterable of records.
@@ -206,7 +209,7 @@ class RecordWriter:
                 encode_columns(self.spec, records, self.count, self.encoders_for)  # raises the error
             for lo in range(0, rows, chunk):
                 part = {k: (None if v is None else v[lo : lo + chunk]) for k, v in records.items()}
-                self._write(encode_columns(self.spec, part, self.count, self.encoders_for))
+                self._write(encode_columns(self.spec, part, self.count, self.encoders_for, self.missing))
         else:
             for record in records:
                 self.write(record)
