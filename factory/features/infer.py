@@ -1,8 +1,8 @@
 """A feature spec proposed from a data file, every decision with its reason: ``infer_spec``.
 
-The file is read once: every row (up to ``SCAN_ROWS``) counts towards the row count, the
-blanks of each column and the label's values; a uniform sample of ``SAMPLE_ROWS`` rows decides
-types, shapes, cardinalities and lengths. Like TFDV's ``infer_schema`` the dtype comes from
+The file is read once (``factory.features.table_sample``): a uniform sample of its rows decides
+types, shapes, cardinalities and lengths; blanks and the label's values are counted over all
+rows read. Like TFDV's ``infer_schema`` the dtype comes from
 the values and a fixed shape only from a count that never varies; like Ludwig's
 ``infer_type`` strings are split into categories, free text and identifiers by how often
 values repeat and how many words they hold. Unlike both, each proposal is a spec that
@@ -10,21 +10,15 @@ trains as it is (vocabularies, lengths and missing values settled for the model,
 described), the label's task is decided too, and every choice carries its reason as a
 comment for the person who reviews it.
 
-No TensorFlow, except to read TFRecord files (``_read_records`` imports it).
+No TensorFlow.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import json
-import math
-import random
 import re
 import unicodedata
-import zipfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,319 +26,365 @@ from typing import Any
 import numpy as np
 
 from factory.errors import RecordError
-from factory.features import decisions
 from factory.features.checks import nested_shape
+from factory.features.feature import IMAGE_CHANNELS, indicator_name
 from factory.features.images import image_size
-from factory.validation import did_you_mean
+from factory.features.table_sample import Table, from_cell
+from factory.names import HEAD
 
-# Rows sampled (uniformly, over every row read) to decide types, cardinalities and lengths.
-SAMPLE_ROWS = 10_000
-# Rows read at most; the row count, the blanks and the label's values come from all of them.
-SCAN_ROWS = 1_000_000
-# Input formats, by extension; record files may be globs.
-_EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".npz": "npz"}
-RECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrecord.gz", ".tfrecords.gz", ".tfrecord.zz", ".tfrecord.zlib")
-FORMATS = ("csv", "jsonl", "npz", "tfrecord")
+# -- decisions ----------------------------------------------------------------------------------
+
+# A label is a class id when it holds at most this many distinct whole numbers, with at least
+# CLASS_ROWS rows per class on average; otherwise it is a regression target.
+MAX_CLASSES = 20
+CLASS_ROWS = 5
+# A string column whose values repeat (at least this many rows per distinct value) gets a vocabulary.
+REPEATS = 2
+# A value seen fewer times than this may be absent from an 80% training split (0.2**5 < 0.1%):
+# the vocabulary then keeps a bucket for values it has not seen.
+RARE = 5
+# At least this many values seen once: they share that bucket (`min_count: 2`) instead of each
+# taking an input learned from one row.
+MANY_SINGLETONS = 10
+# Words of free text kept at most, and the longest text (in words, at LENGTH_PERCENTILE) worth one
+# input per word position; longer text needs a text encoder the built-in networks do not have.
+MAX_TOKENS = 1000
+TEXT_MAX_LENGTH = 32
+LENGTH_PERCENTILE = 95
+# Above this share of blank rows a missing value also gets an indicator input; numbers whose
+# skewness exceeds SKEWED are filled with the median instead of the mean.
+INDICATOR_SHARE = 0.05
+SKEWED = 1.0
+# Columns named like this whose values are all distinct are identifiers, not inputs.
+_ID_NAME = re.compile(r"(^|[^a-z])(id|index|key|uuid)$|^(id|index)([^a-z]|$)", re.IGNORECASE)
+_IMAGE_FILE = re.compile(r"\.(png|jpe?g)$", re.IGNORECASE)
+# Image files whose headers are read to decide an image column.
+IMAGE_FILES_CHECKED = 200
 
 
 @dataclass
-class Table:
-    """What was read: per column its sampled present values and its blank count over all rows read.
+class Decision:
+    """One column: its spec ``entry`` (None: left out, ``note`` says why), the reason for each key
+    (``why``) and the feature ``name``."""
 
-    ``rows`` counts the rows read, ``complete`` says whether that is all of them, ``labels``
-    counts the label's values over all rows read, ``dtypes`` holds NPZ arrays' numpy dtypes.
-    """
+    header: str
+    entry: dict | None = None
+    why: dict[str, str] = field(default_factory=dict)
+    note: str = ""
+    name: str = ""
 
-    path: str
-    format: str
-    headers: list[str]
-    sample: dict[str, list] = field(default_factory=dict)
-    missing: dict[str, int] = field(default_factory=dict)
-    rows: int = 0
-    complete: bool = True
-    labels: Counter = field(default_factory=Counter)
-    dtypes: dict[str, np.dtype] = field(default_factory=dict)
+    def leave_out(self, note: str) -> Decision:
+        self.entry, self.note = None, note
+        return self
 
 
-def input_format(inputs: Sequence[str], format: str | None = None) -> str:
-    """``format`` if given, else the one the extension names (record files: ``.tfrecord[.gz]`` or a glob of them)."""
-    if format is not None:
-        return format
-    first = str(inputs[0])
-    if len(inputs) > 1 or first.lower().endswith(RECORD_SUFFIXES):
-        return "tfrecord"
-    suffix = Path(first).suffix.lower()
-    if suffix not in _EXTENSIONS:
-        raise RecordError(
-            f"{first}: cannot tell the input format from the extension {suffix or '(none)'!r}; name the file "
-            f".csv, .jsonl, .npz or .tfrecord, or pass --format {'|'.join(FORMATS)}"
+@dataclass
+class Proposal:
+    """A proposed spec: ``features`` (kept), ``label``, ``left_out``, the ``task`` and what was read."""
+
+    table: Table
+    features: list[Decision]
+    label: Decision
+    left_out: list[Decision]
+    task: str
+
+    @property
+    def sampled(self) -> int:
+        """Rows the decisions looked at (all rows read, unless there were more than the sample holds)."""
+        return max((len(v) + self.table.missing.get(k, 0) for k, v in self.table.sample.items()), default=0)
+
+
+def _n(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _rows(table: Table, present: int, header: str = "") -> str:
+    """``in 178 rows`` (``in the 160 rows that have one`` with blanks), or ``in 10000 sampled rows``."""
+    blank = table.missing.get(header, 0)
+    if present + blank < table.rows:
+        return f"in {present} sampled rows"
+    return f"in the {present} rows that have one" if blank else f"in {present} rows"
+
+
+def _percentile_length(lengths: Sequence[int]) -> int:
+    return max(1, int(np.percentile(lengths, LENGTH_PERCENTILE, method="higher")))
+
+
+def _typed(values: list, table: Table) -> list:
+    """CSV cells as ``factory write`` reads them when all are numbers or lists; else the cells as text."""
+    if table.format != "csv":
+        return values
+    parsed = [from_cell(v) for v in values]
+    return values if any(isinstance(v, str) for v in parsed) else parsed
+
+
+def _kind(values: list) -> str:
+    """``number``, ``int``, ``list``, ``str``, ``tokens``, ``bytes``, or why it cannot be a feature."""
+    kinds = {type(v) for v in values}
+    if kinds <= {int}:
+        return "int"
+    if kinds <= {int, float}:
+        return "number"
+    if kinds <= {str}:
+        return "str"
+    if kinds <= {bytes}:
+        return "bytes"
+    if bool in kinds:
+        return "true/false values: write them as 0 and 1"
+    if kinds <= {list, int, float}:
+        flat = [x for v in values for x in (_flat(v) if isinstance(v, list) else [v])]
+        if all(type(x) in (int, float) for x in flat):
+            return "list"
+        if all(isinstance(x, str) for x in flat) and all(isinstance(v, list) for v in values):
+            return "tokens"
+    if dict in kinds:
+        return "nested objects: flatten them into columns of their own"
+    return f"mixed values ({', '.join(sorted(t.__name__ for t in kinds))}): give the column one type"
+
+
+def _flat(value: Any) -> list:
+    return [x for v in value for x in _flat(v)] if isinstance(value, list) else [value]
+
+
+def _feature(header: str, table: Table, base_dir: Path) -> Decision:
+    d, values = Decision(header), table.sample.get(header, [])
+    if not values:
+        why = "an object array (np.load needs allow_pickle)" if table.format == "npz" else "blank in every row"
+        return d.leave_out(f"{why}; nothing to learn from")
+    values = _typed(values, table)
+    kind, dtype = _kind(values), table.dtypes.get(header)
+    if dtype is not None and dtype.kind == "b":
+        kind = "true/false values: save them as 0 and 1"
+    if dtype == np.uint8 and np.ndim(values[0]) == 3 and len(values[0][0][0]) in (1, 2, 3, 4):
+        return _pixels(d, values, table)
+    if kind in ("int", "number"):
+        return _number_feature(d, values, table, kind)
+    if kind == "list":
+        return _list_feature(d, values, table)
+    if kind == "bytes":
+        return _image_feature(d, values, table, "values")
+    if kind == "str":
+        paths = [v for v in values[:IMAGE_FILES_CHECKED] if _IMAGE_FILE.search(v.strip())]
+        if len(paths) == min(len(values), IMAGE_FILES_CHECKED):
+            return _image_feature(d, [_file_head(base_dir, v) for v in paths], table, "files")
+        return _string_feature(d, values, table)
+    if kind == "tokens":
+        return _text_feature(d, [len(v) for v in values], [t for v in values for t in v], table, "lists of words")
+    return d.leave_out(kind)
+
+
+def _number_feature(d: Decision, values: list, table: Table, kind: str) -> Decision:
+    x = np.asarray(values, dtype=np.float64)
+    distinct, lo, hi = len(np.unique(x)), x.min(), x.max()
+    if distinct == 1:
+        return d.leave_out(f"{_n(lo)} in every row; nothing to learn from")
+    if (
+        kind == "int"
+        and distinct == len(values) == table.rows
+        and (_ID_NAME.search(d.header) or hi - lo == distinct - 1)
+    ):
+        return d.leave_out(f"a different whole number in every row ({_n(lo)}..{_n(hi)}): an identifier")
+    d.entry = {"dtype": "int64" if kind == "int" else "float32", "shape": []}
+    whole = bool(np.all(x == np.round(x)))
+    what = "whole numbers" if whole else "numbers"
+    d.why["dtype"] = f"{distinct} distinct {what} {_rows(table, len(values), d.header)}, {_n(lo)} to {_n(hi)}"
+    if whole and distinct <= MAX_CLASSES and distinct * REPEATS <= len(values):  # repeating codes?
+        d.why["shape"] = (
+            "kept as a number: two values say as much as a category"
+            if distinct == 2
+            else "kept as a number, which keeps their order"
+            + ("; for unordered codes use dtype: string, vocabulary: auto" if table.format == "csv" else "")
         )
-    return _EXTENSIONS[suffix]
+    d.entry["preprocess"] = {"normalize": "auto"}
+    _missing(d, table, x, "median" if whole else None)
+    return d
 
 
-def read_table(inputs: Sequence[str], format: str, label: str | None, sample_rows: int = SAMPLE_ROWS) -> Table:
-    """Read ``inputs`` (one CSV, JSON Lines or NPZ file, or record files) into a ``Table``.
+def _skewness(x: np.ndarray) -> float:
+    std = x.std()
+    return float(np.mean(((x - x.mean()) / std) ** 3)) if std > 0 else 0.0
 
-    ``RecordError`` (exit 2) for what makes a file unusable: missing, empty, a header only,
-    duplicate headers, a row of the wrong width, bad JSON, not UTF-8; and for a ``label``
-    that is not a column (did-you-mean) or is blank in some row. Without ``label``, the
-    error lists the columns to choose from.
-    """
-    if format != "tfrecord" and len(inputs) != 1:
-        raise RecordError(f"give one {format} file, got {len(inputs)}: {', '.join(inputs)}")
-    readers = {"csv": _read_csv, "jsonl": _read_jsonl, "npz": _read_npz, "tfrecord": _read_records}
-    table = readers[format](inputs, label, random.Random(0), sample_rows)
-    if table.rows == 0:
-        what = {"csv": "a header and no rows", "jsonl": "no objects", "npz": "arrays of length 0"}
-        raise RecordError(f"{table.path}: {what.get(format, 'no records')}; there is nothing to learn from")
-    blank = table.missing.get(label or "", 0)
-    if blank:
-        raise RecordError(
-            f"{table.path}: the label column '{label}' is blank in {blank} of {table.rows} rows; every row needs "
-            "a label: fill them in or drop those rows"
+
+def _missing(d: Decision, table: Table, x: np.ndarray | None, fill: str | None = None) -> None:
+    """``missing: {fill, indicator}`` for a column blank in some rows: the median for skewed numbers
+    (and whole numbers), the mean for others, the most frequent string; an indicator above 5%."""
+    blank = table.missing.get(d.header, 0)
+    if not blank:
+        return
+    share = blank / table.rows
+    if fill is not None:
+        why = {"median": "the median, a whole number", "most_frequent": "the most frequent value"}[fill]
+    elif abs(skew := _skewness(x.reshape(-1))) > SKEWED:
+        fill, why = "median", f"the median, as the tail (skewness {skew:.1f}) pulls the mean"
+    else:
+        fill, why = "mean", "the mean"
+    indicator = share > INDICATOR_SHARE
+    flag = "; an input flags them" if indicator else "; too few to flag"
+    d.entry["missing"] = {"fill": fill, "indicator": indicator}
+    d.why["missing"] = f"blank in {blank} of {table.rows} rows ({share:.1%}): {why}{flag}"
+
+
+def _list_feature(d: Decision, values: list, table: Table) -> Decision:
+    shapes = Counter(nested_shape(v) if isinstance(v, list) else (1,) for v in values)
+    whole = all(isinstance(x, int) for v in values for x in _flat(v) if not isinstance(x, list))
+    dtype = "int64" if whole else "float32"
+    if None in shapes:
+        return d.leave_out("nested lists of unequal lengths")
+    if len(shapes) == 1:
+        shape = list(next(iter(shapes)))
+        d.entry = {"dtype": dtype, "shape": shape, "preprocess": {"normalize": "auto"}}
+        d.why["shape"] = f"{' x '.join(map(str, shape))} numbers in every row, standardised per position"
+        _missing(d, table, np.asarray(values, dtype=np.float64).reshape(len(values), -1))
+        return d
+    if any(len(s) != 1 for s in shapes):
+        return d.leave_out(f"lists of {len(shapes)} different shapes; only the first axis may vary")
+    lengths = [s[0] for s in shapes.elements()]
+    longest = _percentile_length(lengths)
+    d.entry = {"dtype": dtype, "shape": [None], "max_length": longest, "preprocess": {"normalize": "auto"}}
+    d.why["shape"] = f"{min(lengths)} to {max(lengths)} numbers a row: variable length"
+    d.why["max_length"] = f"{LENGTH_PERCENTILE}% of rows hold at most {longest}: padded with 0 or cut to {longest}"
+    return d
+
+
+def _file_head(base_dir: Path, name: str) -> bytes:
+    path = Path(name.strip()).expanduser()
+    path = path if path.is_absolute() else base_dir / path
+    try:
+        with open(path, "rb") as f:
+            return f.read(1 << 20)  # a JPEG's frame size may follow a large EXIF block
+    except OSError:
+        return b""
+
+
+def _image_feature(d: Decision, values: list[bytes], table: Table, what: str) -> Decision:
+    sizes = Counter(image_size(v) for v in values)
+    if None in sizes or any(size[1] == 0 for size in sizes):  # a JPEG whose header holds no frame size
+        return d.leave_out(
+            f"{what} that are not all PNG or JPEG images" + (" (or files not found)" * (what == "files"))
         )
-    return table
+    if any(c not in IMAGE_CHANNELS[encoding] for encoding, _, _, c in sizes):
+        return d.leave_out(f"images with {', '.join(str(s[3]) for s in sizes)} channels, which factory cannot decode")
+    if len(sizes) > 1:
+        shown = ", ".join(f"{h}x{w}x{c}" for _, h, w, c in list(sizes)[:3])
+        return d.leave_out(f"images of {len(sizes)} sizes ({shown}, ...); resize them to one size first")
+    if table.missing.get(d.header, 0):
+        return d.leave_out(f"images missing in {table.missing[d.header]} rows; an image cannot be filled in")
+    encoding, height, width, channels = next(iter(sizes))
+    d.entry = {"dtype": "uint8", "shape": [height, width, channels], "encoding": encoding}
+    d.entry["preprocess"] = {"normalize": "auto"}
+    d.why["encoding"] = f"{encoding.upper()} {what}, {height}x{width} with {channels} channels (from their headers)"
+    d.why["preprocess"] = "pixels standardised per channel; add `augment:` if flips or shifts keep the meaning"
+    return d
 
 
-def _check_label(path: str, headers: Sequence[str], label: str | None, what: str = "column") -> None:
-    if label is None:
-        raise RecordError(f"{path}: name the label with --label COLUMN; the {what}s are: {', '.join(headers)}")
-    if label not in headers:
-        raise RecordError(
-            f"{path}: no {what} '{label}'{did_you_mean(label, headers)} for --label; the {what}s are: "
-            f"{', '.join(headers)}"
+def _pixels(d: Decision, values: list, table: Table) -> Decision:
+    height, width, channels = np.shape(values[0])
+    d.entry = {"dtype": "uint8", "shape": [height, width, channels], "encoding": "png"}
+    d.entry["preprocess"] = {"normalize": "auto"}
+    d.why["encoding"] = f"uint8 arrays of {height}x{width}x{channels}: images, stored as PNG (lossless, small)"
+    d.why["preprocess"] = "pixels standardised per channel; add `augment:` if flips or shifts keep the meaning"
+    return d
+
+
+def _string_feature(d: Decision, values: list[str], table: Table) -> Decision:
+    counts = Counter(values)
+    distinct, rows = len(counts), _rows(table, len(values), d.header)
+    if distinct == 1:
+        return d.leave_out(f"{values[0]!r} in every row; nothing to learn from")
+    if distinct * REPEATS <= len(values):
+        d.entry = {"dtype": "string", "shape": [], "vocabulary": "auto"}
+        d.why["vocabulary"] = f"{distinct} distinct strings {rows}: a vocabulary"
+        _rare_values(d, counts)
+        _missing(d, table, None, "most_frequent")
+        return d
+    words = [len(v.split()) for v in values]
+    if np.mean(words) < 2:
+        return d.leave_out(f"{distinct} distinct strings {rows}, one word each: an identifier, not a category")
+    if table.format != "csv":
+        return d.leave_out("free text; store it as a list of words to use it as tokens")
+    return _text_feature(d, words, [t for v in values for t in v.split()], table, "free text")
+
+
+def _rare_values(d: Decision, counts: Counter) -> None:
+    rare = sum(1 for n in counts.values() if n < RARE)
+    if not rare:
+        return
+    d.entry["oov_buckets"] = 1
+    d.why["oov_buckets"] = (
+        f"{rare} values seen under {RARE} times may miss the training split: a bucket for unseen ones"
+    )
+    singles = sum(1 for n in counts.values() if n == 1)
+    if singles >= MANY_SINGLETONS:
+        d.entry["min_count"] = 2
+        d.why["min_count"] = f"{singles} values seen once share the unknown-value bucket"
+
+
+def _text_feature(d: Decision, lengths: list[int], tokens: list[str], table: Table, what: str) -> Decision:
+    longest, counts = _percentile_length(lengths), Counter(tokens)
+    if longest > TEXT_MAX_LENGTH:
+        return d.leave_out(
+            f"{what} of up to {longest} words ({LENGTH_PERCENTILE}th percentile): too long for one input per word "
+            f"position (the built-in networks; useful up to {TEXT_MAX_LENGTH}), it needs a text encoder"
         )
+    d.entry = {"dtype": "string", "shape": [None], "max_length": longest, "vocabulary": "auto"}
+    d.why["shape"] = f"{what}, {np.mean(lengths):.1f} words a row on average: a list of words"
+    d.why["max_length"] = f"{LENGTH_PERCENTILE}% of rows hold at most {longest} words: padded or cut to {longest}"
+    d.why["vocabulary"] = f"{len(counts)} distinct words {_rows(table, len(lengths), d.header)}"
+    if len(counts) > MAX_TOKENS:
+        d.entry["max_tokens"] = MAX_TOKENS
+        d.why["max_tokens"] = "the most frequent words only"
+    d.entry["min_count"] = 2
+    d.why["min_count"] = "a word seen once teaches nothing; it goes to the unknown-word bucket"
+    d.entry["oov_buckets"] = 1
+    return d
 
 
-class _Reservoir:
-    """A uniform sample of ``size`` items from a stream of unknown length (algorithm R)."""
-
-    def __init__(self, size: int, rng: random.Random):
-        self.size, self.rng, self.items, self.seen = size, rng, [], 0
-
-    def add(self, item: Any) -> None:
-        self.seen += 1
-        if len(self.items) < self.size:
-            self.items.append(item)
-        elif (j := self.rng.randrange(self.seen)) < self.size:
-            self.items[j] = item
-
-
-@contextlib.contextmanager
-def _text_lines(path: Path, newline: str | None) -> Iterator[Iterator[str]]:
-    try:
-        f = open(path, newline=newline, encoding="utf-8-sig")  # noqa: SIM115 (closed below)
-    except FileNotFoundError:
-        raise RecordError(f"input file not found: {path}") from None
-    except OSError as err:
-        raise RecordError(f"cannot read {path}: {err.strerror or err}") from None
-
-    def lines() -> Iterator[str]:
-        try:
-            yield from f
-        except UnicodeDecodeError as err:
-            raise RecordError(f"{path}: not UTF-8 text ({err.reason}); save it with UTF-8 encoding") from None
-
-    with f:
-        yield lines()
-
-
-def _is_blank(cell: str) -> bool:
-    text = cell.strip()
-    return not text or text.lower() == "nan"  # pandas writes NaN for a missing number
-
-
-def _read_csv(inputs: Sequence[str], label: str | None, rng: random.Random, sample_rows: int) -> Table:
-    path = Path(inputs[0])
-    with _text_lines(path, "") as lines:
-        reader = csv.reader(lines)
-        try:
-            header = next(reader, None)
-        except csv.Error as err:
-            raise RecordError(f"{path} line 1: not valid CSV ({err})") from None
-        if not header:
-            raise RecordError(f"{path}: the file is empty; the first row must name the columns")
-        header = [h.strip() for h in header]
-        for i, name in enumerate(header):
-            if not name:
-                raise RecordError(f"{path}: column {i + 1} of the header has no name; name it")
-            if name in header[:i]:
-                raise RecordError(f"{path}: the header names column '{name}' twice; rename one of them")
-        _check_label(str(path), header, label)
-        table, reservoir, at = Table(str(path), "csv", header), _Reservoir(sample_rows, rng), header.index(label)
-        blanks = [0] * len(header)
-        while table.rows < SCAN_ROWS:
-            first = reader.line_num + 1
-            try:
-                cells = next(reader, None)
-            except csv.Error as err:
-                raise RecordError(f"{path} line {reader.line_num}: not valid CSV ({err})") from None
-            if cells is None:
-                break
-            if not cells or (len(cells) == 1 and not cells[0].strip()):
-                continue
-            if len(cells) != len(header):
-                raise RecordError(
-                    f"{path} line {first}: {len(cells)} cells, but the header names {len(header)} columns; "
-                    "fix that row (a cell holding a comma needs quotes)"
-                )
-            table.rows += 1
-            for i, cell in enumerate(cells):
-                if _is_blank(cell):
-                    blanks[i] += 1
-            table.labels[cells[at]] += 1
-            reservoir.add(cells)
-        table.complete = next(reader, None) is None
-    table.missing = dict(zip(header, blanks, strict=True))
-    for i, name in enumerate(header):
-        table.sample[name] = [_from_cell(row[i]) for row in reservoir.items if not _is_blank(row[i])]
-    table.labels = Counter({k: n for k, n in table.labels.items() if not _is_blank(k)})
-    return table
-
-
-_NUMBER_SEPARATORS = re.compile(r"[\s,]+")
-
-
-def _number(text: str) -> int | float | None:
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _from_cell(cell: str) -> Any:
-    """A CSV cell as ``factory write`` reads it: a number, a list of numbers (JSON, or separated by
-    spaces or commas), or the text itself."""
-    text = cell.strip()
-    if (value := _number(text)) is not None:
-        return value
-    if text.startswith("["):
-        with contextlib.suppress(ValueError):
-            return json.loads(text)
-    tokens = _NUMBER_SEPARATORS.split(text)
-    if len(tokens) > 1 and all((n := _number(t)) is not None for t in tokens):
-        return [_number(t) for t in tokens] if n is not None else cell
-    return cell
-
-
-def _read_jsonl(inputs: Sequence[str], label: str | None, rng: random.Random, sample_rows: int) -> Table:
-    path = Path(inputs[0])
-    keys: dict[str, int] = {}  # key -> rows holding a value, in first-seen order
-    reservoir = _Reservoir(sample_rows, rng)
-    table = Table(str(path), "jsonl", [])
-    with _text_lines(path, None) as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            if table.rows >= SCAN_ROWS:
-                table.complete = False
-                break
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RecordError(f"{path} line {number}: not valid JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(obj, dict):
-                raise RecordError(f"{path} line {number}: expected a JSON object, got {type(obj).__name__}")
-            table.rows += 1
-            for key, value in obj.items():
-                keys.setdefault(key, 0)
-                if value is not None:
-                    keys[key] += 1
-            if label in obj and obj[label] is not None:
-                value = obj[label]
-                table.labels[json.dumps(value) if isinstance(value, list | dict) else value] += 1
-            reservoir.add(obj)
-    table.headers = list(keys)
-    if table.rows:
-        _check_label(str(path), table.headers, label, "key")
-    table.missing = {key: table.rows - present for key, present in keys.items()}
-    for key in keys:
-        table.sample[key] = [row[key] for row in reservoir.items if row.get(key) is not None]
-    return table
-
-
-def _read_npz(inputs: Sequence[str], label: str | None, rng: random.Random, sample_rows: int) -> Table:
-    path = Path(inputs[0])
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise RecordError(f"input file not found: {path}") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise RecordError(f"{path}: not a NumPy .npz archive ({err})") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise RecordError(f"{path}: holds a single array; save the columns with np.savez(path, name=array, ...)")
-    with archive:
-        arrays = {}
-        for name in archive.files:
-            try:
-                arrays[name] = archive[name]
-            except ValueError:  # an object array: left out (``decisions`` says why)
-                arrays[name] = np.empty((0,), dtype=object)
-    table = Table(str(path), "npz", list(arrays))
-    if not arrays:
-        raise RecordError(f"{path}: the archive holds no arrays")
-    _check_label(str(path), table.headers, label, "array")
-    lengths = {name: len(a) for name, a in arrays.items() if a.dtype != object and a.ndim}
-    if len(set(lengths.values())) > 1:
-        detail = ", ".join(f"'{k}': {n}" for k, n in lengths.items())
-        raise RecordError(f"{path}: the arrays have different lengths ({detail}); the first axis must count the rows")
-    table.rows = next(iter(lengths.values()), 0)
-    pick = sorted(rng.sample(range(table.rows), sample_rows)) if table.rows > sample_rows else slice(None)
-    for name, arr in arrays.items():
-        table.dtypes[name] = arr.dtype
-        absent = np.zeros(len(arr), dtype=bool)
-        if arr.dtype.kind == "f":
-            absent = np.isnan(arr.reshape(len(arr), -1)).any(axis=1)
-        table.missing[name] = int(absent.sum())
-        table.sample[name] = [] if arr.dtype == object else arr[pick][~absent[pick]].tolist()
-        if name == label and arr.ndim == 1:
-            table.labels = Counter(arr[~absent].tolist())
-    return table
-
-
-def _read_records(inputs: Sequence[str], label: str | None, rng: random.Random, sample_rows: int) -> Table:
-    """TFRecord files of ``tf.train.Example``; a feature's values are a list, or one value as a scalar."""
-    import tensorflow as tf  # defers TensorFlow: only record files need it
-
-    from factory.features import reading  # defers TensorFlow (it imports it)
-
-    files = reading.resolve_files(list(inputs))
-    table, reservoir, present = Table(", ".join(inputs), "tfrecord", []), _Reservoir(sample_rows, rng), Counter()
-    for _, _, batch in reading.record_batches(files, None, 1024):
-        for serialized in batch.numpy():
-            if table.rows >= SCAN_ROWS:
-                table.complete = False
-                break
-            try:
-                example = tf.train.Example.FromString(serialized)
-            except Exception as err:  # protobuf's DecodeError: not an Example
-                raise RecordError(f"{table.path}: record {table.rows} is not a tf.train.Example ({err})") from None
-            values = {}
-            for key, feature in example.features.feature.items():
-                kind = feature.WhichOneof("kind")
-                items = list(getattr(feature, kind).value) if kind else []
-                if items:
-                    values[key] = items[0] if len(items) == 1 else items
-                    present[key] += 1
-            table.rows += 1
-            if label in values:
-                value = values[label]
-                table.labels[tuple(value) if isinstance(value, list) else value] += 1
-            reservoir.add(values)
-        if not table.complete:
-            break
-    table.headers = list(present)
-    _check_label(table.path, table.headers, label, "feature")
-    table.missing = {key: table.rows - n for key, n in present.items()}
-    for key in present:
-        sample = [row[key] for row in reservoir.items if key in row]
-        table.sample[key] = [v.decode() if isinstance(v, bytes) and image_size(v) is None else v for v in sample]
-    return table
+def _label(header: str, table: Table) -> tuple[Decision, str]:
+    """The label's entry and task: class ids, a vocabulary of classes, binary, or regression."""
+    d, counts = Decision(header), table.labels
+    values = _typed(table.sample.get(header, []), table)
+    kind = _kind(values) if values else "blank"
+    if kind == "str":
+        classes = sorted(str(c) for c in counts)
+        if len(classes) < 2:
+            raise RecordError(f"{table.path}: the label '{header}' is {classes[0]!r} in every row; nothing to learn")
+        d.entry = {"dtype": "string", "shape": [], "vocabulary": classes}
+        d.why["vocabulary"] = f"{len(classes)} distinct strings {_rows(table, table.rows)}: the classes, sorted"
+        return d, "classification"
+    if kind in ("int", "number"):
+        numbers = sorted({float(v) for v in counts})
+        distinct, lo, hi = len(numbers), numbers[0], numbers[-1]
+        if distinct < 2:
+            raise RecordError(f"{table.path}: the label '{header}' is {_n(lo)} in every row; nothing to learn")
+        whole = all(x.is_integer() for x in numbers)
+        few = distinct <= MAX_CLASSES and distinct * CLASS_ROWS <= table.rows
+        rows = _rows(table, table.rows)
+        if whole and few and lo >= 0:
+            d.entry = {"dtype": "int64", "shape": []}
+            if numbers == [0.0, 1.0]:
+                d.entry["task"] = "binary"
+                d.why["task"] = f"0 and 1 {rows}: a binary label"
+                return d, "binary"
+            d.entry["num_classes"] = int(hi) + 1
+            unused = int(hi) + 1 - distinct
+            gap = f"; {unused} ids below {int(hi)} never occur" if unused else ""
+            d.why["num_classes"] = f"{distinct} distinct whole numbers {_n(lo)}..{_n(hi)} {rows}: class ids{gap}"
+            return d, "classification"
+        if whole and few and table.format == "csv":  # negative ids: the classes by their text
+            d.entry = {"dtype": "string", "shape": [], "vocabulary": sorted(counts, key=float)}
+            d.why["vocabulary"] = f"{distinct} distinct whole numbers {_n(lo)}..{_n(hi)} {rows}: classes, by name"
+            return d, "classification"
+        d.entry = {"dtype": "float32", "shape": [], "normalize": "auto"}
+        d.why["dtype"] = f"{distinct} distinct numbers {rows}, {_n(lo)} to {_n(hi)}: a regression target"
+        d.why["normalize"] = "the network predicts it standardised; predictions come back in its units"
+        return d, "regression"
+    if kind == "list" and len({nested_shape(v) for v in values}) == 1:
+        d.entry = {"dtype": "float32", "shape": list(nested_shape(values[0])), "normalize": "auto"}
+        d.why["shape"] = "the same number of values in every row: a regression target per value"
+        return d, "regression"
+    raise RecordError(
+        f"{table.path}: the label '{header}' cannot be a label ({kind}); pick a column of classes or numbers"
+    )
 
 
 # -- names --------------------------------------------------------------------------------------
@@ -365,6 +405,35 @@ def snake_name(text: str, fallback: str = "column") -> str:
     return name if name[0].isalpha() else f"{fallback}_{name}"
 
 
-def infer_spec(table: Table, label: str, base_dir: Path | None = None) -> decisions.Proposal:
-    """The proposal for ``table``, whose column ``label`` is the label (see ``decisions``)."""
-    return decisions.propose(table, label, base_dir or Path(table.path).resolve().parent)
+def _name(d: Decision, used: set[str]) -> None:
+    """A valid name that clashes with no other, nor with ``logits`` or an indicator input; ``column`` maps it."""
+    base = snake_name(d.header)
+    flagged = bool(d.entry and isinstance(d.entry.get("missing"), dict) and d.entry["missing"]["indicator"])
+    name, n = base, 1
+    while name in used or (flagged and indicator_name(name) in used):
+        n += 1
+        name = f"{base}_{n}"
+    used.update([name, indicator_name(name)] if flagged else [name])
+    d.name = name
+    if name != d.header:
+        why = "the header is not a valid feature name" if base != d.header else "the name is taken"
+        if d.header == HEAD:
+            why = f"'{HEAD}' names the model's output"
+        d.entry = {"column": d.header, **d.entry}
+        d.why["column"] = why
+
+
+def infer_spec(table: Table, label: str, base_dir: Path | None = None) -> Proposal:
+    """A spec for ``table`` whose column ``label`` is the label; columns that cannot be inputs are
+    left out, each with the reason. ``base_dir`` resolves image file paths (default: the file's)."""
+    base_dir = base_dir or Path(table.path).resolve().parent
+    label_decision, task = _label(label, table)
+    columns = [_feature(h, table, base_dir) for h in table.headers if h != label]
+    features = [d for d in columns if d.entry is not None]
+    if not features:
+        reasons = "; ".join(f"{d.header}: {d.note}" for d in columns) or "it is the only column"
+        raise RecordError(f"{table.path}: no column besides the label '{label}' can be an input ({reasons})")
+    used = {HEAD}
+    for d in [label_decision, *features]:
+        _name(d, used)
+    return Proposal(table, features, label_decision, [d for d in columns if d.entry is None], task)
