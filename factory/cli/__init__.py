@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from factory.cli import check, predict, records, stats, summarize
+from factory.cli import check, init, predict, records, stats, summarize
 from factory.errors import FactoryError
 
 
@@ -44,9 +44,10 @@ COMMANDS: list[Command] = [
     ),
     Command(
         "check",
-        "read record files and check every record against the feature spec",
+        "check every record against the feature spec; with --against, compare them with a model's training data",
         check.arguments,
         check.run,
+        check.EPILOG,
     ),
     Command(
         "stats",
@@ -61,6 +62,13 @@ COMMANDS: list[Command] = [
         predict.arguments,
         predict.run,
         predict.EPILOG,
+    ),
+    Command(
+        "init",
+        "propose a feature spec and a config dir from a CSV, JSON Lines, NPZ or TFRecord file",
+        init.arguments,
+        init.run,
+        init.EPILOG,
     ),
     Command(
         "summarize",

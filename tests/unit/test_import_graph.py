@@ -54,6 +54,9 @@ TF_FREE = (
     "factory.features.tfrecord",
     "factory.features.statistics",
     "factory.features.shards",
+    "factory.features.drift",
+    "factory.features.infer",
+    "factory.features.table_sample",
     "factory.policies",
     "factory.networks",
     "factory.networks.registry",
@@ -75,6 +78,8 @@ TF_FREE = (
     "factory.cli",
     "factory.cli.train",
     "factory.cli.logs",
+    "factory.cli.check",
+    "factory.cli.init",
     "factory.cli.train_job",
 )
 # Packages a function may import on first use: TensorFlow and Keras (and protobuf, which comes
