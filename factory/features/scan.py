@@ -294,10 +294,7 @@ def statistics_problems(spec: FeatureSpec, stats: Mapping[str, Any]) -> list[str
         entry = stored.get(f.name)
         now = Statistic.of(f).declared()
         if entry is None:
-            problems.append(
-                f"features.{f.name}: waits for {' and '.join(f.auto_statistics)} from the training records now, "
-                "but the statistics were computed without it"
-            )
+            problems.append(f"features.{f.name}: `{f.waits_for}` now, but the statistics were computed without it")
             continue
         before = entry.get("declared", {})
         changed = [f"{key} {before.get(key)!r} -> {now[key]!r}" for key in now if before.get(key) != now[key]]

@@ -92,6 +92,9 @@ def _unknown_names(path: Path, names: Sequence[str], spec: FeatureSpec, what: st
     declared = list(_sources(spec))
     name = names[0]
     more = f" (and {len(names) - 1} more: {', '.join(names[1:])})" if len(names) > 1 else ""
+    mapped = next((f for f in spec.all() if f.name == name and f.column), None)
+    if mapped is not None:  # the feature's name, but the spec maps it to another column
+        more += f" (the feature '{name}' reads the {what} '{mapped.column}', its `column:`)"
     return RecordError(
         f"{path}{' ' + where if where else ''}: unknown {what} '{name}'{did_you_mean(name, declared)}{more}; "
         f"the spec declares {', '.join(declared)}. Rename it to a declared feature, "

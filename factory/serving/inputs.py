@@ -290,6 +290,8 @@ class ServingInputs:
             return
         vocabulary = VocabularyCheck(f.vocabulary)
         for position, item in np.ndenumerate(arr):
+            if f.missing is not None and item in (b"", ""):  # a missing value: the graph fills it
+                continue
             problem = vocabulary.problem(item, position)
             if problem is not None:
                 raise PredictError(f"feature '{name}': {problem.text(start)}")

@@ -96,7 +96,8 @@ def table_features() -> dict:
     return {
         "x": tf.io.FixedLenFeature([3], tf.float32),
         "color": tf.io.FixedLenFeature([], tf.string),
-        "n": tf.io.FixedLenFeature([], tf.int64),
+        # A missing value stays out of the record; a reader supplies the spec's default.
+        "n": tf.io.FixedLenFeature([], tf.int64, default_value=7),
         "label": tf.io.FixedLenFeature([], tf.int64),
     }
 

@@ -279,7 +279,7 @@ def test_factory_stats_prints_summaries_and_auto_statistics(tmp_path, capsys):
     blocks = {b.split(":")[0]: b for b in out.split("\n\n")[1:]}
     n = data["nums"][:6]
     assert blocks["n"].splitlines()[1:3] == [
-        "  records 12, missing 6, values 6",
+        "  records 12, missing 6 (50.0%), values 6",
         f"  min {n.min()}, max {n.max()}, mean {n.mean():.6g}, std {n.std():.6g}",
     ]
     assert "  normalize: auto -> mean [" in blocks["n"] and "(after scale)" in blocks["n"]
@@ -288,7 +288,7 @@ def test_factory_stats_prints_summaries_and_auto_statistics(tmp_path, capsys):
     assert "  vocabulary: auto -> 3 of 5 values: 'b', 'd', 'a'" in blocks["s"]
     assert "    left out: 2 values seen 4 times" in blocks["s"]
     seq = data["seq_all"]
-    assert f"  records 12, missing 3, values {len(seq)}" in blocks["seq"]  # records with an empty sequence
+    assert f"  records 12, missing 3 (25.0%), values {len(seq)}" in blocks["seq"]  # records with an empty sequence
     assert blocks["y (label)"].splitlines()[0] == "y (label): int64 []"
 
     assert (
