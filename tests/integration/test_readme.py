@@ -76,6 +76,11 @@ def test_every_readme_command_runs(tmp_path):
 
     # What the tour promised is there.
     assert (work / "runs" / "iris" / "export" / "best" / "current" / "saved_model.pb").exists()
+    # ...and "Train on your own data": a proposed config that trained, statistics kept, class names out.
+    assert 'column: "od280/od315_of_diluted_wines"' in (work / "my_conf" / "features" / "wine.yaml").read_text()
+    assert (work / "runs" / "wine" / "export" / "best" / "current" / "assets.extra" / "statistics.json").exists()
+    predictions = [json.loads(line) for line in (work / "wine_predictions.jsonl").read_text().splitlines()]
+    assert len(predictions) == 178 and {p["classes"] for p in predictions} <= {"class_0", "class_1", "class_2"}
     assert (work / "runs" / "towers" / "summary.json").exists()
     with open(work / "multirun" / "iris" / "summary.csv") as f:
         assert len(list(csv.DictReader(f))) == 4
