@@ -1,7 +1,8 @@
 """A feature spec proposed from a data file, every decision with its reason: ``infer_spec``.
 
 The file is read once (``factory.features.table_sample``): a uniform sample of its rows decides
-types, shapes, cardinalities and lengths; blanks and the label's values are counted over all
+types, shapes, cardinalities and lengths (each column: ``factory.features.infer_columns``); blanks
+and the label's values are counted over all
 rows read. Like TFDV's ``infer_schema`` the dtype comes from
 the values and a fixed shape only from a count that never varies; like Ludwig's
 ``infer_type`` strings are split into categories, free text and identifiers by how often
@@ -17,65 +18,24 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from factory.errors import RecordError
 from factory.features.checks import nested_shape
-from factory.features.feature import IMAGE_CHANNELS, indicator_name
-from factory.features.images import image_size
-from factory.features.table_sample import Table, from_cell
+from factory.features.feature import indicator_name
+from factory.features.infer_columns import (
+    CLASS_ROWS,
+    MAX_CLASSES,
+    Decision,
+    _kind,
+    _n,
+    _rows,
+    _typed,
+    column_decision,
+)
+from factory.features.table_sample import Table
 from factory.names import HEAD
-
-# -- decisions ----------------------------------------------------------------------------------
-
-# A label is a class id when it holds at most this many distinct whole numbers, with at least
-# CLASS_ROWS rows per class on average; otherwise it is a regression target.
-MAX_CLASSES = 20
-CLASS_ROWS = 5
-# A string column whose values repeat (at least this many rows per distinct value) gets a vocabulary.
-REPEATS = 2
-# A value seen fewer times than this may be absent from an 80% training split (0.2**5 < 0.1%):
-# the vocabulary then keeps a bucket for values it has not seen.
-RARE = 5
-# At least this many values seen once: they share that bucket (`min_count: 2`) instead of each
-# taking an input learned from one row.
-MANY_SINGLETONS = 10
-# Words of free text kept at most, and the longest text (in words, at LENGTH_PERCENTILE) worth one
-# input per word position; longer text needs a text encoder the built-in networks do not have.
-MAX_TOKENS = 1000
-TEXT_MAX_LENGTH = 32
-LENGTH_PERCENTILE = 95
-# Above this share of blank rows a missing value also gets an indicator input; numbers whose
-# skewness exceeds SKEWED are filled with the median instead of the mean.
-INDICATOR_SHARE = 0.05
-SKEWED = 1.0
-# Columns named like this whose values are all distinct are identifiers, not inputs.
-_ID_NAME = re.compile(r"(^|[^a-z])(id|index|key|uuid)$|^(id|index)([^a-z]|$)", re.IGNORECASE)
-_IMAGE_FILE = re.compile(r"\.(png|jpe?g)$", re.IGNORECASE)
-# Image files whose headers are read to decide an image column.
-IMAGE_FILES_CHECKED = 200
-
-
-@dataclass
-class Decision:
-    """One column: its spec ``entry`` (None: left out, ``note`` says why), the reason for each key
-    (``why``) and the feature ``name``."""
-
-    header: str
-    entry: dict | None = None
-    why: dict[str, str] = field(default_factory=dict)
-    note: str = ""
-    name: str = ""
-
-    def leave_out(self, note: str) -> Decision:
-        self.entry, self.note = None, note
-        return self
 
 
 @dataclass
@@ -92,251 +52,6 @@ class Proposal:
     def sampled(self) -> int:
         """Rows the decisions looked at (all rows read, unless there were more than the sample holds)."""
         return max((len(v) + self.table.missing.get(k, 0) for k, v in self.table.sample.items()), default=0)
-
-
-def _n(x: float) -> str:
-    return f"{x:.4g}"
-
-
-def _rows(table: Table, present: int, header: str = "") -> str:
-    """``in 178 rows`` (``in the 160 rows that have one`` with blanks), or ``in 10000 sampled rows``."""
-    blank = table.missing.get(header, 0)
-    if present + blank < table.rows:
-        return f"in {present} sampled rows"
-    return f"in the {present} rows that have one" if blank else f"in {present} rows"
-
-
-def _percentile_length(lengths: Sequence[int]) -> int:
-    return max(1, int(np.percentile(lengths, LENGTH_PERCENTILE, method="higher")))
-
-
-def _typed(values: list, table: Table) -> list:
-    """CSV cells as ``factory write`` reads them when all are numbers or lists; else the cells as text."""
-    if table.format != "csv":
-        return values
-    parsed = [from_cell(v) for v in values]
-    return values if any(isinstance(v, str) for v in parsed) else parsed
-
-
-def _kind(values: list) -> str:
-    """``number``, ``int``, ``list``, ``str``, ``tokens``, ``bytes``, or why it cannot be a feature."""
-    kinds = {type(v) for v in values}
-    if kinds <= {int}:
-        return "int"
-    if kinds <= {int, float}:
-        return "number"
-    if kinds <= {str}:
-        return "str"
-    if kinds <= {bytes}:
-        return "bytes"
-    if bool in kinds:
-        return "true/false values: write them as 0 and 1"
-    if kinds <= {list, int, float}:
-        flat = [x for v in values for x in (_flat(v) if isinstance(v, list) else [v])]
-        if all(type(x) in (int, float) for x in flat):
-            return "list"
-        if all(isinstance(x, str) for x in flat) and all(isinstance(v, list) for v in values):
-            return "tokens"
-    if dict in kinds:
-        return "nested objects: flatten them into columns of their own"
-    return f"mixed values ({', '.join(sorted(t.__name__ for t in kinds))}): give the column one type"
-
-
-def _flat(value: Any) -> list:
-    return [x for v in value for x in _flat(v)] if isinstance(value, list) else [value]
-
-
-def _feature(header: str, table: Table, base_dir: Path) -> Decision:
-    d, values = Decision(header), table.sample.get(header, [])
-    if not values:
-        why = "an object array (np.load needs allow_pickle)" if table.format == "npz" else "blank in every row"
-        return d.leave_out(f"{why}; nothing to learn from")
-    values = _typed(values, table)
-    kind, dtype = _kind(values), table.dtypes.get(header)
-    if dtype is not None and dtype.kind == "b":
-        kind = "true/false values: save them as 0 and 1"
-    if dtype == np.uint8 and np.ndim(values[0]) == 3 and len(values[0][0][0]) in (1, 2, 3, 4):
-        return _pixels(d, values, table)
-    if kind in ("int", "number"):
-        return _number_feature(d, values, table, kind)
-    if kind == "list":
-        return _list_feature(d, values, table)
-    if kind == "bytes":
-        return _image_feature(d, values, table, "values")
-    if kind == "str":
-        paths = [v for v in values[:IMAGE_FILES_CHECKED] if _IMAGE_FILE.search(v.strip())]
-        if len(paths) == min(len(values), IMAGE_FILES_CHECKED):
-            return _image_feature(d, [_file_head(base_dir, v) for v in paths], table, "files")
-        return _string_feature(d, values, table)
-    if kind == "tokens":
-        return _text_feature(d, [len(v) for v in values], [t for v in values for t in v], table, "lists of words")
-    return d.leave_out(kind)
-
-
-def _number_feature(d: Decision, values: list, table: Table, kind: str) -> Decision:
-    x = np.asarray(values, dtype=np.float64)
-    distinct, lo, hi = len(np.unique(x)), x.min(), x.max()
-    if distinct == 1:
-        return d.leave_out(f"{_n(lo)} in every row; nothing to learn from")
-    if (
-        kind == "int"
-        and distinct == len(values) == table.rows
-        and (_ID_NAME.search(d.header) or hi - lo == distinct - 1)
-    ):
-        return d.leave_out(f"a different whole number in every row ({_n(lo)}..{_n(hi)}): an identifier")
-    d.entry = {"dtype": "int64" if kind == "int" else "float32", "shape": []}
-    whole = bool(np.all(x == np.round(x)))
-    what = "whole numbers" if whole else "numbers"
-    d.why["dtype"] = f"{distinct} distinct {what} {_rows(table, len(values), d.header)}, {_n(lo)} to {_n(hi)}"
-    if whole and distinct <= MAX_CLASSES and distinct * REPEATS <= len(values):  # repeating codes?
-        d.why["shape"] = (
-            "kept as a number: two values say as much as a category"
-            if distinct == 2
-            else "kept as a number, which keeps their order"
-            + ("; for unordered codes use dtype: string, vocabulary: auto" if table.format == "csv" else "")
-        )
-    d.entry["preprocess"] = {"normalize": "auto"}
-    _missing(d, table, x, "median" if whole else None)
-    return d
-
-
-def _skewness(x: np.ndarray) -> float:
-    std = x.std()
-    return float(np.mean(((x - x.mean()) / std) ** 3)) if std > 0 else 0.0
-
-
-def _missing(d: Decision, table: Table, x: np.ndarray | None, fill: str | None = None) -> None:
-    """``missing: {fill, indicator}`` for a column blank in some rows: the median for skewed numbers
-    (and whole numbers), the mean for others, the most frequent string; an indicator above 5%."""
-    blank = table.missing.get(d.header, 0)
-    if not blank:
-        return
-    share = blank / table.rows
-    if fill is not None:
-        why = {"median": "the median, a whole number", "most_frequent": "the most frequent value"}[fill]
-    elif abs(skew := _skewness(x.reshape(-1))) > SKEWED:
-        fill, why = "median", f"the median, as the tail (skewness {skew:.1f}) pulls the mean"
-    else:
-        fill, why = "mean", "the mean"
-    indicator = share > INDICATOR_SHARE
-    flag = "; an input flags them" if indicator else "; too few to flag"
-    d.entry["missing"] = {"fill": fill, "indicator": indicator}
-    d.why["missing"] = f"blank in {blank} of {table.rows} rows ({share:.1%}): {why}{flag}"
-
-
-def _list_feature(d: Decision, values: list, table: Table) -> Decision:
-    shapes = Counter(nested_shape(v) if isinstance(v, list) else (1,) for v in values)
-    whole = all(isinstance(x, int) for v in values for x in _flat(v) if not isinstance(x, list))
-    dtype = "int64" if whole else "float32"
-    if None in shapes:
-        return d.leave_out("nested lists of unequal lengths")
-    if len(shapes) == 1:
-        shape = list(next(iter(shapes)))
-        d.entry = {"dtype": dtype, "shape": shape, "preprocess": {"normalize": "auto"}}
-        d.why["shape"] = f"{' x '.join(map(str, shape))} numbers in every row, standardised per position"
-        _missing(d, table, np.asarray(values, dtype=np.float64).reshape(len(values), -1))
-        return d
-    if any(len(s) != 1 for s in shapes):
-        return d.leave_out(f"lists of {len(shapes)} different shapes; only the first axis may vary")
-    lengths = [s[0] for s in shapes.elements()]
-    longest = _percentile_length(lengths)
-    d.entry = {"dtype": dtype, "shape": [None], "max_length": longest, "preprocess": {"normalize": "auto"}}
-    d.why["shape"] = f"{min(lengths)} to {max(lengths)} numbers a row: variable length"
-    d.why["max_length"] = f"{LENGTH_PERCENTILE}% of rows hold at most {longest}: padded with 0 or cut to {longest}"
-    return d
-
-
-def _file_head(base_dir: Path, name: str) -> bytes:
-    path = Path(name.strip()).expanduser()
-    path = path if path.is_absolute() else base_dir / path
-    try:
-        with open(path, "rb") as f:
-            return f.read(1 << 20)  # a JPEG's frame size may follow a large EXIF block
-    except OSError:
-        return b""
-
-
-def _image_feature(d: Decision, values: list[bytes], table: Table, what: str) -> Decision:
-    sizes = Counter(image_size(v) for v in values)
-    if None in sizes or any(size[1] == 0 for size in sizes):  # a JPEG whose header holds no frame size
-        return d.leave_out(
-            f"{what} that are not all PNG or JPEG images" + (" (or files not found)" * (what == "files"))
-        )
-    if any(c not in IMAGE_CHANNELS[encoding] for encoding, _, _, c in sizes):
-        return d.leave_out(f"images with {', '.join(str(s[3]) for s in sizes)} channels, which factory cannot decode")
-    if len(sizes) > 1:
-        shown = ", ".join(f"{h}x{w}x{c}" for _, h, w, c in list(sizes)[:3])
-        return d.leave_out(f"images of {len(sizes)} sizes ({shown}, ...); resize them to one size first")
-    if table.missing.get(d.header, 0):
-        return d.leave_out(f"images missing in {table.missing[d.header]} rows; an image cannot be filled in")
-    encoding, height, width, channels = next(iter(sizes))
-    d.entry = {"dtype": "uint8", "shape": [height, width, channels], "encoding": encoding}
-    d.entry["preprocess"] = {"normalize": "auto"}
-    d.why["encoding"] = f"{encoding.upper()} {what}, {height}x{width} with {channels} channels (from their headers)"
-    d.why["preprocess"] = "pixels standardised per channel; add `augment:` if flips or shifts keep the meaning"
-    return d
-
-
-def _pixels(d: Decision, values: list, table: Table) -> Decision:
-    height, width, channels = np.shape(values[0])
-    d.entry = {"dtype": "uint8", "shape": [height, width, channels], "encoding": "png"}
-    d.entry["preprocess"] = {"normalize": "auto"}
-    d.why["encoding"] = f"uint8 arrays of {height}x{width}x{channels}: images, stored as PNG (lossless, small)"
-    d.why["preprocess"] = "pixels standardised per channel; add `augment:` if flips or shifts keep the meaning"
-    return d
-
-
-def _string_feature(d: Decision, values: list[str], table: Table) -> Decision:
-    counts = Counter(values)
-    distinct, rows = len(counts), _rows(table, len(values), d.header)
-    if distinct == 1:
-        return d.leave_out(f"{values[0]!r} in every row; nothing to learn from")
-    if distinct * REPEATS <= len(values):
-        d.entry = {"dtype": "string", "shape": [], "vocabulary": "auto"}
-        d.why["vocabulary"] = f"{distinct} distinct strings {rows}: a vocabulary"
-        _rare_values(d, counts)
-        _missing(d, table, None, "most_frequent")
-        return d
-    words = [len(v.split()) for v in values]
-    if np.mean(words) < 2:
-        return d.leave_out(f"{distinct} distinct strings {rows}, one word each: an identifier, not a category")
-    if table.format != "csv":
-        return d.leave_out("free text; store it as a list of words to use it as tokens")
-    return _text_feature(d, words, [t for v in values for t in v.split()], table, "free text")
-
-
-def _rare_values(d: Decision, counts: Counter) -> None:
-    rare = sum(1 for n in counts.values() if n < RARE)
-    if not rare:
-        return
-    d.entry["oov_buckets"] = 1
-    d.why["oov_buckets"] = (
-        f"{rare} values seen under {RARE} times may miss the training split: a bucket for unseen ones"
-    )
-    singles = sum(1 for n in counts.values() if n == 1)
-    if singles >= MANY_SINGLETONS:
-        d.entry["min_count"] = 2
-        d.why["min_count"] = f"{singles} values seen once share the unknown-value bucket"
-
-
-def _text_feature(d: Decision, lengths: list[int], tokens: list[str], table: Table, what: str) -> Decision:
-    longest, counts = _percentile_length(lengths), Counter(tokens)
-    if longest > TEXT_MAX_LENGTH:
-        return d.leave_out(
-            f"{what} of up to {longest} words ({LENGTH_PERCENTILE}th percentile): too long for one input per word "
-            f"position (the built-in networks; useful up to {TEXT_MAX_LENGTH}), it needs a text encoder"
-        )
-    d.entry = {"dtype": "string", "shape": [None], "max_length": longest, "vocabulary": "auto"}
-    d.why["shape"] = f"{what}, {np.mean(lengths):.1f} words a row on average: a list of words"
-    d.why["max_length"] = f"{LENGTH_PERCENTILE}% of rows hold at most {longest} words: padded or cut to {longest}"
-    d.why["vocabulary"] = f"{len(counts)} distinct words {_rows(table, len(lengths), d.header)}"
-    if len(counts) > MAX_TOKENS:
-        d.entry["max_tokens"] = MAX_TOKENS
-        d.why["max_tokens"] = "the most frequent words only"
-    d.entry["min_count"] = 2
-    d.why["min_count"] = "a word seen once teaches nothing; it goes to the unknown-word bucket"
-    d.entry["oov_buckets"] = 1
-    return d
 
 
 def _label(header: str, table: Table) -> tuple[Decision, str]:
@@ -428,7 +143,7 @@ def infer_spec(table: Table, label: str, base_dir: Path | None = None) -> Propos
     left out, each with the reason. ``base_dir`` resolves image file paths (default: the file's)."""
     base_dir = base_dir or Path(table.path).resolve().parent
     label_decision, task = _label(label, table)
-    columns = [_feature(h, table, base_dir) for h in table.headers if h != label]
+    columns = [column_decision(h, table, base_dir) for h in table.headers if h != label]
     features = [d for d in columns if d.entry is not None]
     if not features:
         reasons = "; ".join(f"{d.header}: {d.note}" for d in columns) or "it is the only column"

@@ -56,6 +56,7 @@ TF_FREE = (
     "factory.features.shards",
     "factory.features.drift",
     "factory.features.infer",
+    "factory.features.infer_columns",
     "factory.features.table_sample",
     "factory.policies",
     "factory.networks",
