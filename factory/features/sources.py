@@ -110,6 +110,12 @@ def _check_columns(path: Path, names: Sequence[str], spec: FeatureSpec, ignore_u
     if unknown and not ignore_unknown:
         raise _unknown_names(path, unknown, spec, what)
     for f in spec.all():
+        if f.column and f.column not in names:  # named explicitly: a typo must not read as "all missing"
+            key = f"{'labels' if f.role == 'label' else 'features'}.{f.name}.column"
+            raise RecordError(
+                f"{path}: {key}: the file has no {what} '{f.column}'{did_you_mean(f.column, names)}; "
+                f"its {what}s are {', '.join(names)}"
+            )
         if f.required and f.source not in names:
             column = f" (read from the {what} '{f.column}')" if f.column else ""
             raise RecordError(

@@ -158,11 +158,18 @@ def test_columns_map_headers_keys_and_arrays_to_features(tmp_path):
     (tmp_path / "a.jsonl").write_text('{"od280/od315_of_diluted_wines": null, "Name (full)": "C", "y": 1}\n')
     with open_source(tmp_path / "a.jsonl", spec) as source:
         assert [row.record for row in source] == [{"name": "C", "y": 1}]
-    np.savez(tmp_path / "a.npz", **{"Name (full)": np.array(["D"]), "y": np.array([1])})
+    arrays = {"Name (full)": np.array(["D"]), "y": np.array([1]), "od280/od315_of_diluted_wines": np.array([2.0])}
+    np.savez(tmp_path / "a.npz", **arrays)
     with open_source(tmp_path / "a.npz", spec) as source:
-        assert set(source.columns) == {"name", "y"}
+        assert set(source.columns) == {"name", "y", "ratio"}
     (tmp_path / "b.csv").write_text("ratio,y\n1,0\n")
     with pytest.raises(Exception, match=r"unknown column 'ratio' \(the feature 'ratio' reads the column 'od280/"):
+        open_source(tmp_path / "b.csv", spec).__enter__()
+    (tmp_path / "b.csv").write_text("od280/od315_of_diluted_wine,Name (full),y\n1,a,0\n")
+    with pytest.raises(
+        Exception,
+        match=r"features.ratio.column: the file has no column 'od280/od315_of_diluted_wines' \(did you mean 'od280/od315_of_diluted_wine'\?\)",
+    ):
         open_source(tmp_path / "b.csv", spec).__enter__()
     (tmp_path / "b.csv").write_text("od280/od315_of_diluted_wines,y\n1,0\n")
     with pytest.raises(
