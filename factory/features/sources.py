@@ -117,9 +117,8 @@ def _check_columns(path: Path, names: Sequence[str], spec: FeatureSpec, ignore_u
                 f"its {what}s are {', '.join(names)}"
             )
         if f.required and f.source not in names:
-            column = f" (read from the {what} '{f.column}')" if f.column else ""
             raise RecordError(
-                f"{path}: no {what} for the required feature '{f.name}'{column} ({f.describe()}); "
+                f"{path}: no {what} for the required feature '{f.name}' ({f.describe()}); "
                 f"add it, map another {what} to it with `column:`, or give the feature `missing: {{fill: ...}}` "
                 "in the feature spec"
             )

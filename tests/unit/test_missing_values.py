@@ -173,7 +173,7 @@ def test_columns_map_headers_keys_and_arrays_to_features(tmp_path):
         open_source(tmp_path / "b.csv", spec, ignore_unknown=True).__enter__()
     (tmp_path / "b.csv").write_text("od280/od315_of_diluted_wines,y\n1,0\n")
     with pytest.raises(
-        Exception, match=r"no column for the required feature 'name' \(read from the column 'Name \(full\)'\)"
+        Exception, match=r"features.name.column: the file has no column 'Name \(full\)'; its columns are od280/"
     ):
         open_source(tmp_path / "b.csv", spec).__enter__()
 
