@@ -154,7 +154,9 @@ def _columns(predictor: Predictor, rows: list[tuple[str, dict]], source: str, ba
                             f"missing feature '{name}': expected {info.describe(batched=False)}{also}, got nothing; "
                             f"the export takes {predictor.describe_inputs()}"
                         )
-                values.append(info.convert(value, batched=False, default=default))
+                values.append(
+                    info.convert(value, batched=False, default=default, missing=predictor.takes_missing(name))
+                )
             except PredictError as err:
                 raise PredictError(f"{source} {where}: {err}") from None
         if encoded:

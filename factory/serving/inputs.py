@@ -70,7 +70,12 @@ class TensorInfo:
         return f"{self.dtype} of shape [{', '.join(dims)}]"
 
     def convert(
-        self, value: Any, batched: bool = True, start: int = 0, default: np.ndarray | None = None
+        self,
+        value: Any,
+        batched: bool = True,
+        start: int = 0,
+        default: np.ndarray | None = None,
+        missing: bool = False,
     ) -> np.ndarray:
         """``value`` as an array of exactly this dtype and shape (plus a leading batch dimension if ``batched``).
 
@@ -78,19 +83,22 @@ class TensorInfo:
         range; floats for an integer dtype only when they are whole numbers (and in
         range: 0..255 for uint8); str or bytes for string (kept as UTF-8 bytes).
         ``default`` (unbatched; default None) replaces a float value that is NaN
-        throughout (a missing value). Raises ``PredictError`` naming the feature,
+        throughout (a missing value). ``missing``: the feature has ``missing:``, so NaN
+        (floats) and ``None`` anywhere are missing values for the graph to fill (``None``
+        becomes ``MISSING_VALUE`` of the dtype). Raises ``PredictError`` naming the feature,
         what was expected and what was received; positions in it count the batch
         from ``start`` (default 0).
         """
-        return _Converter(self, batched, start, default).convert(value)
+        return _Converter(self, batched, start, default, missing).convert(value)
 
 
 class _Converter:
-    def __init__(self, info: TensorInfo, batched: bool, start: int, default: np.ndarray | None = None):
+    def __init__(
+        self, info: TensorInfo, batched: bool, start: int, default: np.ndarray | None = None, missing: bool = False
+    ):
         self.info, self.batched, self.start, self.default = info, batched, start, default
-        # A feature with `missing:` takes its missing values as such (the graph fills them): NaN for
-        # floats, and a JSON null anywhere becomes MISSING_VALUE of the dtype.
-        self.missing = default is not None and default.dtype.kind in "fiuO" and _all_missing(default, info.dtype)
+        # A feature with `missing:` takes its missing values as such (the graph fills them).
+        self.missing = missing and _missing_value(info.dtype) is not None
 
     def fail(self, got: str, hint: str = "") -> PredictError:
         return PredictError(f"feature '{self.info.name}': expected {self.info.describe(self.batched)}, got {got}{hint}")
@@ -182,18 +190,6 @@ def _missing_value(dtype: str) -> Any:
     return MISSING_VALUE.get(dtype, MISSING_VALUE["float32"] if dtype in _FLOATS else None)
 
 
-def _all_missing(value: np.ndarray, dtype: str) -> bool:
-    """Whether ``value`` is made of the missing value of ``dtype`` (a ``missing:`` feature's default)."""
-    marker = _missing_value(dtype)
-    if marker is None or not value.size:
-        return False
-    if dtype in _FLOATS:
-        return bool(np.isnan(value.astype(np.float64)).all())
-    if dtype == "string":
-        return all(v in (b"", "") for v in value.reshape(-1).tolist())
-    return bool((value == marker).all())
-
-
 class ServingInputs:
     """The inputs of ``serving_default`` (``tensors``: ``{name: TensorInfo}``) and the feature spec behind them.
 
@@ -210,6 +206,11 @@ class ServingInputs:
     def describe(self) -> str:
         """``image (uint8 of shape [batch, 8, 8, 1])``, comma-separated: for messages."""
         return ", ".join(f"{name} ({info.describe()})" for name, info in self.tensors.items())
+
+    def takes_missing(self, name: str) -> bool:
+        """Whether input ``name`` is a feature with ``missing:`` (NaN, ``""``, ``None`` stand for missing values)."""
+        f = self.features.get(name)
+        return f is not None and f.missing is not None
 
     def default(self, name: str) -> np.ndarray | None:
         """The spec's default for input ``name`` as one unbatched value in the input's dtype, or None if it has none.
@@ -263,7 +264,7 @@ class ServingInputs:
                 f"the export takes {self.describe()}"
             )
         arrays = {
-            n: info.convert(features[n], start=start, default=self.default(n))
+            n: info.convert(features[n], start=start, default=self.default(n), missing=self.takes_missing(n))
             for n, info in self.tensors.items()
             if features.get(n) is not None
         }

@@ -133,6 +133,10 @@ class Predictor:
         """The spec's default for input ``name``, unbatched, in the input's dtype; None if it has none."""
         return self._inputs.default(name)
 
+    def takes_missing(self, name: str) -> bool:
+        """Whether input ``name`` takes missing values for the graph to fill (a feature with ``missing:``)."""
+        return self._inputs.takes_missing(name)
+
     def describe_inputs(self) -> str:
         """``image (uint8 of shape [batch, 8, 8, 1])``, comma-separated: for messages."""
         return self._inputs.describe()
