@@ -35,6 +35,7 @@ bench: setup
 	$(PY) benchmarks/train_benchmark.py
 	$(PY) benchmarks/serving_benchmark.py
 	$(PY) benchmarks/sweep_benchmark.py
+	$(PY) benchmarks/statistics_benchmark.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info

@@ -108,7 +108,7 @@ class Observed:
         """From a ``factory.features.scan.Column`` gathered for a summary."""
         if column.sample is not None:
             return cls(column.summary(), values=column.sample.values()[:, 0])
-        return cls(column.summary(), counts=dict(column.data))
+        return cls(column.summary(), counts=column.text_counts())
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ and from there the training pipeline and the exported signatures alike.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,8 +32,8 @@ from factory.errors import ConfigError, RecordError
 from factory.features.feature import Feature
 from factory.features.parsing import storage_dtype
 from factory.features.pipeline import explain_errors
-from factory.features.reading import lacks, record_keys, resolve_files
-from factory.features.statistics import Moments, Sample, Statistic, count_text, describe_entry, ranked
+from factory.features.reading import count_records, lacks, record_keys, resolve_files
+from factory.features.statistics import Batch, Moments, Sample, Statistic, TextCounts, describe_entry, ranked
 from factory.features.tfrecord import compression_of
 from factory.features.transform import decode_images
 from factory.run_dir import STATISTICS, read_json, write_json
@@ -45,7 +45,9 @@ log = logging.getLogger("factory")
 
 # Bumped when the layout of the statistics changes; a file of another format is recomputed by deleting it.
 FORMAT = 1
-BATCH_SIZE = 1024
+BATCH_SIZE = 16384
+# At most about this many values in a batch (a batch of large decoded images holds fewer records).
+BATCH_VALUES = 1 << 22
 
 
 # A summary lists this many of a string feature's most frequent values (``factory stats`` prints 10).
@@ -63,32 +65,35 @@ class Column:
         self.f = feature
         self.records = 0
         self.missing = 0
-        self.data: Moments | Counter | None = None
+        self.data: Moments | TextCounts | None = None
         self.sample: Sample | None = None
         if summary:
-            self.data = Counter() if feature.dtype == "string" else Moments(1)
+            self.data = TextCounts(feature.name) if feature.dtype == "string" else Moments(1)
             self.sample = None if feature.dtype == "string" else Sample(1)
         self.statistic: Statistic | None = Statistic.of(feature) if auto else None
 
-    def add(self, values: np.ndarray, lengths: np.ndarray) -> None:
-        """One batch: the flat ``values`` of its records and the number of values per record."""
+    def add(self, values: np.ndarray, lengths: np.ndarray, keys: np.ndarray | None = None) -> None:
+        """One batch: the flat ``values`` of its records, the number of values per record and (for the
+        summary's sample) a draw per record, shared by every feature of the batch."""
         missing = int(np.count_nonzero(lengths == 0))
         self.records += len(lengths)
         self.missing += missing
+        f = self.f
+        # The batch's moments and counts, computed once for the summary and every statistic.
+        batch = Batch(values, f.channels)
         if isinstance(self.data, Moments):
-            self.data.add(values)
-            self.sample.add(values)
+            self.data.merge(batch.moments if f.channels == 1 else Moments.of(values))
+            self.sample.add(values, None if keys is None else _value_keys(keys, lengths, values.size))
         elif self.data is not None:
-            count_text(self.data, values, self.f.name)
+            self.data.add(batch)
         if self.statistic is None:
             return
-        f = self.f
         if f.variable and not f.ragged and f.max_length is not None:
             # Training truncates to max_length elements; count what it keeps.
             inner = int(np.prod(f.shape[1:], dtype=np.int64)) if len(f.shape) > 1 else 1
             starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-            values = values[np.arange(len(values)) - starts < f.max_length * inner]
-        self.statistic.fit(values, missing)
+            batch = Batch(values[np.arange(len(values)) - starts < f.max_length * inner], f.channels)
+        self.statistic.fit(batch, missing)
 
     def summary(self) -> dict[str, Any]:
         """The values as stored (``summary`` columns only): ``role``, ``dtype``, ``shape``, ``encoding``,
@@ -116,11 +121,25 @@ class Column:
             out["std"] = None if empty else float(data.std[0])
             out["histogram"] = None if empty else histogram(self.sample.values()[:, 0])
         else:
-            values = ranked(data)
-            out["values"] = int(sum(data.values()))
-            out["distinct"] = len(values)
-            out["top"] = [[value, n] for value, n in values[:TOP_VALUES]]
+            counts = data.text()
+            out["values"] = int(sum(counts.values()))
+            out["distinct"] = len(counts)
+            out["top"] = [[value, n] for value, n in ranked(counts, TOP_VALUES)]
         return out
+
+    def text_counts(self) -> dict[str, int]:
+        """How often each string occurs (``summary`` columns of strings only)."""
+        return dict(self.data.text())
+
+
+def _value_keys(keys: np.ndarray, lengths: np.ndarray, count: int) -> np.ndarray | None:
+    """The draw of each value: its record's (so a sample keeps whole records, the same for every
+    feature); None when values do not follow the lengths (decoded images): the sample draws its own."""
+    if count == len(keys) and (lengths == 1).all():
+        return keys
+    if count == int(lengths.sum()):
+        return keys[lengths == 1] if lengths.max(initial=0) <= 1 else np.repeat(keys, lengths)
+    return None
 
 
 def histogram(values: np.ndarray) -> dict[str, list[float]]:
@@ -172,33 +191,76 @@ def scan(
             out[f.name] = (values, lengths)
         return out
 
+    batch_size = _batch_size(features)
+    located = _Locator(paths, compression)
     total = 0
-    for path in paths:
-        ds = tf.data.TFRecordDataset(path, compression_type=compression_of(path, compression))
-        ds = ds.batch(BATCH_SIZE).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        with explain_errors(plain, [path], compression):
-            for batch in ds.prefetch(2):
-                for f in features:
-                    values, lengths = (t.numpy() for t in batch[f.name])
-                    _check_lengths(f, lengths, path, total)
-                    if f.required and f.name in auto and not lengths.all():
-                        # Training would stop on this record: say so now, not "no values to compute".
-                        i = total + int(np.flatnonzero(lengths == 0)[0])
-                        raise lacks(path, i, f.name, f.describe(), record_keys(path, i, compression))
-                    columns[f.name].add(values, lengths)
-                total += int(batch[""])
+    ds = _records(paths, compression).batch(batch_size)
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    draws = np.random.default_rng(0)  # the summaries' samples: the same records for every feature
+    with explain_errors(plain, paths, compression):
+        for batch in ds.prefetch(2):
+            keys = draws.random(int(batch[""]))
+            for f in features:
+                values, lengths = (t.numpy() for t in batch[f.name])
+                _check_lengths(f, lengths, located, total)
+                if f.required and f.name in auto and not lengths.all():
+                    # Training would stop on this record: say so now, not "no values to compute".
+                    path, i = located(total + int(np.flatnonzero(lengths == 0)[0]))
+                    raise lacks(path, i, f.name, f.describe(), record_keys(path, i, compression))
+                columns[f.name].add(values, lengths, keys)
+            total += int(batch[""])
     return paths, total, columns
 
 
-def _check_lengths(f: Feature, lengths: np.ndarray, path: str, offset: int) -> None:
+def _records(paths: list[str], compression: str | None) -> tf.data.Dataset:
+    """Every record of ``paths`` in order, through one pipeline (a reader per run of files that
+    share a compression): a pipeline per file would start cold and trace the parse each time."""
+    runs: list[tuple[str, list[str]]] = []
+    for path in paths:
+        kind = compression_of(path, compression)
+        if runs and runs[-1][0] == kind:
+            runs[-1][1].append(path)
+        else:
+            runs.append((kind, [path]))
+    datasets = [tf.data.TFRecordDataset(files, compression_type=kind) for kind, files in runs]
+    ds = datasets[0]
+    for more in datasets[1:]:
+        ds = ds.concatenate(more)
+    return ds
+
+
+def _batch_size(features: Sequence[Feature]) -> int:
+    """Records per batch: ``BATCH_SIZE``, fewer when records hold many values (decoded images),
+    so that a batch holds about ``BATCH_VALUES`` values at most."""
+    per_record = sum(math.prod(f.shape) if not f.variable else (f.max_length or 16) for f in features) or 1
+    return max(16, min(BATCH_SIZE, BATCH_VALUES // per_record))
+
+
+class _Locator:
+    """The file and the record in it of a record counted over all files, for messages (counts files only then)."""
+
+    def __init__(self, paths: list[str], compression: str | None):
+        self.paths, self.compression = paths, compression
+
+    def __call__(self, index: int) -> tuple[str, int]:
+        for path in self.paths:
+            count = count_records(path, self.compression) if len(self.paths) > 1 else index + 1
+            if index < count:
+                return path, index
+            index -= count
+        return self.paths[-1], index
+
+
+def _check_lengths(f: Feature, lengths: np.ndarray, located: _Locator, offset: int) -> None:
     """A fixed-shape feature holds all its values or none (missing)."""
     if f.variable:
         return
     bad = np.flatnonzero((lengths != 0) & (lengths != f.size))
     if len(bad):
         i = int(bad[0])
+        path, index = located(offset + i)
         raise RecordError(
-            f"{path}, record {offset + i}: feature '{f.name}' holds {int(lengths[i])} values, but "
+            f"{path}, record {index}: feature '{f.name}' holds {int(lengths[i])} values, but "
             f"{f.describe()} holds {f.size}; check the files with `factory check`"
         )
 

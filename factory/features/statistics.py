@@ -9,6 +9,7 @@ imported only inside the graph methods: the TF-free ``FeatureSpec`` imports this
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -28,38 +29,74 @@ log = logging.getLogger("factory")
 
 
 class Moments:
-    """Count, min, max, mean and population std per channel, accumulated in float64. Sums are
-    taken around a shift (the first batch's mean): exact variance when the mean dwarfs the spread."""
+    """Count, min, max, mean and population std per channel, in float64: each batch's mean and
+    sum of squared deviations, merged with Chan et al.'s update (exact when the mean dwarfs the
+    spread). ``of`` gives one batch's moments, which several accumulators can ``merge``."""
 
     def __init__(self, channels: int = 1):
         self.channels = channels
         self.count = 0
-        self.shift: np.ndarray | None = None
-        self.s1, self.s2 = np.zeros(channels), np.zeros(channels)
+        self._mean, self._m2 = np.zeros(channels), np.zeros(channels)
         self.min, self.max = np.inf, -np.inf
+
+    @classmethod
+    def of(cls, values: np.ndarray, channels: int = 1) -> Moments:
+        """The moments of one batch: ``values`` of any shape whose size is a multiple of ``channels``."""
+        out = cls(channels)
+        x = np.asarray(values, dtype=np.float64).reshape(-1, channels)
+        if len(x):
+            out.count = len(x)
+            out._mean = x.mean(axis=0)
+            d = x - out._mean
+            out._m2 = np.einsum("ij,ij->j", d, d)
+            out.min, out.max = float(x.min()), float(x.max())
+        return out
 
     def add(self, values: np.ndarray) -> None:
         """``values``: any array whose size is a multiple of ``channels`` (channel last)."""
-        x = np.asarray(values, dtype=np.float64).reshape(-1, self.channels)
-        if not len(x):
+        self.merge(Moments.of(values, self.channels))
+
+    def merge(self, other: Moments) -> None:
+        """Add the values that ``other`` (moments of as many channels) summarises."""
+        if not other.count:
             return
-        if self.shift is None:
-            self.shift = x.mean(axis=0)
-        d = x - self.shift
-        self.s1 += d.sum(axis=0)
-        self.s2 += np.square(d).sum(axis=0)
-        self.count += len(x)
-        self.min = min(self.min, float(x.min()))
-        self.max = max(self.max, float(x.max()))
+        if other.channels != self.channels:
+            raise ValueError(f"merging moments of {other.channels} channels into {self.channels}")
+        total = self.count + other.count
+        weight = other.count / total
+        delta = other._mean - self._mean
+        self._mean = self._mean + delta * weight
+        self._m2 = self._m2 + other._m2 + delta * delta * self.count * weight
+        self.count = total
+        self.min, self.max = min(self.min, other.min), max(self.max, other.max)
 
     @property
     def mean(self) -> np.ndarray:
-        return self.shift + self.s1 / self.count
+        return self._mean
 
     @property
     def std(self) -> np.ndarray:
-        m = self.s1 / self.count
-        return np.sqrt(np.maximum(self.s2 / self.count - m * m, 0.0))
+        return np.sqrt(np.maximum(self._m2 / self.count, 0.0))
+
+
+class Batch:
+    """One batch of a feature's values, with what several accumulators need of it computed once:
+    its ``moments`` over ``channels``."""
+
+    def __init__(self, values: np.ndarray, channels: int = 1):
+        self.values, self.channels = values, channels
+        self._moments: Moments | None = None
+
+    @classmethod
+    def of(cls, values: np.ndarray | Batch, channels: int = 1) -> Batch:
+        """``values`` as a batch (a batch as it is)."""
+        return values if isinstance(values, Batch) else cls(np.asarray(values), channels)
+
+    @property
+    def moments(self) -> Moments:
+        if self._moments is None:
+            self._moments = Moments.of(self.values, self.channels)
+        return self._moments
 
 
 class Sample:
@@ -74,23 +111,32 @@ class Sample:
         self.keys = np.empty(0)
         self.rows = np.empty((0, channels))
         self.threshold = np.inf  # keys at or above it cannot enter any more
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []  # added since the last shrink
+        self._held = 0
 
-    def add(self, values: np.ndarray) -> None:
-        x = np.asarray(values, dtype=np.float64).reshape(-1, self.channels)
+    def add(self, values: np.ndarray, keys: np.ndarray | None = None) -> None:
+        """``values`` (rows of ``channels``); ``keys``: their draws in [0, 1), one per row (default: drawn
+        here), so that the samples of several features of the same records can share them."""
+        x = np.asarray(values).reshape(-1, self.channels)
         if not len(x):
             return
-        keys = self.rng.random(len(x))
+        keys = self.rng.random(len(x)) if keys is None else keys
         keep = keys < self.threshold
-        self.keys = np.concatenate([self.keys, keys[keep]])
-        self.rows = np.concatenate([self.rows, x[keep]])
-        if len(self.keys) >= 2 * self.size:
+        self._pending.append((keys[keep], x[keep].astype(np.float64)))
+        self._held += int(keep.sum())
+        if self._held >= 2 * self.size:
             self._shrink()
 
     def _shrink(self) -> None:
+        if self._pending:
+            self.keys = np.concatenate([self.keys, *(k for k, _ in self._pending)])
+            self.rows = np.concatenate([self.rows, *(r for _, r in self._pending)])
+            self._pending = []
         if len(self.keys) > self.size:
             kept = np.argpartition(self.keys, self.size - 1)[: self.size]
             self.keys, self.rows = self.keys[kept], self.rows[kept]
             self.threshold = float(self.keys.max())
+        self._held = len(self.keys)
 
     def values(self) -> np.ndarray:
         """The sampled rows, ``[n, channels]``."""
@@ -102,24 +148,75 @@ class Sample:
         return np.quantile(self.values(), q, axis=0)
 
 
-def count_text(counts: Counter, values: np.ndarray, name: str) -> None:
-    """Add the stored bytes ``values`` of feature ``name`` to ``counts`` as text; ``RecordError`` if not UTF-8."""
-    if not len(values):
-        return
-    unique, repeats = np.unique(values, return_counts=True)
-    for value, n in zip(unique, repeats, strict=True):
-        try:
-            counts[value.decode("utf-8")] += int(n)
-        except UnicodeDecodeError:
-            raise RecordError(
-                f"feature '{name}': a stored value is not UTF-8 text ({value[:40]!r}); "
-                "a vocabulary holds text, so write the values as UTF-8 strings"
-            ) from None
+class TextCounts:
+    """How often each stored string occurs, counted as bytes and decoded once at the end (``text``:
+    ``RecordError`` naming feature ``name`` when a value is not UTF-8).
+
+    Values wait in chunks of about ``CHUNK`` and are counted a chunk at a time (in C); merging a
+    chunk's counts costs one step per distinct value, not per value. Memory: the chunk and the
+    distinct values, whatever the number of records.
+    """
+
+    CHUNK = 1 << 18
+
+    def __init__(self, name: str):
+        self.name = name
+        self._raw: Counter[bytes] = Counter()
+        self._pending: list[np.ndarray] = []
+        self._size = 0
+
+    def add(self, values: np.ndarray | Batch, times: int = 1) -> None:
+        """The stored bytes ``values`` (each counted ``times``), or a ``Batch`` of them."""
+        values = values.values if isinstance(values, Batch) else np.asarray(values)
+        if times != 1:
+            for value in values.tolist():
+                self._raw[value] += times
+            return
+        self._pending.append(values.reshape(-1))
+        self._size += values.size
+        if self._size >= self.CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        chunk = Counter(np.concatenate(self._pending).tolist())
+        self._pending, self._size = [], 0
+        if not self._raw:
+            self._raw = chunk
+            return
+        raw = self._raw
+        for value, n in chunk.items():
+            raw[value] += n
+
+    @property
+    def raw(self) -> Counter:
+        """The counts by stored value (bytes, or the numbers of a numeric feature)."""
+        self._flush()
+        return self._raw
+
+    def __bool__(self) -> bool:
+        return bool(self._size or self._raw)
+
+    def text(self) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for value, n in self.raw.items():
+            try:
+                out[value.decode("utf-8")] += n
+            except UnicodeDecodeError:
+                raise RecordError(
+                    f"feature '{self.name}': a stored value is not UTF-8 text ({value[:40]!r}); "
+                    "a vocabulary holds text, so write the values as UTF-8 strings"
+                ) from None
+        return out
 
 
-def ranked(counts: Mapping[str, int]) -> list[tuple[str, int]]:
-    """``(value, count)`` pairs by descending count, ties in string order."""
-    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+def ranked(counts: Mapping[str, int], top: int | None = None) -> list[tuple[str, int]]:
+    """``(value, count)`` pairs by descending count, ties in string order; the first ``top`` only if given."""
+    key = lambda item: (-item[1], item[0])  # noqa: E731
+    if top is not None and top < len(counts):
+        return heapq.nsmallest(top, counts.items(), key=key)
+    return sorted(counts.items(), key=key)
 
 
 # -- one class per kind ---------------------------------------------------------------------------
@@ -128,8 +225,9 @@ def ranked(counts: Mapping[str, int]) -> list[tuple[str, int]]:
 class Statistic:
     """One kind of statistic of one feature; ``kind`` is its entry's key and the spec key ``auto`` stands for.
 
-    A kind implements ``fit(values, missing=0)`` (one batch: the flat values training reads,
-    and the number of records without the feature, read as its ``default``); ``_fitted()``
+    A kind implements ``fit(values, missing=0)`` (one batch: the flat values training reads, as
+    an array or a ``Batch`` over the feature's channels, and the number of records without the
+    feature, read as its ``default``); ``_fitted()``
     (the entry's constants and counts, ``RecordError`` when the records gave nothing);
     ``_declared()`` (its part of ``declared``); ``write(declaration, entry)`` and
     ``drop(declaration)`` (a feature's raw declaration, changed in place); ``describe(entry)``
@@ -190,8 +288,8 @@ class Normalization(Statistic):
         """True when ``feature`` is normalized (constants or ``auto``)."""
         return feature.preprocess is not None and feature.preprocess.normalize is not None
 
-    def fit(self, values: np.ndarray, missing: int = 0) -> None:
-        self.moments.add(values)
+    def fit(self, values: np.ndarray | Batch, missing: int = 0) -> None:
+        self.moments.merge(Batch.of(values, self.moments.channels).moments)
         if missing and self._default is not None:
             self.moments.add(np.tile(self._default, missing))
 
@@ -285,18 +383,20 @@ class Vocabulary(Statistic):
 
     def __init__(self, feature: Feature):
         super().__init__(feature)
-        self.counts: Counter[str] = Counter()
-        self._default = None if feature.default is None else Counter(str(v) for v in feature.default)
+        self.counts = TextCounts(feature.name)
+        self._default = None
+        if feature.default is not None:
+            self._default = np.asarray([str(v).encode() for v in feature.default], dtype=object)
 
-    def fit(self, values: np.ndarray, missing: int = 0) -> None:
-        count_text(self.counts, values, self.feature.name)
+    def fit(self, values: np.ndarray | Batch, missing: int = 0) -> None:
+        self.counts.add(Batch.of(values))
         if missing and self._default is not None:
-            for value, n in self._default.items():
-                self.counts[value] += n * missing
+            self.counts.add(self._default, missing)
 
     def _fitted(self) -> dict[str, Any]:
         f, auto = self.feature, self.feature.auto_vocabulary
-        values = ranked(self.counts)
+        counts = self.counts.text()
+        values = ranked(counts)
         kept = [value for value, n in values if n >= auto.min_count]
         if auto.max_tokens is not None:
             kept = kept[: auto.max_tokens]
@@ -312,7 +412,7 @@ class Vocabulary(Statistic):
         kept_set = set(kept)
         left_out = [(value, n) for value, n in values if value not in kept_set]
         left = {"distinct": len(left_out), "values": int(sum(n for _, n in left_out))}
-        return {"vocabulary": kept, "values": int(sum(self.counts.values())), "distinct": len(values), "left_out": left}
+        return {"vocabulary": kept, "values": int(sum(counts.values())), "distinct": len(values), "left_out": left}
 
     def _declared(self) -> dict[str, Any]:
         auto = self.feature.auto_vocabulary
@@ -399,28 +499,25 @@ class Fill(Statistic):
         channels = 1 if self.how == "most_frequent" else feature.channels
         self.moments = Moments(channels)
         self.sample = Sample(channels) if self.how == "median" else None
-        self.counts: Counter = Counter()
+        self.counts = TextCounts(feature.name)  # most_frequent: of strings, or of numbers
 
-    def fit(self, values: np.ndarray, missing: int = 0) -> None:
-        if self.how == "mean":
-            self.moments.add(values)
-        elif self.how == "median":
-            self.moments.add(values)
-            self.sample.add(values)
-        elif self.feature.dtype == "string":
-            count_text(self.counts, values, self.feature.name)
-        elif len(values):
-            unique, repeats = np.unique(values, return_counts=True)
-            for value, n in zip(unique.tolist(), repeats.tolist(), strict=True):
-                self.counts[value] += n
+    def fit(self, values: np.ndarray | Batch, missing: int = 0) -> None:
+        batch = Batch.of(values, self.moments.channels)
+        if self.how in ("mean", "median"):
+            self.moments.merge(batch.moments)
+        if self.how == "median":
+            self.sample.add(batch.values)
+        elif self.how == "most_frequent":
+            self.counts.add(batch)
 
     def _fitted(self) -> dict[str, Any]:
         f = self.feature
         if self.how == "most_frequent":
             if not self.counts:
                 raise self._nothing()
-            value, _ = min(self.counts.items(), key=lambda item: (-item[1], item[0]))
-            return {"fill": [value]}
+            counts = self.counts.text() if f.dtype == "string" else self.counts.raw
+            value, _ = min(counts.items(), key=lambda item: (-item[1], item[0]))
+            return {"fill": [value.item() if isinstance(value, np.generic) else value]}
         if self.moments.count == 0:
             raise self._nothing()
         values = self.moments.mean if self.how == "mean" else self.sample.quantiles(0.5)
@@ -466,9 +563,10 @@ class Together(Statistic):
         self.parts = parts
         self.kind = "+".join(part.kind for part in parts)
 
-    def fit(self, values: np.ndarray, missing: int = 0) -> None:
+    def fit(self, values: np.ndarray | Batch, missing: int = 0) -> None:
+        batch = Batch.of(values, self.feature.channels)  # the moments and counts once for all the parts
         for part in self.parts:
-            part.fit(values, missing)
+            part.fit(batch, missing)
 
     def _fitted(self) -> dict[str, Any]:
         return {key: value for part in self.parts for key, value in part._fitted().items()}
