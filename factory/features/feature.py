@@ -71,6 +71,18 @@ FILLS = ("mean", "median", "most_frequent", "constant")
 INDICATOR_SUFFIX = "_missing"
 
 
+# How a categorical feature (a vocabulary or hash buckets) reaches the network (``encode``). Without
+# ``encode``: one-hot up to ONE_HOT_MAX ids, an embedding above it, of ``embedding_size(ids)`` dimensions.
+ENCODINGS = ("one_hot", "embedding")
+ONE_HOT_MAX = 50
+
+
+def embedding_size(ids: int) -> int:
+    """The default ``embedding_dim`` for ``ids`` distinct ids: 1.6 * ids**0.56 (fastai's rule of thumb),
+    between 4 and 64: 14 for 50 ids, 39 for 300, 64 from about 730."""
+    return max(4, min(64, round(1.6 * ids**0.56)))
+
+
 # What stands for a missing value of a feature with ``missing:`` between reading and filling:
 # the parse default of a record without the feature, and what ``serving_default`` takes.
 MISSING_VALUE = {"float32": math.nan, "int64": -(2**63), "string": ""}
@@ -158,6 +170,9 @@ class Feature:
     auto_vocabulary: AutoVocabulary | None = None
     missing: Missing | None = None
     column: str | None = None
+    hash_buckets: int | None = None
+    encode: str | None = None
+    embedding_dim: int | None = None
 
     @property
     def auto_statistics(self) -> tuple[str, ...]:
@@ -171,6 +186,31 @@ class Feature:
         if self.preprocess is not None and self.preprocess.normalize is not None and self.preprocess.normalize.auto:
             kinds.append("normalize")
         return tuple(kinds)
+
+    @property
+    def ids(self) -> int | None:
+        """How many distinct ids a categorical feature takes (vocabulary plus ``oov_buckets``, or
+        ``hash_buckets``); None for any other feature (or a vocabulary still ``auto``)."""
+        if self.hash_buckets is not None:
+            return self.hash_buckets
+        if self.vocabulary is not None:
+            return len(self.vocabulary) + self.oov_buckets
+        return None
+
+    @property
+    def encoded_as(self) -> str | None:
+        """``one_hot`` or ``embedding`` for a categorical feature (``encode``, else by its number of ids)."""
+        ids = self.ids
+        if ids is None or self.role != "feature":
+            return None
+        return self.encode or ("one_hot" if ids <= ONE_HOT_MAX else "embedding")
+
+    @property
+    def embedding_width(self) -> int | None:
+        """The embedding's dimensions (``embedding_dim``, else ``embedding_size`` of the ids) when embedded."""
+        if self.encoded_as != "embedding":
+            return None
+        return self.embedding_dim or embedding_size(self.ids)
 
     @property
     def waits_for(self) -> str:
@@ -224,7 +264,9 @@ class Feature:
     @property
     def output_dtype(self) -> str:
         """Dtype the network (or the loss) receives after preprocessing."""
-        if self.vocabulary is not None or (self.role == "label" and self.task == "classification"):
+        if self.vocabulary is not None or self.hash_buckets is not None:
+            return "int64"
+        if self.role == "label" and self.task == "classification":
             return "int64"
         if self.preprocess is not None or self.role == "weight":
             return "float32"

@@ -86,6 +86,32 @@ def semantic_problems(spec: dict) -> list[str]:
     return problems
 
 
+def _categorical_problems(path: str, f: dict) -> list[str]:
+    """``hash_buckets``, ``encode`` and ``embedding_dim``: categorical features only, each its own way."""
+    p: list[str] = []
+    dtype, vocab, buckets = f["dtype"], f.get("vocabulary"), f.get("hash_buckets")
+    if buckets is not None:
+        if dtype not in ("string", "int64") or f.get("encoding"):
+            p.append(f"{path}.hash_buckets: hashes strings or int64 ids, not {dtype}; drop it")
+        if vocab is not None:
+            p.append(
+                f"{path}.hash_buckets: a feature has a vocabulary or hash buckets, not both; with a vocabulary, "
+                "`oov_buckets` hashes the values outside it"
+            )
+        if f.get("preprocess"):
+            p.append(f"{path}.preprocess: a hashed feature holds ids, not numbers to scale; drop `preprocess`")
+    categorical = vocab is not None or buckets is not None
+    for key in ("encode", "embedding_dim"):
+        if key in f and not categorical:
+            p.append(
+                f"{path}.{key}: applies to categorical features (a `vocabulary` or `hash_buckets`), "
+                f"not to a {dtype} {'number' if dtype != 'string' else 'string without either'}"
+            )
+    if "embedding_dim" in f and f.get("encode") == "one_hot":
+        p.append(f"{path}.embedding_dim: `encode: one_hot` has no embedding; drop one of them")
+    return p
+
+
 def _missing(f: dict) -> dict | None:
     """A feature's ``missing`` as a dict (``missing: median`` is short for ``{fill: median}``), or None."""
     missing = f.get("missing")
@@ -167,6 +193,8 @@ def _feature_problems(path: str, f: dict, label: bool) -> list[str]:
             p.append(
                 f"{path}.{key}: only applies to `vocabulary: auto` (a vocabulary computed from the training records)"
             )
+
+    p += _categorical_problems(path, f)
 
     if "pad_value" in f and variable:
         problem = _value_problem(dtype, f["pad_value"])
@@ -340,4 +368,7 @@ def build_feature(name: str, f: dict, role: str) -> Feature:
         auto_vocabulary=auto_vocabulary,
         missing=missing,
         column=f.get("column"),
+        hash_buckets=f.get("hash_buckets"),
+        encode=f.get("encode"),
+        embedding_dim=f.get("embedding_dim"),
     )

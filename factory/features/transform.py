@@ -7,8 +7,8 @@ Three stages, each a function of a dict of batched tensors:
   dense serving signature accepts.
 - ``augment``: raw -> raw, training only, stateless random ops seeded per
   batch (so a resumed run repeats the same augmentation).
-- ``preprocess``: raw -> model inputs. Vocabulary lookup, cast, scale,
-  normalize, pad/truncate. Training, evaluation and both serving signatures
+- ``preprocess``: raw -> model inputs. Missing values filled, vocabulary
+  lookup or hashing, cast, scale, normalize, pad/truncate. Training, evaluation and both serving signatures
   call this same method, so they cannot disagree; the lookup and the
   normalisation are the statistics' own ``apply``
   (``factory.features.statistics``).
@@ -85,6 +85,8 @@ class FeatureTransform(tf.Module):
     def preprocess_one(self, f: Feature, x):
         if f.vocabulary is not None:
             x = Vocabulary(f).apply(self._tables[f.name], x)
+        elif f.hash_buckets is not None:
+            x = _map_values(lambda v: hash_ids(v, f.hash_buckets), x)
         if f.variable and not f.ragged and f.max_length is not None:
             # Padded vocabulary ids are -1 (not 0, which is the first vocabulary entry): one-hot
             # and embedding layers then see padding as "no token".
@@ -103,6 +105,14 @@ class FeatureTransform(tf.Module):
         if Normalization.applies_to(f):
             x = _map_values(Normalization(f).apply, x)
         return x
+
+
+def hash_ids(x: tf.Tensor, buckets: int) -> tf.Tensor:
+    """int64 ids in ``[0, buckets)`` of strings (or int64 ids, hashed as their decimal text): the same
+    value always gets the same id, in training and in both serving signatures."""
+    if x.dtype != tf.string:
+        x = tf.strings.as_string(x)
+    return tf.strings.to_hash_bucket_fast(x, buckets)
 
 
 def fill_missing(f: Feature, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

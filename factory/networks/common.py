@@ -102,10 +102,20 @@ def is_image(x: keras.KerasTensor) -> bool:
 
 
 def vocabulary_size(feature: Feature) -> int | None:
-    """Number of distinct ids of a vocabulary feature (vocabulary plus OOV buckets), else None."""
-    if feature.vocabulary is None:
-        return None
-    return len(feature.vocabulary) + feature.oov_buckets
+    """Number of distinct ids of a categorical feature (vocabulary plus OOV buckets, or hash buckets), else None."""
+    return feature.ids
+
+
+def embedded(name: str, f: Feature, x: keras.KerasTensor) -> keras.KerasTensor:
+    """The ids ``x`` of ``f`` through a learnt embedding of ``f.embedding_width`` dimensions per position.
+
+    Ids move up by one: row 0 stands for padding and unknown values (-1), so a padded sequence or a value
+    outside a vocabulary without ``oov_buckets`` never indexes out of range.
+    """
+    import keras  # defers TensorFlow
+
+    shifted = keras.layers.Rescaling(1.0, offset=1.0, dtype="float32", name=layer_name(f"{name}_ids"))(x)
+    return keras.layers.Embedding(f.ids + 1, f.embedding_width, name=layer_name(f"{name}_embedding"))(shifted)
 
 
 def to_float(name: str, x: keras.KerasTensor) -> keras.KerasTensor:
@@ -122,9 +132,10 @@ def to_float(name: str, x: keras.KerasTensor) -> keras.KerasTensor:
 def dense_inputs(features: Mapping[str, keras.KerasTensor]) -> keras.KerasTensor:
     """One ``[batch, n]`` float tensor from ``features`` (in spec order), for dense layers.
 
-    - vocabulary features (int64 ids) are one-hot encoded to the vocabulary
-      size plus ``oov_buckets``, each position separately (a padding or unknown
-      id of -1 encodes as all zeros), then flattened;
+    - categorical features (int64 ids of a vocabulary or ``hash_buckets``) are
+      one-hot encoded to their number of ids, each position separately (a padding
+      or unknown id of -1 encodes as all zeros), or embedded (``encode: embedding``,
+      the default above ``ONE_HOT_MAX`` ids; see ``embedded``), then flattened;
     - float features are flattened;
     - other integer features (uint8 without ``preprocess``, plain int64) are
       cast to float32 unchanged (no 1/255: declare ``preprocess.scale``), then
@@ -156,7 +167,9 @@ def dense_inputs(features: Mapping[str, keras.KerasTensor]) -> keras.KerasTensor
                 f"but '{name}' has variable length; set `max_length` to pad/truncate it"
             )
         depth = vocabulary_size(f)
-        if depth is not None:
+        if f.encoded_as == "embedding":
+            x = embedded(name, f, x)
+        elif depth is not None:
             x = keras.layers.CategoryEncoding(depth, output_mode="one_hot", name=layer_name(f"{name}_onehot"))(x)
         elif "string" in str(x.dtype):
             raise ConfigError(

@@ -1,0 +1,78 @@
+"""Categorical features through a run: hashed strings and ids, embedded or one-hot; the export serves raw
+values, unseen ones too, with plain TensorFlow in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+from factory import FeatureSpec
+from tests.helpers import TINY, compose
+
+SPEC = {
+    "features": {
+        "user": {"dtype": "string", "shape": [], "hash_buckets": 3000},  # embedded: 64 dimensions by default
+        "shop": {"dtype": "int64", "shape": [], "hash_buckets": 40},  # one-hot: 40 ids
+        "color": {"dtype": "string", "shape": [], "vocabulary": ["red", "green", "blue"], "encode": "embedding"},
+        "x": {"dtype": "float32", "shape": [], "preprocess": {"normalize": "auto"}},
+    },
+    "labels": {"y": {"dtype": "int64", "shape": [], "num_classes": 2}},
+}
+
+CHILD = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf
+    model = tf.saved_model.load(sys.argv[1])
+    shapes = sorted(v.shape.as_list() for v in model.variables if len(v.shape) == 2)
+    out = model.signatures["serving_default"](
+        user=tf.constant(["u1", "someone never seen"]),
+        shop=tf.constant([3, 123456789], tf.int64),
+        color=tf.constant(["red", "blue"]),
+        x=tf.constant([0.5, -1.0]),
+    )
+    print(json.dumps({"shapes": shapes, "probabilities": out["probabilities"].numpy().tolist(),
+                      "factory": any(m.startswith("factory") for m in sys.modules)}))
+    """
+)
+
+
+def test_hashed_and_embedded_features_train_and_serve_raw_values(tmp_path):
+    from factory.training.runner import train
+
+    rng = np.random.default_rng(0)
+    n = 1200
+    users = rng.integers(0, 1000, n)
+    effect = rng.normal(size=1000)
+    x = rng.normal(size=n)
+    y = (effect[users] + 0.3 * x > 0).astype(np.int64)
+    columns = {
+        "user": np.array([f"u{i}" for i in users], dtype=object),
+        "shop": users % 37,
+        "color": np.array(["red", "green", "blue"], dtype=object)[users % 3],
+        "x": x,
+        "y": y,
+    }
+    spec = FeatureSpec.from_dict(SPEC).without_auto()
+    for part, rows in (("train", slice(0, 1000)), ("eval", slice(1000, n))):
+        with spec.writer(tmp_path / "data" / part) as writer:
+            writer.write_many({k: v[rows] for k, v in columns.items()})
+    config = compose(*TINY, "train.max_steps=40", "train.eval_every_steps=20", "early_stop.monitor=val_accuracy")
+    config["features"] = SPEC
+    config["data"] = {part: str(tmp_path / "data" / f"{part}-*") for part in ("train", "eval")}
+    train(config, run_dir=tmp_path / "run")
+
+    export = tmp_path / "run" / "export" / "best" / "current"
+    done = subprocess.run([sys.executable, "-c", CHILD, str(export)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert not out["factory"]
+    assert [3001, 64] in out["shapes"]  # user: 3000 hash buckets (+ row 0) embedded in 64 dimensions
+    assert [4, 4] in out["shapes"]  # color: 3 values embedded in 4 (the smallest default)
+    assert [64 + 40 + 4 + 1, 32] in out["shapes"]  # the first layer sees user, shop one-hot (40), color and x
+    probabilities = np.asarray(out["probabilities"])
+    assert probabilities.shape == (2, 2) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)

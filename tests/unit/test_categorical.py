@@ -1,0 +1,57 @@
+"""Categorical features without TensorFlow: `hash_buckets`, `encode`, `embedding_dim` and their defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+from factory.errors import ConfigError
+from factory.features.feature import ONE_HOT_MAX, embedding_size
+from factory.features.spec import FeatureSpec
+
+
+def spec(**features) -> FeatureSpec:
+    return FeatureSpec.from_dict(
+        {"features": features, "labels": {"y": {"dtype": "int64", "shape": [], "num_classes": 2}}}
+    )
+
+
+def test_encodings_default_by_the_number_of_ids():
+    s = spec(
+        small={"dtype": "string", "shape": [], "vocabulary": [f"v{i}" for i in range(ONE_HOT_MAX)]},
+        large={"dtype": "string", "shape": [], "vocabulary": [f"v{i}" for i in range(ONE_HOT_MAX)], "oov_buckets": 1},
+        hashed={"dtype": "string", "shape": [], "hash_buckets": 5000},
+        ids={"dtype": "int64", "shape": [], "hash_buckets": 10, "encode": "embedding", "embedding_dim": 3},
+        chosen={"dtype": "string", "shape": [], "hash_buckets": 5000, "encode": "one_hot"},
+        number={"dtype": "float32", "shape": []},
+    )
+    assert (s["small"].ids, s["small"].encoded_as, s["small"].embedding_width) == (50, "one_hot", None)
+    assert (s["large"].ids, s["large"].encoded_as, s["large"].embedding_width) == (51, "embedding", embedding_size(51))
+    assert (s["hashed"].encoded_as, s["hashed"].embedding_width, s["hashed"].output_dtype) == ("embedding", 64, "int64")
+    assert (s["ids"].encoded_as, s["ids"].embedding_width) == ("embedding", 3)
+    assert s["chosen"].encoded_as == "one_hot"
+    assert s["number"].ids is None and s["number"].encoded_as is None
+    assert [embedding_size(n) for n in (2, 50, 300, 2000, 50_000)] == [4, 14, 39, 64, 64]
+
+
+@pytest.mark.parametrize(
+    ("feature", "expected"),
+    [
+        ({"dtype": "float32", "shape": [], "embedding_dim": 8}, "features.a.embedding_dim: applies to categorical"),
+        ({"dtype": "string", "shape": [], "encode": "embedding"}, "features.a.encode: applies to categorical"),
+        ({"dtype": "string", "shape": [], "hash_buckets": 0}, "features.a.hash_buckets: 0 is below the minimum of 1"),
+        ({"dtype": "float32", "shape": [], "hash_buckets": 8}, "features.a.hash_buckets: hashes strings or int64 ids"),
+        (
+            {"dtype": "string", "shape": [], "vocabulary": ["x"], "hash_buckets": 8},
+            "features.a.hash_buckets: a feature has a vocabulary or hash buckets, not both",
+        ),
+        (
+            {"dtype": "string", "shape": [], "hash_buckets": 8, "encode": "one_hot", "embedding_dim": 2},
+            "features.a.embedding_dim: `encode: one_hot` has no embedding",
+        ),
+        ({"dtype": "string", "shape": [], "hash_buckets": 8, "encode": "dense"}, "features.a.encode: 'dense'"),
+    ],
+)
+def test_a_categorical_key_that_cannot_work_is_named(feature, expected):
+    with pytest.raises(ConfigError) as caught:
+        spec(a=feature)
+    assert expected in str(caught.value)
