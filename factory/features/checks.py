@@ -155,7 +155,8 @@ def _not_float32(value: Any, position: tuple[int, ...] = ()) -> Problem | None:
         if value != value:
             return Problem(
                 "nan",
-                "is NaN; float32 values must be finite numbers (with a `default` in the spec, NaN reads as missing)",
+                "is NaN; float32 values must be finite numbers (a value that is NaN throughout reads as missing "
+                "when the spec says what a missing value becomes: `missing:` or `default`)",
                 position,
             )
         if value in (float("inf"), float("-inf")):

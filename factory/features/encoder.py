@@ -23,7 +23,7 @@ from factory.features.checks import (
     shape_problem,
     string_problem,
 )
-from factory.features.feature import Feature, shape_str
+from factory.features.feature import MISSING_VALUE, Feature, shape_str
 from factory.validation import did_you_mean
 
 
@@ -79,6 +79,8 @@ class _Encoder:
         if f.encoding:
             return [self._image(value, index)]
         if f.dtype == "string":
+            if f.missing is not None and isinstance(value, str | bytes) and not value:
+                return None  # "" is a missing string of a `missing:` feature, as serving_default takes it
             return self._strings(value, index)
         arr = value if isinstance(value, np.ndarray) else None
         if arr is None:
@@ -92,14 +94,13 @@ class _Encoder:
         return arr.reshape(-1)
 
     def _nan_missing(self, arr: np.ndarray) -> bool:
-        """A value all NaN of a numeric feature that may be missing is missing (pandas' missing number)."""
-        return (
-            self.optional
-            and not self.f.variable
-            and arr.dtype.kind == "f"
-            and arr.size > 0
-            and bool(np.isnan(arr).all())
-        )
+        """A value all NaN of a numeric feature that may be missing is missing (pandas' missing number);
+        so is a value all ``MISSING_VALUE`` (the smallest int64) of an int64 feature with ``missing:``."""
+        if not self.optional or self.f.variable or not arr.size:
+            return False
+        if arr.dtype.kind == "f":
+            return bool(np.isnan(arr).all())
+        return self.f.missing is not None and arr.dtype.kind == "i" and bool((arr == MISSING_VALUE["int64"]).all())
 
     def _check_numeric(self, arr: np.ndarray, index: int, shape: tuple, rows: bool = False) -> None:
         """Kind, shape and values of a numeric array: one value (``rows=False``) or a column whose first axis counts records."""

@@ -173,6 +173,8 @@ class Feature:
     hash_buckets: int | None = None
     encode: str | None = None
     embedding_dim: int | None = None
+    bins: tuple[float, ...] | None = None
+    auto_bins: int | None = None
 
     @property
     def auto_statistics(self) -> tuple[str, ...]:
@@ -185,14 +187,19 @@ class Feature:
             kinds.append("vocabulary")
         if self.preprocess is not None and self.preprocess.normalize is not None and self.preprocess.normalize.auto:
             kinds.append("normalize")
+        if self.auto_bins is not None:
+            kinds.append("bins")
         return tuple(kinds)
 
     @property
     def ids(self) -> int | None:
-        """How many distinct ids a categorical feature takes (vocabulary plus ``oov_buckets``, or
-        ``hash_buckets``); None for any other feature (or a vocabulary still ``auto``)."""
+        """How many distinct ids a categorical feature takes (vocabulary plus ``oov_buckets``,
+        ``hash_buckets``, or one more than its ``bins`` boundaries); None for any other feature (or
+        one still waiting for its ``auto`` vocabulary or bins)."""
         if self.hash_buckets is not None:
             return self.hash_buckets
+        if self.bins is not None:
+            return len(self.bins) + 1
         if self.vocabulary is not None:
             return len(self.vocabulary) + self.oov_buckets
         return None
@@ -215,9 +222,11 @@ class Feature:
     @property
     def waits_for(self) -> str:
         """``auto_statistics`` as the spec says them: ``missing.fill: median, normalize: auto``."""
-        return ", ".join(
-            f"missing.fill: {self.missing.fill}" if kind == "fill" else f"{kind}: auto" for kind in self.auto_statistics
-        )
+        said = {
+            "fill": f"missing.fill: {self.missing.fill}" if self.missing else "",
+            "bins": f"bins: {{auto: {self.auto_bins}}}",
+        }
+        return ", ".join(said.get(kind) or f"{kind}: auto" for kind in self.auto_statistics)
 
     @property
     def source(self) -> str:
@@ -264,7 +273,7 @@ class Feature:
     @property
     def output_dtype(self) -> str:
         """Dtype the network (or the loss) receives after preprocessing."""
-        if self.vocabulary is not None or self.hash_buckets is not None:
+        if self.vocabulary is not None or self.hash_buckets is not None or self.bins is not None:
             return "int64"
         if self.role == "label" and self.task == "classification":
             return "int64"
@@ -284,3 +293,33 @@ class Feature:
         """``uint8 [8, 8, 1] (png)`` - used in error messages."""
         extra = f" ({self.encoding})" if self.encoding else ""
         return f"{self.dtype} {shape_str(self.shape)}{extra}"
+
+
+@dataclass(frozen=True)
+class Cross:
+    """A feature cross (``crosses:``): the ids of ``features`` (2 or 3 categorical scalars) combined and
+    hashed into ``hash_buckets`` ids; a model input of its own, ``name``. One-hot unless ``encode`` says."""
+
+    name: str
+    features: tuple[str, ...]
+    hash_buckets: int
+    encode: str | None = None
+    embedding_dim: int | None = None
+    role: str = "feature"
+
+    @property
+    def ids(self) -> int:
+        return self.hash_buckets
+
+    @property
+    def encoded_as(self) -> str:
+        return self.encode or "one_hot"
+
+    @property
+    def embedding_width(self) -> int | None:
+        return (self.embedding_dim or embedding_size(self.ids)) if self.encoded_as == "embedding" else None
+
+
+def cross_name(features: Sequence[str]) -> str:
+    """The default name of a cross: ``age_x_color``."""
+    return "_x_".join(features)

@@ -235,7 +235,10 @@ def explain_error(err: Exception) -> str:
         return tf_free(match.group(1).replace("\\'", "'")).rstrip(".").strip()
     match = re.search(r"Feature: (\w+) \(data type: (\w+)\) is required but could not be found", message)
     if match:
-        return f"records lack the required feature '{match.group(1)}' ({match.group(2)}); write it, or give it a `default` in the feature spec"
+        return (
+            f"records lack the required feature '{match.group(1)}' ({match.group(2)}); write it, or say what a "
+            "missing value becomes in the feature spec (`missing: {fill: ...}`, or a `default`)"
+        )
     match = _PARSE_ERROR.search(message)
     if match:
         name, detail = match.group(1), match.group(3).strip()

@@ -96,7 +96,8 @@ def lacks(path: str, index: int, name: str, described: str, held: Sequence[str])
     holds = f"it holds: {', '.join(held)}" if held else "it holds no features"
     return RecordError(
         f"{path}, record {index}: lacks the required feature '{name}' ({described}); {holds}. "
-        "Write the feature into the records, or give it a `default` in the feature spec"
+        "Write the feature into the records, or say what a missing value becomes in the feature spec "
+        "(`missing: {fill: ...}`, or a `default`)"
     )
 
 

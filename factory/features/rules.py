@@ -26,13 +26,16 @@ from factory.features.feature import (
     IMAGE_CHANNELS,
     Augment,
     AutoVocabulary,
+    Cross,
     Feature,
     Missing,
     Normalize,
     Preprocess,
+    cross_name,
     indicator_name,
     shape_str,
 )
+from factory.validation import did_you_mean
 
 
 def _value_problem(dtype: str, value: Any, position: tuple[int, ...] = ()) -> str | None:
@@ -72,6 +75,24 @@ def semantic_problems(spec: dict) -> list[str]:
                     f"features.{name}.missing.indicator: the indicator input '{flag}' clashes with {seen[flag]}; "
                     "rename that feature, or set `indicator: false`"
                 )
+    for i, cross in enumerate(spec.get("crosses") or []):
+        path, name = f"crosses[{i}]", cross.get("name") or cross_name(cross["features"])
+        for member in cross["features"]:
+            f = spec["features"].get(member)
+            if f is None:
+                known = list(spec["features"])
+                p = f"{path}.features: '{member}' is not a feature{did_you_mean(member, known)}; features: {', '.join(known)}"
+                problems.append(p)
+            elif all(key not in f for key in ("vocabulary", "hash_buckets", "bins")) or f["shape"] != []:
+                problems.append(
+                    f"{path}.features: '{member}' is not a categorical scalar; a cross combines the ids of features "
+                    "with a `vocabulary`, `hash_buckets` or `bins` and shape []"
+                )
+        if name in seen:
+            problems.append(f"{path}.name: the name '{name}' is already used in {seen[name]}; give the cross a `name`")
+        seen[name] = path
+        if "embedding_dim" in cross and cross.get("encode") != "embedding":
+            problems.append(f"{path}.embedding_dim: only with `encode: embedding`")
     sources: dict[str, str] = {}
     for group, entries in groups:
         for name, f in entries.items():
@@ -100,11 +121,21 @@ def _categorical_problems(path: str, f: dict) -> list[str]:
             )
         if f.get("preprocess"):
             p.append(f"{path}.preprocess: a hashed feature holds ids, not numbers to scale; drop `preprocess`")
-    categorical = vocab is not None or buckets is not None
+    bins = f.get("bins")
+    if bins is not None:
+        if dtype not in ("float32", "int64") or f.get("encoding"):
+            p.append(f"{path}.bins: bucketizes numbers (float32 or int64), not {dtype}; drop it")
+        if isinstance(bins, list) and any(b >= a for a, b in zip(bins[1:], bins, strict=False)):
+            p.append(f"{path}.bins: the boundaries must be strictly increasing, got {bins}")
+        if f.get("preprocess"):
+            p.append(f"{path}.preprocess: a bucketized feature holds bin ids, not numbers to scale; drop `preprocess`")
+        if buckets is not None:
+            p.append(f"{path}.bins: a feature is hashed or bucketized, not both; drop one")
+    categorical = vocab is not None or buckets is not None or bins is not None
     for key in ("encode", "embedding_dim"):
         if key in f and not categorical:
             p.append(
-                f"{path}.{key}: applies to categorical features (a `vocabulary` or `hash_buckets`), "
+                f"{path}.{key}: applies to categorical features (a `vocabulary`, `hash_buckets` or `bins`), "
                 f"not to a {dtype} {'number' if dtype != 'string' else 'string without either'}"
             )
     if "embedding_dim" in f and f.get("encode") == "one_hot":
@@ -369,6 +400,18 @@ def build_feature(name: str, f: dict, role: str) -> Feature:
         missing=missing,
         column=f.get("column"),
         hash_buckets=f.get("hash_buckets"),
+        bins=tuple(float(b) for b in f["bins"]) if isinstance(f.get("bins"), list) else None,
+        auto_bins=f["bins"]["auto"] if isinstance(f.get("bins"), dict) else None,
         encode=f.get("encode"),
         embedding_dim=f.get("embedding_dim"),
+    )
+
+
+def build_cross(cross: dict) -> Cross:
+    return Cross(
+        name=cross.get("name") or cross_name(cross["features"]),
+        features=tuple(cross["features"]),
+        hash_buckets=cross["hash_buckets"],
+        encode=cross.get("encode"),
+        embedding_dim=cross.get("embedding_dim"),
     )

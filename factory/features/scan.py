@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from factory.errors import ConfigError, RecordError
-from factory.features.feature import Feature
+from factory.features.feature import MISSING_VALUE, Feature
 from factory.features.parsing import storage_dtype
 from factory.features.pipeline import explain_errors
 from factory.features.reading import count_records, lacks, record_keys, resolve_files
@@ -75,6 +75,8 @@ class Column:
     def add(self, values: np.ndarray, lengths: np.ndarray, keys: np.ndarray | None = None) -> None:
         """One batch: the flat ``values`` of its records, the number of values per record and (for the
         summary's sample) a draw per record, shared by every feature of the batch."""
+        if self.f.missing is not None:
+            values, lengths = _without_markers(self.f, values, lengths)
         missing = int(np.count_nonzero(lengths == 0))
         self.records += len(lengths)
         self.missing += missing
@@ -121,7 +123,7 @@ class Column:
             out["std"] = None if empty else float(data.std[0])
             out["histogram"] = None if empty else histogram(self.sample.values()[:, 0])
         else:
-            counts = data.text()
+            counts = data.text(strict=False)
             out["values"] = int(sum(counts.values()))
             out["distinct"] = len(counts)
             out["top"] = [[value, n] for value, n in ranked(counts, TOP_VALUES)]
@@ -129,7 +131,21 @@ class Column:
 
     def text_counts(self) -> dict[str, int]:
         """How often each string occurs (``summary`` columns of strings only)."""
-        return dict(self.data.text())
+        return dict(self.data.text(strict=False))
+
+
+def _without_markers(f: Feature, values: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A ``missing:`` feature's records whose values are ``MISSING_VALUE`` (NaN, "", the smallest int64)
+    throughout count as missing, as the graph fills them: their values go, their length becomes 0."""
+    marker = MISSING_VALUE[f.dtype]
+    flags = np.isnan(values) if f.dtype == "float32" else values == (marker.encode() if f.dtype == "string" else marker)
+    if not flags.any():
+        return values, lengths
+    rows = flags.reshape(-1, f.size).all(axis=1)
+    present = np.flatnonzero(lengths)
+    lengths = lengths.copy()
+    lengths[present[rows]] = 0
+    return values.reshape(-1, f.size)[~rows].reshape(-1), lengths
 
 
 def _value_keys(keys: np.ndarray, lengths: np.ndarray, count: int) -> np.ndarray | None:

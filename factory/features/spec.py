@@ -18,9 +18,7 @@ from typing import TYPE_CHECKING, Any
 from factory.errors import ConfigError
 from factory.features import rules
 from factory.features.encoder import encode_record
-from factory.features.feature import (
-    Feature,
-)
+from factory.features.feature import Cross, Feature
 from factory.features.statistics import Statistic, declaration
 from factory.features.writer import RecordWriter
 from factory.validation import did_you_mean, load_yaml, plain, schema_problems
@@ -36,6 +34,7 @@ class FeatureSpec:
     features: tuple[Feature, ...]
     labels: tuple[Feature, ...] = ()
     weight: Feature | None = None
+    crosses: tuple[Cross, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # -- construction -------------------------------------------------------------------
@@ -72,7 +71,8 @@ class FeatureSpec:
             w = spec["weight"]
             default = None if w.get("default") is None else (float(w["default"]),)
             weight = Feature(name=w["name"], dtype="float32", shape=(), role="weight", default=default)
-        return cls(features=features, labels=labels, weight=weight, raw=spec)
+        crosses = tuple(rules.build_cross(c) for c in spec.get("crosses") or [])
+        return cls(features=features, labels=labels, weight=weight, crosses=crosses, raw=spec)
 
     @property
     def needs_statistics(self) -> bool:
@@ -128,12 +128,18 @@ class FeatureSpec:
     @property
     def input_names(self) -> tuple[str, ...]:
         """What the network receives, in order: each feature, followed by its missing-value
-        indicator (``<name>_missing``, float32 ``[batch]``) when ``missing.indicator`` asks for one."""
-        return tuple(name for f in self.features for name in (f.name, f.indicator) if name)
+        indicator (``<name>_missing``, float32 ``[batch]``) when ``missing.indicator`` asks for one,
+        then the ``crosses`` (int64 ids ``[batch]``)."""
+        names = [name for f in self.features for name in (f.name, f.indicator) if name]
+        return (*names, *(c.name for c in self.crosses))
 
     def indicated(self, name: str) -> Feature | None:
         """The feature whose missing-value indicator is the input ``name``, else None."""
         return next((f for f in self.features if f.indicator == name), None)
+
+    def cross(self, name: str) -> Cross | None:
+        """The cross that is the input ``name``, else None."""
+        return next((c for c in self.crosses if c.name == name), None)
 
     def __getitem__(self, name: str) -> Feature:
         for f in self.all():
@@ -222,6 +228,7 @@ class FeatureSpec:
         raw = plain(self.raw)
         for f in self.auto_features:
             Statistic.of(f).drop(declaration(raw, f))
+        raw.pop("crosses", None)  # they combine what reading as stored leaves out
         return type(self).from_dict(raw)
 
 

@@ -198,11 +198,12 @@ class TextCounts:
     def __bool__(self) -> bool:
         return bool(self._size or self._raw)
 
-    def text(self) -> Counter[str]:
+    def text(self, strict: bool = True) -> Counter[str]:
+        """The counts by text; ``strict=False`` (a summary) shows bytes that are not UTF-8 escaped."""
         out: Counter[str] = Counter()
         for value, n in self.raw.items():
             try:
-                out[value.decode("utf-8")] += n
+                out[value.decode("utf-8", errors="strict" if strict else "backslashreplace")] += n
             except UnicodeDecodeError:
                 raise RecordError(
                     f"feature '{self.name}': a stored value is not UTF-8 text ({value[:40]!r}); "
@@ -485,7 +486,8 @@ class Vocabulary(Statistic):
 
 class Fill(Statistic):
     """``missing.fill``: mean, median (per channel) or most frequent value of the *present* training
-    values (a missing value is not counted); an integer feature's mean or median is rounded.
+    values (a missing value is not counted); an integer feature's mean is rounded (halves away from
+    zero) and its median is one of its values (the lower middle one).
 
     The median is exact up to ``Sample``'s size (20,000 rows), estimated from a uniform sample
     beyond; the most frequent value breaks ties by the smaller number or string.
@@ -520,9 +522,17 @@ class Fill(Statistic):
             return {"fill": [value.item() if isinstance(value, np.generic) else value]}
         if self.moments.count == 0:
             raise self._nothing()
-        values = self.moments.mean if self.how == "mean" else self.sample.quantiles(0.5)
+        if self.how == "mean":
+            values = self.moments.mean
+        else:  # an integer feature's median is one of its values
+            values = np.quantile(self.sample.values(), 0.5, axis=0, method="lower" if f.dtype == "int64" else "linear")
+        if not np.all(np.isfinite(values)):
+            raise RecordError(
+                f"features.{f.name}: the training records hold NaN or infinite values, so `missing.fill: "
+                f"{self.how}` has none; leave missing values out of the records (`factory write` does)"
+            )
         if f.dtype == "int64":
-            return {"fill": [round(float(v)) for v in values]}
+            return {"fill": [int(np.floor(float(v) + 0.5)) for v in values]}
         return {"fill": [float(v) for v in values]}
 
     def _nothing(self) -> RecordError:
@@ -552,6 +562,61 @@ class Fill(Statistic):
         values = entry["fill"]
         shown = ", ".join(f"{v:.6g}" if isinstance(v, float) else repr(v) for v in values[:4])
         return f"fill {shown}{', ...' if len(values) > 4 else ''}"
+
+
+class Bins(Statistic):
+    """``bins: {auto: K}``: K bins of about equal training counts, their boundaries the quantiles
+    1/K, 2/K, ... of the present training values (repeated ones merged, so a value that fills
+    several quantiles gets one bin). Exact up to ``Sample``'s size, from a uniform sample beyond."""
+
+    kind = "bins"
+
+    def __init__(self, feature: Feature):
+        super().__init__(feature)
+        self.sample = Sample(1)
+
+    def fit(self, values: np.ndarray | Batch, missing: int = 0) -> None:
+        self.sample.add(Batch.of(values).values)
+
+    def _fitted(self) -> dict[str, Any]:
+        f, values = self.feature, self.sample.values()[:, 0]
+        if not len(values):
+            raise RecordError(f"features.{f.name}: the training records hold no values to compute `bins: auto` from")
+        q = np.linspace(0.0, 1.0, f.auto_bins + 1)[1:-1]
+        boundaries = np.unique(np.quantile(values, q))
+        if boundaries[0] <= values.min():  # a boundary at the minimum leaves bin 0 empty
+            boundaries = boundaries[1:]
+        if not len(boundaries):
+            raise RecordError(
+                f"features.{f.name}: `bins: auto` found one value only in the training records; no bins to make"
+            )
+        return {"bins": [float(b) for b in boundaries]}
+
+    def _declared(self) -> dict[str, Any]:
+        return {"bins": self.feature.auto_bins}
+
+    def write(self, declaration: dict[str, Any], entry: Mapping[str, Any]) -> None:
+        declaration["bins"] = list(entry["bins"])
+
+    def drop(self, declaration: dict[str, Any]) -> None:
+        declaration.pop("bins", None)
+        declaration.pop("encode", None)
+        declaration.pop("embedding_dim", None)
+
+    @staticmethod
+    def describe(entry: Mapping[str, Any]) -> str:
+        return f"{len(entry['bins']) + 1} bins"
+
+    def apply(self, x: tf.Tensor) -> tf.Tensor:
+        """The bin ids (int64) of the numbers ``x`` (dense or ragged)."""
+        import tensorflow as tf  # defers TensorFlow
+
+        boundaries = list(self.feature.bins)
+
+        def bucketize(v):
+            return tf.cast(tf.raw_ops.Bucketize(input=tf.cast(v, tf.float32), boundaries=boundaries), tf.int64)
+
+        return tf.ragged.map_flat_values(bucketize, x) if isinstance(x, tf.RaggedTensor) else bucketize(x)
 
 
 class Together(Statistic):
@@ -586,7 +651,7 @@ class Together(Statistic):
         return [p for part in self.parts for p in part.problems(entry)]
 
 
-KINDS: dict[str, type[Statistic]] = {kind.kind: kind for kind in (Fill, Normalization, Vocabulary)}
+KINDS: dict[str, type[Statistic]] = {kind.kind: kind for kind in (Fill, Normalization, Vocabulary, Bins)}
 
 
 def describe_entry(entry: Mapping[str, Any]) -> str:

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from factory.errors import ConfigError
 from factory.features.feature import MISSING_VALUE, Augment, Feature, shape_str
-from factory.features.statistics import Normalization, Vocabulary
+from factory.features.statistics import Bins, Normalization, Vocabulary
 
 if TYPE_CHECKING:  # pragma: no cover
     from factory.features.spec import FeatureSpec
@@ -80,6 +80,9 @@ class FeatureTransform(tf.Module):
                 if f.indicator:
                     out[f.indicator] = missing
             out[f.name] = self.preprocess_one(f, x)
+        for cross in self.spec.crosses:
+            if all(name in out for name in cross.features):
+                out[cross.name] = cross_ids([out[name] for name in cross.features], cross.hash_buckets)
         return out
 
     def preprocess_one(self, f: Feature, x):
@@ -87,10 +90,13 @@ class FeatureTransform(tf.Module):
             x = Vocabulary(f).apply(self._tables[f.name], x)
         elif f.hash_buckets is not None:
             x = _map_values(lambda v: hash_ids(v, f.hash_buckets), x)
+        elif f.bins is not None:
+            x = Bins(f).apply(x)
         if f.variable and not f.ragged and f.max_length is not None:
-            # Padded vocabulary ids are -1 (not 0, which is the first vocabulary entry): one-hot
+            # Padded ids are -1 (not 0, which is the first vocabulary entry, hash bucket or bin): one-hot
             # and embedding layers then see padding as "no token".
-            x = _pad_or_truncate(x, f.max_length, f.pad_value if f.vocabulary is None else -1)
+            categorical = f.vocabulary is not None or f.hash_buckets is not None or f.bins is not None
+            x = _pad_or_truncate(x, f.max_length, -1 if categorical else f.pad_value)
         if f.role == "label":
             target = "int64" if f.task == "classification" else "float32"
             return tf.cast(x, tf.int64 if target == "int64" else tf.float32)
@@ -113,6 +119,12 @@ def hash_ids(x: tf.Tensor, buckets: int) -> tf.Tensor:
     if x.dtype != tf.string:
         x = tf.strings.as_string(x)
     return tf.strings.to_hash_bucket_fast(x, buckets)
+
+
+def cross_ids(ids: list[tf.Tensor], buckets: int) -> tf.Tensor:
+    """The ids of a cross: each combination of the features' ids (int64 ``[batch]``) hashed into ``buckets``."""
+    joined = tf.strings.reduce_join(tf.stack([tf.strings.as_string(i) for i in ids], axis=-1), axis=-1, separator="_x_")
+    return tf.strings.to_hash_bucket_fast(joined, buckets)
 
 
 def fill_missing(f: Feature, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -86,6 +86,8 @@ def build_model(spec: FeatureSpec, network: str, params: Mapping[str, Any] | Non
         inputs[f.name] = keras.Input(shape=f.output_shape, dtype=f.output_dtype, name=f.name)
         if f.indicator:  # 1.0 where the value was missing and filled
             inputs[f.indicator] = keras.Input(shape=(), dtype="float32", name=f.indicator)
+    for cross in spec.crosses:  # hashed ids of combined categories
+        inputs[cross.name] = keras.Input(shape=(), dtype="int64", name=cross.name)
 
     with building(spec, network):
         representation = build(dict(inputs), num_outputs, **params)

@@ -26,7 +26,7 @@ from factory.validation import did_you_mean
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-    from factory.features.feature import Feature
+    from factory.features.feature import Cross, Feature
     from factory.features.spec import FeatureSpec
 
 
@@ -106,7 +106,7 @@ def vocabulary_size(feature: Feature) -> int | None:
     return feature.ids
 
 
-def embedded(name: str, f: Feature, x: keras.KerasTensor) -> keras.KerasTensor:
+def embedded(name: str, f: Feature | Cross, x: keras.KerasTensor) -> keras.KerasTensor:
     """The ids ``x`` of ``f`` through a learnt embedding of ``f.embedding_width`` dimensions per position.
 
     Ids move up by one: row 0 stands for padding and unknown values (-1), so a padded sequence or a value
@@ -140,7 +140,8 @@ def dense_inputs(features: Mapping[str, keras.KerasTensor]) -> keras.KerasTensor
     - other integer features (uint8 without ``preprocess``, plain int64) are
       cast to float32 unchanged (no 1/255: declare ``preprocess.scale``), then
       flattened;
-    - a missing-value indicator (``<name>_missing``) is one more column, after its feature.
+    - a missing-value indicator (``<name>_missing``) is one more column, after its feature;
+    - a cross (``crosses:``) is one-hot (or embedded) like a categorical feature.
 
     Needs the feature spec (``building``) for vocabulary sizes. Raises
     ``ConfigError`` for a feature that has no fixed size (variable length
@@ -159,7 +160,7 @@ def dense_inputs(features: Mapping[str, keras.KerasTensor]) -> keras.KerasTensor
         if spec.indicated(name) is not None:  # a missing-value indicator: float32 [batch]
             parts.append(keras.layers.Reshape((1,), name=layer_name(f"{name}_flat"))(x))
             continue
-        f = spec_feature(name)
+        f = spec.cross(name) or spec_feature(name)
         inner = tuple(x.shape[1:])
         if None in inner:
             raise ConfigError(

@@ -156,6 +156,15 @@ class _Converter:
         kind = arr.dtype.kind
         if kind not in "iuf":
             raise self.fail(got)
+        if self.missing and kind == "f" and info.dtype not in _FLOATS and np.isnan(arr).any():
+            # An integer column with gaps arrives as floats with NaN (pandas): NaN is the missing value.
+            gaps = np.isnan(arr)
+            problem = numbers_problem(np.where(gaps, 0.0, arr), info.dtype)
+            if problem is not None:
+                raise self.fail_at(problem)
+            out = np.where(gaps, 0.0, arr).astype(info.dtype)
+            out[gaps] = _missing_value(info.dtype)
+            return out
         if info.dtype in _FLOATS:
             return self._floats(arr)
         if info.dtype not in RANGES:

@@ -27,7 +27,7 @@ def _table(spec: FeatureSpec, transform: FeatureTransform, files: Sequence[str],
     ):
         parts = []
         for name in spec.input_names:  # features and missing-value indicators, as the network sees them
-            value, f = features[name].numpy(), spec.indicated(name) or spec[name]
+            value, f = features[name].numpy(), spec.indicated(name) or spec.cross(name) or spec[name]
             if f.name == name and f.ids is not None:
                 size = f.ids
                 value = np.eye(size, dtype=np.float32)[np.clip(value, 0, size - 1)] * (value >= 0)[..., None]

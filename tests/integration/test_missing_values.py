@@ -192,3 +192,39 @@ def test_both_signatures_and_predict_fill_missing_values_alike(trained, tmp_path
     assert main(["predict", str(export), "--input", str(tmp_path / "rows.csv"), "--output", str(out_path)]) == 0
     predicted = [json.loads(line)["predictions"] for line in out_path.read_text().splitlines()]
     np.testing.assert_allclose(predicted, dense, rtol=1e-5, atol=1e-5)
+
+
+def test_the_statistics_pass_reads_missing_markers_as_the_graph_does(tmp_path):
+    """Records written elsewhere may hold NaN, "" or the smallest int64 where a value is missing: the pass
+    counts them as missing (the graph fills them), so no fill or vocabulary is made of them."""
+    import tensorflow as tf
+
+    from factory.features.scan import compute_statistics
+
+    def example(a: float, s: bytes, n: int) -> bytes:
+        feature = {
+            "a": tf.train.Feature(float_list=tf.train.FloatList(value=[a])),
+            "s": tf.train.Feature(bytes_list=tf.train.BytesList(value=[s])),
+            "n": tf.train.Feature(int64_list=tf.train.Int64List(value=[n])),
+            "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
+        }
+        return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+    with tf.io.TFRecordWriter(str(tmp_path / "t.tfrecord")) as writer:
+        for a, s, n in [(1.0, b"", 5), (float("nan"), b"", INT64_MISSING), (3.0, b"", 7), (5.0, b"a", 9)]:
+            writer.write(example(a, s, n))
+    spec = FeatureSpec.from_dict(
+        {
+            "features": {
+                "a": {"dtype": "float32", "shape": [], "missing": "median"},
+                "s": {"dtype": "string", "shape": [], "vocabulary": "auto", "missing": "most_frequent"},
+                "n": {"dtype": "int64", "shape": [], "missing": "mean"},
+            },
+            "labels": {"y": {"dtype": "int64", "shape": [], "num_classes": 2}},
+        }
+    )
+    stats = compute_statistics(spec, str(tmp_path / "t.tfrecord"))
+    assert stats["features"]["a"]["fill"] == [3.0]
+    assert stats["features"]["s"]["fill"] == ["a"] and stats["features"]["s"]["vocabulary"] == ["a"]
+    assert stats["features"]["n"]["fill"] == [7]
+    assert [stats["summary"][k]["missing"] for k in ("a", "s", "n")] == [1, 3, 1]

@@ -203,7 +203,7 @@ def test_stats_of_records_without_an_auto_feature_names_it(tmp_path):
     assert line == (
         f"error: {tmp_path}/train-00000-of-00001.tfrecord, record 0: lacks the required feature 'x' "
         "(float32 [4]); it holds: measurements, species. Write the feature into the records, "
-        "or give it a `default` in the feature spec"
+        "or say what a missing value becomes in the feature spec (`missing: {fill: ...}`, or a `default`)"
     )
 
 

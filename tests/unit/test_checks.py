@@ -56,7 +56,8 @@ ARRAYS = [
     (
         np.array([1.5, np.nan]),
         "float32",
-        "nan at [1] is NaN; float32 values must be finite numbers (with a `default` in the spec, NaN reads as missing)",
+        "nan at [1] is NaN; float32 values must be finite numbers (a value that is NaN throughout reads as "
+        "missing when the spec says what a missing value becomes: `missing:` or `default`)",
     ),
     (np.array([[1.0], [-np.inf]]), "float32", "-inf at [1, 0] is infinite; float32 values must be finite numbers"),
     (np.array([1e39]), "float32", "1e+39 at [0] is outside the float32 range -3.4028235e+38..3.4028235e+38"),

@@ -192,7 +192,7 @@ def fitted(feature: dict, *batches) -> list:
 def test_fills_come_from_present_values():
     assert fitted({"dtype": "float32", "shape": [], "missing": "mean"}, [1.0, 2.0], [6.0]) == [3.0]
     assert fitted({"dtype": "float32", "shape": [], "missing": "median"}, [5.0, 1.0], [2.0, 100.0]) == [3.5]
-    assert fitted({"dtype": "int64", "shape": [], "missing": "median"}, [1, 2], [4, 8]) == [3]  # 3.0 rounded
+    assert fitted({"dtype": "int64", "shape": [], "missing": "median"}, [1, 2], [4, 8]) == [2]  # one of the values
     assert fitted({"dtype": "float32", "shape": [2], "missing": "mean"}, [1.0, 10.0, 3.0, 30.0]) == [2.0, 20.0]
     assert fitted({"dtype": "int64", "shape": [], "missing": "most_frequent"}, [3, 1, 3, 1, 2]) == [1]  # tie: smaller
     strings = np.array([b"b", b"a", b"b", b"c", b"a"], dtype=object)
@@ -277,3 +277,15 @@ def test_write_splits_one_input_into_parts_reproducibly(tmp_path, capsys):
     assert main([*argv[:-1], "train=0.7,1eval=0.3", "--output", str(tmp_path / "bad")]) == 2
     assert "'1eval=0.3' is not NAME=FRACTION" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_markers_of_missing_values_stay_out_of_records_and_serving_takes_nan_for_integers():
+    spec = FeatureSpec.from_dict(GAPS)
+    record = encode_record(spec, {"s": "", "n": MISSING_VALUE["int64"], "a": 1.0, "y": 0})
+    assert wire.feature_keys(record) == ["a", "y"]  # "" and the smallest int64 are missing, as serving takes them
+    resolved = spec.with_statistics({"features": {"a": {"fill": [2.5]}, "s": {"fill": ["x"]}, "n": {"fill": [4]}}})
+    inputs = ServingInputs({f.name: TensorInfo(f.name, f.dtype, f.shape) for f in resolved.features}, resolved)
+    got = inputs.check({"n": np.array([1.0, np.nan, 3.0])})  # an integer column with gaps, as pandas gives it
+    assert got["n"].tolist() == [1, MISSING_VALUE["int64"], 3] and got["n"].dtype == np.int64
+    with pytest.raises(PredictError, match=r"1.5 at \[0\] is not a whole number"):
+        inputs.check({"n": np.array([1.5, np.nan])})
