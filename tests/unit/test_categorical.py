@@ -55,3 +55,67 @@ def test_a_categorical_key_that_cannot_work_is_named(feature, expected):
     with pytest.raises(ConfigError) as caught:
         spec(a=feature)
     assert expected in str(caught.value)
+
+
+def test_bins_and_crosses_are_categorical_inputs():
+    s = FeatureSpec.from_dict(
+        {
+            "features": {
+                "age": {"dtype": "float32", "shape": [], "bins": [18, 40, 65]},
+                "income": {"dtype": "float32", "shape": [], "bins": {"auto": 10}},
+                "color": {"dtype": "string", "shape": [], "vocabulary": ["red", "blue"]},
+            },
+            "crosses": [{"features": ["age", "color"], "hash_buckets": 100}],
+            "labels": {"y": {"dtype": "int64", "shape": [], "num_classes": 2}},
+        }
+    )
+    assert (s["age"].ids, s["age"].encoded_as, s["age"].output_dtype) == (4, "one_hot", "int64")
+    assert s["income"].auto_statistics == ("bins",) and s["income"].waits_for == "bins: {auto: 10}"
+    assert s.input_names == ("age", "income", "color", "age_x_color")
+    cross = s.cross("age_x_color")
+    assert (cross.ids, cross.encoded_as, cross.features) == (100, "one_hot", ("age", "color"))
+    resolved = s.with_statistics({"features": {"income": {"bins": [1.0, 2.0, 5.0]}}})
+    assert resolved["income"].bins == (1.0, 2.0, 5.0) and resolved["income"].ids == 4
+    assert not s.without_auto().crosses and s.without_auto()["income"].bins is None
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"crosses": [{"features": ["age", "colour"], "hash_buckets": 9}]}, "'colour' is not a feature (did you mean"),
+        ({"crosses": [{"features": ["age", "x"], "hash_buckets": 9}]}, "'x' is not a categorical scalar"),
+        ({"crosses": [{"features": ["age"], "hash_buckets": 9}]}, "crosses[0].features"),
+        ({"crosses": [{"features": ["age", "color"], "hash_buckets": 0}]}, "crosses[0].hash_buckets"),
+        ({"crosses": [{"features": ["age", "color"], "hash_buckets": 9, "name": "x"}]}, "the name 'x' is already used"),
+    ],
+)
+def test_a_cross_that_cannot_work_is_named(extra, expected):
+    features = {
+        "age": {"dtype": "float32", "shape": [], "bins": [18, 40]},
+        "color": {"dtype": "string", "shape": [], "vocabulary": ["red"]},
+        "x": {"dtype": "float32", "shape": []},
+    }
+    with pytest.raises(ConfigError) as caught:
+        FeatureSpec.from_dict({"features": features, **extra})
+    assert expected in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("feature", "expected"),
+    [
+        (
+            {"dtype": "float32", "shape": [], "bins": [3, 2]},
+            "features.a.bins: the boundaries must be strictly increasing",
+        ),
+        ({"dtype": "string", "shape": [], "bins": [1, 2]}, "features.a.bins: bucketizes numbers"),
+        ({"dtype": "float32", "shape": [], "bins": {"auto": 1}}, "features.a.bins"),
+        (
+            {"dtype": "float32", "shape": [], "bins": [1], "preprocess": {"scale": 2}},
+            "features.a.preprocess: a bucketized feature holds bin ids",
+        ),
+    ],
+)
+def test_bins_that_cannot_work_are_named(feature, expected):
+    with pytest.raises(ConfigError) as caught:
+        spec(a=feature)
+    assert expected in str(caught.value)

@@ -24,9 +24,12 @@ BAD_COMMAND_LINES = [
     (["train.batchsize=3"], "train.batchsize: unknown key (did you mean 'batch_size'?)"),
     (
         ["network=mpl"],
-        "network: there is no config 'mpl' in the 'network' group (did you mean 'mlp'?); available: cnn, linear, mlp",
+        "network: there is no config 'mpl' in the 'network' group (did you mean 'mlp'?); available: cnn, linear, mlp, wide_deep",
     ),
-    (["network.name=mpl"], "network.name: unknown network 'mpl' (did you mean 'mlp'?); known: cnn, linear, mlp"),
+    (
+        ["network.name=mpl"],
+        "network.name: unknown network 'mpl' (did you mean 'mlp'?); known: cnn, linear, mlp, wide_deep",
+    ),
     (["network=mlp", "network.hiden=[3]"], "network.hiden: unknown key (did you mean 'hidden'?)"),
     (
         ["early_stop.monitor=val_acc"],

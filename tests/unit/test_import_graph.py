@@ -61,6 +61,7 @@ TF_FREE = (
     "factory.policies",
     "factory.networks",
     "factory.networks.registry",
+    "factory.networks.wide_deep",
     "factory.config",
     "factory.config.settings",
     "factory.config.schema",
