@@ -87,6 +87,10 @@ def format_report(spec: FeatureSpec, report: Mapping[str, Any]) -> str:
                 lines.append(
                     f"    constant (std 0, divided by 1.0): channel {', '.join(map(str, stats['constant_channels']))}"
                 )
+        if "bins" in stats:
+            lines.append(
+                f"  bins: {{auto: {f.auto_bins}}} -> {len(stats['bins']) + 1} bins, boundaries {_list(stats['bins'])}"
+            )
         if "vocabulary" in stats:
             vocab = stats["vocabulary"]
             lines.append(
