@@ -190,7 +190,7 @@ def test_training_on_records_without_the_declared_image_names_it(tmp_path):
     )  # fmt: skip
     line = train_error_line(run)
     assert f"{tmp_path}/iris/train-00000-of-00001.tfrecord, record 0: lacks the required feature 'image'" in line
-    assert "it holds: measurements, species" in line and "give it a `default`" in line
+    assert "it holds: measurements, species" in line and "`missing: {fill: ...}`, or a `default`" in line
 
 
 def test_stats_of_records_without_an_auto_feature_names_it(tmp_path):
