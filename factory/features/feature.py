@@ -71,9 +71,11 @@ FILLS = ("mean", "median", "most_frequent", "constant")
 INDICATOR_SUFFIX = "_missing"
 
 
-# How a categorical feature (a vocabulary or hash buckets) reaches the network (``encode``). Without
+# How a categorical feature (a vocabulary, hash buckets or bins) reaches the network (``encode``). Without
 # ``encode``: one-hot up to ONE_HOT_MAX ids, an embedding above it, of ``embedding_size(ids)`` dimensions.
-ENCODINGS = ("one_hot", "embedding")
+# A list of categories (``shape: [null]`` or ``[k]``) may also be one set: ``multi_hot``, or ``embedding``,
+# which for a variable-length list is the mean of its values' embeddings (Ludwig's set and bag).
+ENCODINGS = ("one_hot", "embedding", "multi_hot")
 ONE_HOT_MAX = 50
 
 
@@ -206,11 +208,14 @@ class Feature:
 
     @property
     def encoded_as(self) -> str | None:
-        """``one_hot`` or ``embedding`` for a categorical feature (``encode``, else by its number of ids)."""
+        """``one_hot``, ``embedding`` or ``multi_hot`` for a categorical feature: ``encode``, else one-hot
+        up to ``ONE_HOT_MAX`` ids and an embedding above (a list: one-hot per position, as declared)."""
         ids = self.ids
         if ids is None or self.role != "feature":
             return None
-        return self.encode or ("one_hot" if ids <= ONE_HOT_MAX else "embedding")
+        if self.encode is not None or self.variable:
+            return self.encode or "one_hot"
+        return "one_hot" if ids <= ONE_HOT_MAX else "embedding"
 
     @property
     def embedding_width(self) -> int | None:

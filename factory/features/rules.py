@@ -138,8 +138,17 @@ def _categorical_problems(path: str, f: dict) -> list[str]:
                 f"{path}.{key}: applies to categorical features (a `vocabulary`, `hash_buckets` or `bins`), "
                 f"not to a {dtype} {'number' if dtype != 'string' else 'string without either'}"
             )
-    if "embedding_dim" in f and f.get("encode") == "one_hot":
-        p.append(f"{path}.embedding_dim: `encode: one_hot` has no embedding; drop one of them")
+    if "embedding_dim" in f and f.get("encode") in ("one_hot", "multi_hot"):
+        p.append(f"{path}.embedding_dim: `encode: {f['encode']}` has no embedding; drop one of them")
+    if f.get("encode") == "multi_hot" and len(f["shape"]) != 1:
+        p.append(
+            f"{path}.encode: multi_hot encodes a list of categories (shape [null] or [k]), got shape "
+            f"{shape_str(f['shape'])}; use one_hot"
+        )
+    if f.get("encode") == "embedding" and f["shape"][:1] == [None] and len(f["shape"]) != 1:
+        p.append(
+            f"{path}.encode: the embedding of a variable-length list needs shape [null], got {shape_str(f['shape'])}"
+        )
     return p
 
 

@@ -426,7 +426,7 @@ class Vocabulary(Statistic):
         declaration.pop("min_count", None)
 
     def drop(self, declaration: dict[str, Any]) -> None:
-        for key in ("vocabulary", "max_tokens", "min_count", "oov_buckets"):
+        for key in ("vocabulary", "max_tokens", "min_count", "oov_buckets", "encode", "embedding_dim"):
             declaration.pop(key, None)
 
     def problems(self, entry: Mapping[str, Any]) -> list[str]:

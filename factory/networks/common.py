@@ -14,6 +14,7 @@ inside the helpers, so importing this module stays cheap.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -118,6 +119,42 @@ def embedded(name: str, f: Feature | Cross, x: keras.KerasTensor) -> keras.Keras
     return keras.layers.Embedding(f.ids + 1, f.embedding_width, name=layer_name(f"{name}_embedding"))(shifted)
 
 
+@functools.cache
+def multi_hot_layer() -> type:
+    """``MultiHot(depth)``: a list of ids ``[batch, length]`` (any length; -1 pads) -> ``[batch, depth]``,
+    1.0 for each id in the list. A class made on first use: Keras loads only then."""
+    import keras  # defers TensorFlow
+
+    @keras.saving.register_keras_serializable(package="factory")
+    class MultiHot(keras.layers.Layer):
+        def __init__(self, depth: int, **kwargs):
+            super().__init__(**kwargs)
+            self.depth = depth
+
+        def call(self, ids):
+            hot = keras.ops.one_hot(keras.ops.cast(ids, "int32"), self.depth)  # -1: all zeros
+            return keras.ops.max(hot, axis=1)
+
+        def compute_output_shape(self, shape):
+            return (shape[0], self.depth)
+
+        def get_config(self):
+            return {**super().get_config(), "depth": self.depth}
+
+    return MultiHot
+
+
+def bagged(name: str, f: Feature, x: keras.KerasTensor) -> keras.KerasTensor:
+    """A variable-length list of ids as the mean of their embeddings (padding, -1, left out): a bag."""
+    import keras  # defers TensorFlow
+
+    shifted = keras.layers.Rescaling(1.0, offset=1.0, dtype="float32", name=layer_name(f"{name}_ids"))(x)
+    vectors = keras.layers.Embedding(
+        f.ids + 1, f.embedding_width, mask_zero=True, name=layer_name(f"{name}_embedding")
+    )(shifted)
+    return keras.layers.GlobalAveragePooling1D(name=layer_name(f"{name}_bag"))(vectors)
+
+
 def to_float(name: str, x: keras.KerasTensor) -> keras.KerasTensor:
     """Cast an integer (e.g. raw uint8 pixel) input to float, unscaled: scaling is ``preprocess``'s job."""
     import keras  # defers TensorFlow
@@ -162,14 +199,19 @@ def dense_inputs(features: Mapping[str, keras.KerasTensor]) -> keras.KerasTensor
             continue
         f = spec.cross(name) or spec_feature(name)
         inner = tuple(x.shape[1:])
-        if None in inner:
+        pooled = f.encoded_as == "multi_hot" or (f.encoded_as == "embedding" and getattr(f, "variable", False))
+        if None in inner and not pooled:  # a set or a bag takes any length
             raise ConfigError(
                 f"features.{name}.max_length: the network '{_network()}' needs a fixed size, "
                 f"but '{name}' has variable length; set `max_length` to pad/truncate it"
             )
         depth = vocabulary_size(f)
-        if f.encoded_as == "embedding":
+        if pooled and f.encoded_as == "embedding":
+            x = bagged(name, f, x)
+        elif f.encoded_as == "embedding":
             x = embedded(name, f, x)
+        elif f.encoded_as == "multi_hot":
+            x = multi_hot_layer()(depth, name=layer_name(f"{name}_multihot"))(x)
         elif depth is not None:
             x = keras.layers.CategoryEncoding(depth, output_mode="one_hot", name=layer_name(f"{name}_onehot"))(x)
         elif "string" in str(x.dtype):

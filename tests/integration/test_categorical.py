@@ -117,3 +117,32 @@ def test_wide_deep_learns_an_interaction_through_a_cross_of_bins_and_a_vocabular
         (tmp_path / "run" / "export" / "best" / "current" / "assets.extra" / "manifest.json").read_text()
     )
     assert manifest["feature_spec"]["features"]["age"]["bins"] == bins
+
+
+def test_lists_of_categories_as_a_set_or_a_bag(tmp_path):
+    """A variable-length list of tags: multi-hot (a set) or the mean of its embeddings (a bag), any
+    length in training and serving; the label depends on whether a tag is among them."""
+    from factory.training.runner import train
+
+    rng = np.random.default_rng(2)
+    n = 1500
+    tags = [rng.choice(60, size=rng.integers(1, 6), replace=False) for _ in range(n)]
+    y = np.array([int((t < 10).any()) for t in tags], dtype=np.int64)  # about 42% ones
+    spec_dict = {
+        "features": {
+            "tags": {"dtype": "string", "shape": [None], "vocabulary": "auto", "oov_buckets": 1, "encode": "multi_hot"},
+            "bag": {"dtype": "int64", "shape": [None], "hash_buckets": 100, "encode": "embedding", "embedding_dim": 8},
+        },
+        "labels": {"y": {"dtype": "int64", "shape": [], "num_classes": 2}},
+    }
+    spec = FeatureSpec.from_dict(spec_dict).without_auto()
+    for part, rows in (("train", range(0, 1200)), ("eval", range(1200, n))):
+        with spec.writer(tmp_path / "data" / part) as writer:
+            for i in rows:
+                writer.write({"tags": [f"t{v}" for v in tags[i]], "bag": tags[i].astype(np.int64), "y": y[i]})
+    config = compose(*TINY, "train.max_steps=300", "train.eval_every_steps=100", "early_stop.monitor=val_accuracy")
+    config["features"] = spec_dict
+    config["data"] = {part: str(tmp_path / "data" / f"{part}-*") for part in ("train", "eval")}
+    train(config, run_dir=tmp_path / "run")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert np.mean(y[1200:]) < 0.6 and summary["best_value"] >= 0.9, summary  # the majority class: below 0.6

@@ -119,3 +119,17 @@ def test_bins_that_cannot_work_are_named(feature, expected):
     with pytest.raises(ConfigError) as caught:
         spec(a=feature)
     assert expected in str(caught.value)
+
+
+def test_lists_of_categories_may_be_a_set_or_a_bag_and_scalars_may_not():
+    s = spec(
+        tags={"dtype": "string", "shape": [None], "vocabulary": ["a", "b"], "encode": "multi_hot"},
+        bag={"dtype": "int64", "shape": [None], "hash_buckets": 100, "encode": "embedding"},
+        words={"dtype": "string", "shape": [None], "vocabulary": [f"w{i}" for i in range(100)], "max_length": 4},
+    )
+    assert (s["tags"].encoded_as, s["bag"].encoded_as, s["bag"].embedding_width) == ("multi_hot", "embedding", 21)
+    assert s["words"].encoded_as == "one_hot"  # a list without `encode`: one-hot per position, as declared
+    with pytest.raises(ConfigError, match=r"features.a.encode: multi_hot encodes a list of categories"):
+        spec(a={"dtype": "string", "shape": [], "vocabulary": ["a"], "encode": "multi_hot"})
+    with pytest.raises(ConfigError, match=r"features.a.embedding_dim: `encode: multi_hot` has no embedding"):
+        spec(a={"dtype": "string", "shape": [None], "vocabulary": ["a"], "encode": "multi_hot", "embedding_dim": 3})
