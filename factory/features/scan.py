@@ -29,11 +29,12 @@ import numpy as np
 import tensorflow as tf
 
 from factory.errors import ConfigError, RecordError
+from factory.features.accumulators import Batch, Moments, Sample, TextCounts, ranked
 from factory.features.feature import MISSING_VALUE, Feature
 from factory.features.parsing import storage_dtype
 from factory.features.pipeline import explain_errors
 from factory.features.reading import count_records, lacks, record_keys, resolve_files
-from factory.features.statistics import Batch, Moments, Sample, Statistic, TextCounts, describe_entry, ranked
+from factory.features.statistics import Statistic, describe_entry
 from factory.features.tfrecord import compression_of
 from factory.features.transform import decode_images
 from factory.run_dir import STATISTICS, read_json, write_json

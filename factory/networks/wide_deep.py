@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from factory.errors import ConfigError
-from factory.networks.common import activation as get_activation
-from factory.networks.common import check_range, current_spec, dense_inputs, layer_name
+from factory.networks.common import current_spec, dense_inputs, layer_name
+from factory.networks.mlp import mlp
 from factory.networks.registry import register_network
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,24 +44,13 @@ def wide_deep(
     """
     import keras  # defers TensorFlow
 
-    for i, units in enumerate(hidden):
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-            raise ConfigError(f"network.hidden[{i}]: expected a positive number of units, got {units!r}")
-    check_range("dropout", dropout, 0.0, 1.0, high_open=True)
-    act = get_activation("activation", activation)
-
     wide = wide_names(list(features))
-    deep = [name for name in features if name not in wide]
+    deep = {name: x for name, x in features.items() if name not in wide}
     parts = []
     if wide:
         parts.append(dense_inputs({name: features[name] for name in wide}))
-    if deep:
-        x = dense_inputs({name: features[name] for name in deep})
-        for i, units in enumerate(hidden):
-            x = keras.layers.Dense(units, activation=act, name=layer_name(f"deep_dense{i}"))(x)
-            if dropout:
-                x = keras.layers.Dropout(dropout, name=layer_name(f"deep_dropout{i}"))(x)
-        parts.append(x)
+    if deep:  # the deep part is an `mlp` (its checks and layers) over the other inputs
+        parts.append(mlp(deep, num_outputs, hidden=hidden, activation=activation, dropout=dropout))
     if len(parts) == 1:
         return parts[0]
     return keras.layers.Concatenate(name=layer_name("wide_deep"))(parts)

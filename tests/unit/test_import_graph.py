@@ -53,6 +53,7 @@ TF_FREE = (
     "factory.features.checks",
     "factory.features.tfrecord",
     "factory.features.statistics",
+    "factory.features.accumulators",
     "factory.features.shards",
     "factory.features.drift",
     "factory.features.infer",

@@ -11,11 +11,12 @@ import pytest
 from factory.cli import main
 from factory.errors import ConfigError
 from factory.features import wire
+from factory.features.accumulators import Sample
 from factory.features.encoder import encode_columns, encode_record
 from factory.features.feature import MISSING_VALUE
 from factory.features.sources import open_source
 from factory.features.spec import FeatureSpec
-from factory.features.statistics import Fill, Sample, Statistic, Together
+from factory.features.statistics import Fill, Statistic, Together
 from factory.serving.inputs import ServingInputs, TensorInfo
 from factory.serving.manifest import PredictError
 
