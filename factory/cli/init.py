@@ -111,7 +111,9 @@ def _lines(pairs: list[tuple[str, str]], indent: str) -> list[str]:
 
 
 def _entry(d: infer.Decision) -> list[str]:
+    """The entry's ``key: value`` lines, each with its reason, then its alternatives commented out."""
     pairs = [(f"{key}: {_flow(value)}", d.why.get(key, "")) for key, value in d.entry.items()]
+    pairs += [(f"# {key}: {_flow(value)}", why) for key, value, why in d.alternatives]
     return [f"  {d.name}:", *_lines(pairs, "    ")]
 
 
@@ -236,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
         split = ",".join(f"{k}={v}" for k, v in SPLIT.items())
         write = _command(
             "factory", "write", "--features", str(paths["features"]), "--input", args.input[0], "--output", records,
-            "--split", split,
+            "--split", split, *(["--ignore-unknown"] if proposal.left_out else []),  # the columns left out
         )  # fmt: skip
     sets, why = _record_sets(args.input, format, records)
     training = table.rows if format == "tfrecord" else round(table.rows * SPLIT["train"])
@@ -273,8 +275,9 @@ def _report(p: infer.Proposal, paths: dict[str, Path], write: str | None, train:
 
 EPILOG = """\
 Each column becomes a feature: numbers (float32, int64; standardised), vectors and
-variable-length lists, strings with a vocabulary, words of short free text, PNG/JPEG images
-(bytes, .npz uint8 arrays or image file paths); blank cells get a `missing:` fill. Columns
-that cannot be inputs (identifiers, constants, long text) are left out and named. Every
-decision is a comment in the YAML written: review it, then run the commands printed.
+variable-length lists, strings with a vocabulary (hash buckets past 1000 distinct values),
+ids and codes in hash buckets, words of short phrases, PNG/JPEG images (bytes, .npz uint8
+arrays or image file paths); blank cells get a `missing:` fill. Columns that cannot be
+inputs (identifiers, constants, free text) are left out and named. Every decision is a
+comment in the YAML written: review it, then run the commands printed.
 """

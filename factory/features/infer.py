@@ -5,8 +5,10 @@ types, shapes, cardinalities and lengths (each column: ``factory.features.infer_
 and the label's values are counted over all
 rows read. Like TFDV's ``infer_schema`` the dtype comes from
 the values and a fixed shape only from a count that never varies; like Ludwig's
-``infer_type`` strings are split into categories, free text and identifiers by how often
-values repeat and how many words they hold. Unlike both, each proposal is a spec that
+``infer_type`` strings are split into categories, ids, free text and identifiers by how often
+values repeat and how many words they hold: a vocabulary for categories, hash buckets past
+``MAX_VOCABULARY`` values and for ids or codes (Keras' ``FeatureSpace.string_hashed``), free text
+left out for a ``text:`` feature. Unlike both, each proposal is a spec that
 trains as it is (vocabularies, lengths and missing values settled for the model, not just
 described), the label's task is decided too, and every choice carries its reason as a
 comment for the person who reviews it.

@@ -1,5 +1,5 @@
 """``factory init``'s decision for one column of a data file (``column_decision``): dtype, shape,
-vocabulary or free text, image, missing values, each with its reason. No TensorFlow.
+vocabulary, hash buckets or free text, image, missing values, each with its reason. No TensorFlow.
 
 The thresholds below are where a decision turns; each says why it sits where it does.
 """
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from factory.features.checks import nested_shape
-from factory.features.feature import IMAGE_CHANNELS
+from factory.features.feature import IMAGE_CHANNELS, ONE_HOT_MAX, embedding_size
 from factory.features.images import image_size
 from factory.features.table_sample import Table, from_cell
 
@@ -32,6 +32,25 @@ RARE = 5
 # At least this many values seen once: they share that bucket (`min_count: 2`) instead of each
 # taking an input learned from one row.
 MANY_SINGLETONS = 10
+# A vocabulary holds at most this many strings (as many as MAX_TOKENS words). Past it most values are rare
+# (a sample of 10000 rows sees the average one under 10 times), the vocabulary is large to learn, store and
+# look up, and its embedding is no wider (64 dims from about 730 ids): `hash_buckets` take any value instead.
+MAX_VOCABULARY = 1000
+# Hash buckets: the next power of two at or above HASH_PER_VALUE x the distinct values seen (2x to 4x: a
+# share 1 - exp(-distinct/buckets), a fifth to two fifths, of the values shares its bucket with another, a
+# frequent one mostly with rare ones), at most MAX_HASH_BUCKETS (an embedding of 32768 x 64 weights, 8 MB).
+HASH_PER_VALUE = 2
+MAX_HASH_BUCKETS = 2**15
+# Ids (one-word strings, code-like whole numbers) held by one row alone in more than this share of the rows
+# are identifiers, left out: the share seen once estimates how often a new row brings a value never seen
+# (Good-Turing), so most rows would teach nothing about the rest.
+UNSEEN_SHARE = 0.5
+# Strings too varied for a vocabulary (mostly distinct, or more than MAX_VOCABULARY) of at least
+# FREE_TEXT_WORDS words and more than FREE_TEXT_CHARS characters on average are free text (Ludwig's text
+# type): no vocabulary or hash buckets of whole values; left out, to be declared with `text:`. Shorter
+# phrases (CSV) become lists of words.
+FREE_TEXT_WORDS = 3
+FREE_TEXT_CHARS = 30
 # Words of free text kept at most, and the longest text (in words, at LENGTH_PERCENTILE) worth one
 # input per word position; longer text needs a text encoder the built-in networks do not have.
 MAX_TOKENS = 1000
@@ -41,8 +60,17 @@ LENGTH_PERCENTILE = 95
 # skewness exceeds SKEWED are filled with the median instead of the mean.
 INDICATOR_SHARE = 0.05
 SKEWED = 1.0
+# Numbers of more than MAX_CLASSES distinct values whose skewness exceeds HEAVY_SKEW (an exponential's is 2)
+# get a commented `bins: {auto: BINS}` alternative: standardised, their tail squeezes most rows together.
+HEAVY_SKEW = 2.0
+BINS = 10
 # Columns named like this whose values are all distinct are identifiers, not inputs.
 _ID_NAME = re.compile(r"(^|[^a-z])(id|index|key|uuid)$|^(id|index)([^a-z]|$)", re.IGNORECASE)
+# Whole numbers with more than MAX_CLASSES distinct values are ids, hashed, when their name ends like a code's
+# (`zip`, `zip_code`, `productId`, `sku`) or a CSV writes them with leading zeros and 3 digits or more
+# (`02134`, as no quantity is written); fewer distinct values stay numbers, with a hint.
+_CODE_NAME = re.compile(r"(^|_)(id|code|zip|zipcode|postcode|sku|key)$")
+_ZERO_PADDED = re.compile(r"^0\d{2,}$")
 _IMAGE_FILE = re.compile(r"\.(png|jpe?g)$", re.IGNORECASE)
 # Image files whose headers are read to decide an image column.
 IMAGE_FILES_CHECKED = 200
@@ -58,6 +86,8 @@ class Decision:
     why: dict[str, str] = field(default_factory=dict)
     note: str = ""
     name: str = ""
+    # Commented alternatives (key, value, reason), shown after the entry for the reviewer to swap in.
+    alternatives: list[tuple[str, Any, str]] = field(default_factory=list)
 
     def leave_out(self, note: str) -> Decision:
         self.entry, self.note = None, note
@@ -117,18 +147,18 @@ def _flat(value: Any) -> list:
 
 
 def column_decision(header: str, table: Table, base_dir: Path) -> Decision:
-    d, values = Decision(header), table.sample.get(header, [])
-    if not values:
+    d, raw = Decision(header), table.sample.get(header, [])
+    if not raw:
         why = "an object array (np.load needs allow_pickle)" if table.format == "npz" else "blank in every row"
         return d.leave_out(f"{why}; nothing to learn from")
-    values = _typed(values, table)
+    values = _typed(raw, table)
     kind, dtype = _kind(values), table.dtypes.get(header)
     if dtype is not None and dtype.kind == "b":
         kind = "true/false values: save them as 0 and 1"
     if dtype == np.uint8 and np.ndim(values[0]) == 3 and len(values[0][0][0]) in (1, 2, 3, 4):
         return _pixels(d, values, table)
     if kind in ("int", "number"):
-        return _number_feature(d, values, table, kind)
+        return _number_feature(d, values, table, kind, raw)
     if kind == "list":
         return _list_feature(d, values, table)
     if kind == "bytes":
@@ -143,7 +173,7 @@ def column_decision(header: str, table: Table, base_dir: Path) -> Decision:
     return d.leave_out(kind)
 
 
-def _number_feature(d: Decision, values: list, table: Table, kind: str) -> Decision:
+def _number_feature(d: Decision, values: list, table: Table, kind: str, raw: list) -> Decision:
     x = np.asarray(values, dtype=np.float64)
     distinct, lo, hi = len(np.unique(x)), x.min(), x.max()
     if distinct == 1:
@@ -154,6 +184,8 @@ def _number_feature(d: Decision, values: list, table: Table, kind: str) -> Decis
         and (_ID_NAME.search(d.header) or hi - lo == distinct - 1)
     ):
         return d.leave_out(f"a different whole number in every row ({_n(lo)}..{_n(hi)}): an identifier")
+    if kind == "int" and distinct > MAX_CLASSES and (code := _code_like(d.header, raw, table)):
+        return _ids(d, Counter(values), table, "whole numbers", code)
     d.entry = {"dtype": "int64" if kind == "int" else "float32", "shape": []}
     whole = bool(np.all(x == np.round(x)))
     what = "whole numbers" if whole else "numbers"
@@ -166,7 +198,57 @@ def _number_feature(d: Decision, values: list, table: Table, kind: str) -> Decis
             + ("; for unordered codes use dtype: string, vocabulary: auto" if table.format == "csv" else "")
         )
     d.entry["preprocess"] = {"normalize": "auto"}
+    if distinct > MAX_CLASSES and abs(skew := _skewness(x)) > HEAVY_SKEW:
+        d.alternatives.append(
+            ("bins", {"auto": BINS}, f"in place of preprocess: skewness {skew:.1f}; {BINS} bins of equal counts")
+        )
     _missing(d, table, x, "median" if whole else None)
+    return d
+
+
+def _code_like(header: str, raw: list, table: Table) -> str:
+    """Why whole numbers look like ids or codes (their name, their leading zeros), or ``""``."""
+    name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", header).lower()
+    if _CODE_NAME.search(name):
+        return f"named like a code ({header!r})"
+    if table.format == "csv" and (padded := next((v.strip() for v in raw if _ZERO_PADDED.match(v.strip())), None)):
+        return f"written with leading zeros ({padded})"
+    return ""
+
+
+def hash_buckets(distinct: int) -> int:
+    """The hash buckets for ``distinct`` values: the next power of two at or above ``HASH_PER_VALUE``
+    times as many, at most ``MAX_HASH_BUCKETS``: 64 for 20 values, 4096 for 1500."""
+    return min(MAX_HASH_BUCKETS, 1 << (HASH_PER_VALUE * distinct - 1).bit_length())
+
+
+def _encoded(ids: int) -> str:
+    """How ``ids`` ids reach the network by default (``Feature.encoded_as``), said for a comment."""
+    if ids <= ONE_HOT_MAX:
+        return "one-hot"
+    return f"embedded in {embedding_size(ids)} dims (the default above {ONE_HOT_MAX} ids)"
+
+
+def _ids(d: Decision, counts: Counter, table: Table, what: str, why: str) -> Decision:
+    """``hash_buckets`` for ids or codes (strings, or whole numbers): ``why`` says why they are ids; left out
+    as identifiers when most rows hold a value no other sampled row holds."""
+    distinct, n = len(counts), sum(counts.values())
+    singles = sum(1 for c in counts.values() if c == 1)
+    rows = _rows(table, n, d.header)
+    if singles > UNSEEN_SHARE * n:
+        return d.leave_out(f"{distinct} distinct {what} {rows}, {singles} seen once: an identifier, not a category")
+    buckets = hash_buckets(distinct)
+    dtype = "string" if what == "strings" else "int64"
+    d.entry = {"dtype": dtype, "shape": [], "hash_buckets": buckets}
+    d.why["dtype"] = f"{distinct} distinct {what} {rows}, {why}: ids, hashed (unseen values too)"
+    capped = f", at most {MAX_HASH_BUCKETS}" if buckets == MAX_HASH_BUCKETS else ""
+    d.why["hash_buckets"] = f"{HASH_PER_VALUE} x {distinct}, to a power of two{capped}; {_encoded(buckets)}"
+    if dtype == "string":
+        alternative = ("vocabulary", "auto", "in place of hash_buckets: exact ids of the training values")
+    else:
+        alternative = ("preprocess", {"normalize": "auto"}, "in place of hash_buckets, if they are amounts")
+    d.alternatives.append(alternative)
+    _missing(d, table, None, "most_frequent")
     return d
 
 
@@ -257,22 +339,35 @@ def _pixels(d: Decision, values: list, table: Table) -> Decision:
 
 
 def _string_feature(d: Decision, values: list[str], table: Table) -> Decision:
+    """Categories (a vocabulary; hash buckets past MAX_VOCABULARY), ids (hash buckets), short phrases (a
+    list of words), free text or identifiers (left out), by how often values repeat and how long they are."""
     counts = Counter(values)
     distinct, rows = len(counts), _rows(table, len(values), d.header)
     if distinct == 1:
         return d.leave_out(f"{values[0]!r} in every row; nothing to learn from")
-    if distinct * REPEATS <= len(values):
+    repeating = distinct * REPEATS <= len(values)
+    if repeating and distinct <= MAX_VOCABULARY:
         d.entry = {"dtype": "string", "shape": [], "vocabulary": "auto"}
         d.why["vocabulary"] = f"{distinct} distinct strings {rows}: a vocabulary"
         _rare_values(d, counts)
+        ids = sum(1 for n in counts.values() if n >= d.entry.get("min_count", 1)) + d.entry.get("oov_buckets", 0)
+        d.why["vocabulary"] += f", {_encoded(ids)}" if ids <= ONE_HOT_MAX else f" of about {ids} ids, {_encoded(ids)}"
         _missing(d, table, None, "most_frequent")
         return d
     words = [len(v.split()) for v in values]
-    if np.mean(words) < 2:
-        return d.leave_out(f"{distinct} distinct strings {rows}, one word each: an identifier, not a category")
+    mean_words, mean_chars = float(np.mean(words)), float(np.mean([len(v) for v in values]))
+    if mean_words >= FREE_TEXT_WORDS and mean_chars > FREE_TEXT_CHARS:
+        return d.leave_out(
+            f"free text ({distinct} distinct of {len(values)}, {mean_words:.0f} words a value on average): "
+            "no vocabulary or hash buckets; declare it with `text: {...}`"
+        )
+    if repeating:
+        return _ids(d, counts, table, "strings", f"more than {MAX_VOCABULARY} for a vocabulary")
+    if mean_words < 2:
+        return _ids(d, counts, table, "strings", f"one word each, under {REPEATS} rows a value")
     if table.format != "csv":
-        return d.leave_out("free text; store it as a list of words to use it as tokens")
-    return _text_feature(d, words, [t for v in values for t in v.split()], table, "free text")
+        return d.leave_out("short phrases; store them as lists of words to use them as tokens")
+    return _text_feature(d, words, [t for v in values for t in v.split()], table, "short phrases")
 
 
 def _rare_values(d: Decision, counts: Counter) -> None:

@@ -123,3 +123,42 @@ def test_record_files_are_read_from_their_examples(tmp_path, capsys):
     assert "note: no eval records were found" in capsys.readouterr().out
     data = yaml.safe_load((tmp_path / "c" / "data" / "held.yaml").read_text())
     assert data == {"train": held_out, "eval": held_out, "test": None}
+
+
+def test_hashed_ids_and_codes_train_without_edits(tmp_path, capsys):
+    """Ids and codes proposed as `hash_buckets` (strings past 1000 values, a code with leading zeros), free text
+    left out: the records are written and the network learns the label each postcode stands for."""
+    rng = np.random.default_rng(0)
+    secret = rng.integers(0, 2, size=60)  # the label of each postcode
+    rows = []
+    for i in range(3000):
+        code = int(rng.integers(0, 60))
+        rows.append(
+            [
+                f"{code * 131:05d}",  # 00000..07729: leading zeros
+                f"item{int(rng.integers(0, 1500))}",  # 1500 items, past a vocabulary
+                f"{rng.lognormal(3, 1.2):.2f}",
+                f"order {i} arrived {' '.join(rng.choice(['late', 'early', 'broken', 'fine'], size=4))}",
+                int(secret[code]),
+            ]
+        )
+    _csv(tmp_path / "orders.csv", ["postcode", "item", "amount", "comment", "y"], rows)
+    conf, records = tmp_path / "conf", tmp_path / "records"
+    assert (
+        main(["init", str(tmp_path / "orders.csv"), "--label", "y", "--output", str(conf), "--records", str(records)])
+        == 0
+    )
+    out = capsys.readouterr().out
+    spec = yaml.safe_load((conf / "features" / "orders.yaml").read_text())
+    assert spec["features"]["postcode"] == {"dtype": "int64", "shape": [], "hash_buckets": 128}
+    assert spec["features"]["item"]["hash_buckets"] == 4096 and "comment" not in spec["features"]
+    write, train = out.split("next:\n")[1].splitlines()
+    assert main(shlex.split(write)[1:]) == 0
+    run = tmp_path / "run"
+    result = factory_train(
+        *shlex.split(train)[1:], "train.max_steps=300", "train.eval_every_steps=300", "train.progress=none",
+        f"hydra.run.dir={run}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test"]["test_accuracy"] >= 0.75, summary

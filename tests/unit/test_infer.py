@@ -4,6 +4,7 @@ writes, and every error (exit 2, one line, nothing written). No TensorFlow."""
 from __future__ import annotations
 
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 import yaml
 
 from factory.cli import main
+from factory.features import infer_columns
 from factory.features.images import encode_png
 from factory.features.spec import FeatureSpec
 from tests import helpers
@@ -81,10 +83,12 @@ def test_csv_columns_become_numbers_vectors_vocabularies_and_words(tmp_path, cap
     }
     assert set(f) == {"x", "n", "color", "city", "vec", "var", "words"}
     left = p["text"].split("# Left out")[1]
-    assert "note: free text of up to 120 words" in left and "needs a text encoder" in left
+    assert "note: free text (200 distinct of 200, 120 words a value on average)" in left
+    assert "no vocabulary or hash buckets; declare it with `text: {...}`" in left
     assert "user_id: a different whole number in every row (1000..1199): an identifier" in left
     assert "const: 7 in every row" in left
     assert "left out 'note'" in p["out"] and "left out 'user_id'" in p["out"]
+    assert "--split train=0.8,eval=0.1,test=0.1 --ignore-unknown" in p["out"]  # the columns left out
     assert p["spec"]["labels"]["y"] == {"dtype": "string", "shape": [], "vocabulary": ["a", "b"]}
 
 
@@ -165,6 +169,128 @@ def test_a_column_of_image_file_paths_is_an_image_feature(tmp_path, capsys):
     p = proposal(tmp_path, capsys, "files.csv", "\n".join(rows) + "\n", "label")
     assert p["spec"]["features"]["picture"]["shape"] == [4, 6, 1]
     assert "PNG files, 4x6 with 1 channels" in p["text"]
+
+
+# -- categories, ids and free text -------------------------------------------------------------
+
+
+def _shop_csv(n: int = 3000) -> str:
+    """Strings and whole numbers of every cardinality: categories, ids, codes, free text, identifiers."""
+    rng = np.random.default_rng(3)
+    lines = ["city,item,user,session,zip_code,area,productId,orderId,day,visits,amount,bio,y"]
+    order_ids = rng.permutation(10**6)[:n]
+    for i in range(n):
+        user = f"u{i % 600}" if i < 1800 else f"guest{i}"  # 600 regulars 3 rows each, 1200 seen once
+        zip_code = "" if i % 50 == 0 else f"{(i * 7) % 150:05d}"  # 2% blank
+        bio = f"member {i} who likes {' and '.join(rng.choice(VOCABULARY, size=3))} things"
+        lines.append(
+            f"{['paris', 'rome', 'oslo', 'lima'][i % 4]},item{i % 1200},{user},s{i},{zip_code},0{100 + i % 40},"
+            f"{(i % 500) * 3},{order_ids[i]},{1 + i % 28:02d},{(i * 37) % 300},{rng.lognormal(3, 1.2):.2f},{bio},"
+            f"{i % 2}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def test_many_distinct_strings_ids_and_codes_get_hash_buckets(tmp_path, capsys):
+    p = proposal(tmp_path, capsys, "shop.csv", _shop_csv(), "y")
+    f, text = p["spec"]["features"], p["text"]
+    assert f["city"] == {"dtype": "string", "shape": [], "vocabulary": "auto"}
+    assert "4 distinct strings in 3000 rows: a vocabulary, one-hot" in text
+    # past 1000 distinct values: 2 x 1200 -> 4096 buckets, embedded by default
+    assert f["item"] == {"dtype": "string", "shape": [], "hash_buckets": 4096}
+    assert "1200 distinct strings in 3000 rows, more than 1000 for a vocabulary: ids, hashed" in text
+    assert "# 2 x 1200, to a power of two; embedded in 64 dims (the default above 50 ids)" in text
+    assert "# vocabulary: auto  # in place of hash_buckets: exact ids of the training values" in text
+    # one word, mostly distinct, but most rows share their value: ids
+    assert f["user"] == {"dtype": "string", "shape": [], "hash_buckets": 4096}
+    assert "1800 distinct strings in 3000 rows, one word each, under 2 rows a value: ids" in text
+    # whole numbers named like codes or written with leading zeros; blanks filled with the most frequent
+    assert f["zip_code"] == {
+        "dtype": "int64",
+        "shape": [],
+        "hash_buckets": 512,
+        "missing": {"fill": "most_frequent", "indicator": False},
+    }
+    assert "147 distinct whole numbers in the 2940 rows that have one, named like a code ('zip_code')" in text
+    assert f["area"] == {"dtype": "int64", "shape": [], "hash_buckets": 128}
+    assert "40 distinct whole numbers in 3000 rows, written with leading zeros (0100): ids" in text
+    assert "# 2 x 40, to a power of two; embedded in 24 dims" in text
+    assert f["productId"]["hash_buckets"] == 1024 and "named like a code ('productId')" in text
+    assert "# preprocess: {normalize: auto}  # in place of hash_buckets, if they are amounts" in text
+    # numbers stay numbers: 2-digit days, counts without a code's name; a heavy tail gets a bins hint
+    for name in ("day", "visits", "amount"):
+        assert f[name]["preprocess"] == {"normalize": "auto"} and "hash_buckets" not in f[name]
+    assert "# bins: {auto: 10}  # in place of preprocess: skewness" in text
+    assert text.count("# bins:") == 1
+    left = text.split("# Left out")[1]
+    assert "session: 3000 distinct strings in 3000 rows, 3000 seen once: an identifier, not a category" in left
+    assert "orderId: 3000 distinct whole numbers in 3000 rows, 3000 seen once: an identifier" in left
+    assert "bio: free text (3000 distinct of 3000, 10 words a value on average): no vocabulary or hash buckets" in left
+    assert set(f) == {"city", "item", "user", "zip_code", "area", "productId", "day", "visits", "amount"}
+
+
+def test_commented_alternatives_swapped_in_make_valid_specs(tmp_path, capsys):
+    """Each `# key: value  # in place of other` line, uncommented in place of `other`, still loads."""
+    text = proposal(tmp_path, capsys, "shop.csv", _shop_csv(), "y")["text"]
+    spec, feature, swapped = yaml.safe_load(text), None, []
+    for line in text.splitlines():
+        if m := re.match(r"^  (\w+):$", line):
+            feature = m.group(1)
+        elif m := re.match(r"^    # (\w+): (.+?)\s+# in place of (\w+)", line):
+            key, value, replaced = m.groups()
+            entry = dict(spec["features"][feature])
+            del entry[replaced]
+            entry[key] = yaml.safe_load(value)
+            FeatureSpec.from_dict({**spec, "features": {**spec["features"], feature: entry}})
+            swapped.append((feature, key))
+    assert sorted(swapped) == [
+        ("amount", "bins"),
+        ("area", "preprocess"),
+        ("item", "vocabulary"),
+        ("productId", "preprocess"),
+        ("user", "vocabulary"),
+        ("zip_code", "preprocess"),
+    ]
+
+
+def test_jsonl_ids_phrases_and_free_text(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    rows = []
+    for i in range(400):
+        rows.append(
+            {
+                "handle": f"h{i % 150}" if i < 300 else f"new{i}",  # 150 handles 2 rows each, 100 seen once
+                "uuid": f"{rng.integers(0, 2**62):x}",
+                "title": f"{rng.choice(VOCABULARY)} chair {i}",
+                "review": f"arrived {' '.join(rng.choice(VOCABULARY, size=6))} and works (order {i})",
+                "postcode": f"0{1000 + i % 40}",  # a string in JSON: a vocabulary
+                "y": i % 3,
+            }
+        )
+    p = proposal(tmp_path, capsys, "users.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n", "y")
+    f, left = p["spec"]["features"], p["text"].split("# Left out")[1]
+    assert f["handle"] == {"dtype": "string", "shape": [], "hash_buckets": 512}
+    assert f["postcode"] == {"dtype": "string", "shape": [], "vocabulary": "auto"}
+    assert "uuid: 400 distinct strings in 400 rows, 400 seen once: an identifier" in left
+    assert "title: short phrases; store them as lists of words" in left
+    assert "review: free text (400 distinct of 400, 11 words a value on average)" in left
+    assert set(f) == {"handle", "postcode"}
+
+
+def test_free_text_is_never_hashed_though_its_values_repeat(tmp_path, capsys):
+    rng = np.random.default_rng(5)
+    texts = [f"the parcel {k} came {' '.join(rng.choice(VOCABULARY, size=3))}" for k in range(1100)]
+    rows = "".join(f"{texts[i % 1100]},{i % 7},{i % 2}\n" for i in range(2400))  # each text in 2 or 3 rows
+    p = proposal(tmp_path, capsys, "notes.csv", "note,x,y\n" + rows, "y")
+    assert "note: free text (1100 distinct of 2400, 7 words a value on average)" in p["text"]
+    assert "hash_buckets" not in p["text"] and set(p["spec"]["features"]) == {"x"}
+
+
+@pytest.mark.parametrize(
+    ("distinct", "buckets"), [(2, 4), (20, 64), (32, 64), (33, 128), (1500, 4096), (16384, 32768), (10**6, 32768)]
+)
+def test_hash_buckets_are_a_power_of_two_at_least_twice_the_distinct_values(distinct, buckets):
+    assert infer_columns.hash_buckets(distinct) == buckets
 
 
 # -- names, missing values, labels --------------------------------------------------------------
@@ -261,7 +387,7 @@ def test_the_config_dir_holds_an_experiment_and_data_for_factory_train(tmp_path,
     assert experiment["train"] == {"batch_size": 16, "max_steps": 1500, "eval_every_steps": 50}
     assert "240 training rows: 15 steps an epoch" in text
     assert experiment["early_stop"]["monitor"] == "val_accuracy"
-    assert "factory write --features" in p["out"] and "--split train=0.8,eval=0.1,test=0.1" in p["out"]
+    assert "factory write --features" in p["out"] and "--split train=0.8,eval=0.1,test=0.1\n" in p["out"]
     assert f"factory-train --config-dir {p['dir']} experiment=small" in p["out"]
 
 
