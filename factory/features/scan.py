@@ -35,6 +35,7 @@ from factory.features.parsing import storage_dtype
 from factory.features.pipeline import explain_errors
 from factory.features.reading import count_records, lacks, record_keys, resolve_files
 from factory.features.statistics import Statistic, describe_entry
+from factory.features.text import batch_counts
 from factory.features.tfrecord import compression_of
 from factory.features.transform import decode_images
 from factory.run_dir import STATISTICS, read_json, write_json
@@ -73,9 +74,12 @@ class Column:
             self.sample = None if feature.dtype == "string" else Sample(1)
         self.statistic: Statistic | None = Statistic.of(feature) if auto else None
 
-    def add(self, values: np.ndarray, lengths: np.ndarray, keys: np.ndarray | None = None) -> None:
-        """One batch: the flat ``values`` of its records, the number of values per record and (for the
-        summary's sample) a draw per record, shared by every feature of the batch."""
+    def add(
+        self, values: np.ndarray, lengths: np.ndarray, keys: np.ndarray | None = None, tokens: Sequence | None = None
+    ) -> None:
+        """One batch: the flat ``values`` of its records, the number of values per record, (for the
+        summary's sample) a draw per record, shared by every feature of the batch, and a text's
+        ``tokens`` (``factory.features.text.batch_counts``)."""
         if self.f.missing is not None:
             values, lengths = _without_markers(self.f, values, lengths)
         missing = int(np.count_nonzero(lengths == 0))
@@ -90,6 +94,9 @@ class Column:
         elif self.data is not None:
             self.data.add(batch)
         if self.statistic is None:
+            return
+        if tokens is not None:
+            self.statistic.fit((*tokens, len(values)), missing)
             return
         if f.variable and not f.ragged and f.max_length is not None:
             # Training truncates to max_length elements; count what it keeps.
@@ -206,6 +213,8 @@ def scan(
                 # One encoded image per record that has one; a record with several is reported below.
                 values = decode_images(f, values)
             out[f.name] = (values, lengths)
+            if f.text is not None and f.name in auto:  # tokens counted by the tokenizer serving uses
+                out[f.name] += batch_counts(f.text, values)
         return out
 
     batch_size = _batch_size(features)
@@ -218,13 +227,13 @@ def scan(
         for batch in ds.prefetch(2):
             keys = draws.random(int(batch[""]))
             for f in features:
-                values, lengths = (t.numpy() for t in batch[f.name])
+                values, lengths, *tokens = (t.numpy() for t in batch[f.name])
                 _check_lengths(f, lengths, located, total)
                 if f.required and f.name in auto and not lengths.all():
                     # Training would stop on this record: say so now, not "no values to compute".
                     path, i = located(total + int(np.flatnonzero(lengths == 0)[0]))
                     raise lacks(path, i, f.name, f.describe(), record_keys(path, i, compression))
-                columns[f.name].add(values, lengths, keys)
+                columns[f.name].add(values, lengths, keys, tokens or None)
             total += int(batch[""])
     return paths, total, columns
 

@@ -10,6 +10,7 @@ imported only inside the graph methods: the TF-free ``FeatureSpec`` imports this
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -426,6 +427,82 @@ class Bins(Statistic):
         return tf.ragged.map_flat_values(bucketize, x) if isinstance(x, tf.RaggedTensor) else bucketize(x)
 
 
+class TextVocabulary(Statistic):
+    """``text:``: the tokens of the training texts (``factory.features.text.tokens``) by descending count,
+    ties in string order; tokens seen fewer than ``min_count`` times are left out, then all but the
+    ``max_tokens`` most frequent (``TEXT_MAX_TOKENS`` for ``auto``). ``tf_idf`` also gets each kept
+    token's IDF weight, ``log(1 + documents / (1 + df))``, ``df`` the texts holding it (a record
+    without the feature is an empty text and counts as a document).
+
+    ``fit`` takes one batch's ``(tokens, counts, documents)`` as the pass over the records computes
+    them in TensorFlow (``factory.features.text.batch_counts``), and the number of texts.
+    """
+
+    kind = "text"
+
+    def __init__(self, feature: Feature):
+        super().__init__(feature)
+        self.counts: Counter[bytes] = Counter()
+        self.documents: Counter[bytes] = Counter()
+        self.texts = 0
+
+    def fit(self, values: tuple[np.ndarray, np.ndarray, np.ndarray, int], missing: int = 0) -> None:
+        tokens, counts, documents, texts = values
+        self.texts += texts + missing
+        for counter, numbers in ((self.counts, counts), (self.documents, documents)):
+            get = counter.get
+            for token, n in zip(tokens.tolist(), numbers.tolist(), strict=True):
+                counter[token] = get(token, 0) + n
+
+    def _fitted(self) -> dict[str, Any]:
+        f, text = self.feature, self.feature.text
+        try:
+            counts = {token.decode(): n for token, n in self.counts.items()}
+        except UnicodeDecodeError:
+            raise RecordError(
+                f"features.{f.name}: a training text is not UTF-8; `text` reads UTF-8 strings, so write them as such"
+            ) from None
+        values = ranked(counts)
+        kept = [token for token, n in values if n >= text.min_count][: text.kept]
+        if not kept:
+            why = (
+                f"no token is seen {text.min_count} times or more; lower `text.min_count`"
+                if values
+                else "they hold no tokens"
+            )
+            raise RecordError(f"features.{f.name}: `text` found no tokens to keep in the training records: {why}")
+        entry: dict[str, Any] = {
+            "vocabulary": kept,
+            "texts": self.texts,
+            "tokens": int(sum(counts.values())),
+            "distinct": len(values),
+        }
+        if text.output == "tf_idf":
+            documents = self.documents
+            entry["idf"] = [float(np.log1p(self.texts / (1 + documents[token.encode()]))) for token in kept]
+        return {"text": entry}
+
+    def _declared(self) -> dict[str, Any]:
+        t = self.feature.text
+        keys = ("split", "lowercase", "strip_punctuation", "ngrams", "max_tokens", "min_count", "output")
+        return {f"text.{key}": getattr(t, key) for key in keys}
+
+    def write(self, declaration: dict[str, Any], entry: Mapping[str, Any]) -> None:
+        text, learnt = declaration["text"], entry["text"]
+        text["vocabulary"] = list(learnt["vocabulary"])
+        if "idf" in learnt:
+            text["idf"] = list(learnt["idf"])
+
+    def drop(self, declaration: dict[str, Any]) -> None:
+        # Reading records as stored: a plain string, empty when the record lacks it.
+        del declaration["text"]
+        declaration.setdefault("default", "")
+
+    @staticmethod
+    def describe(entry: Mapping[str, Any]) -> str:
+        return f"{len(entry['text']['vocabulary'])} tokens (of {entry['text']['distinct']})"
+
+
 class Together(Statistic):
     """Several kinds of one feature (``missing.fill`` with ``normalize: auto`` or ``vocabulary: auto``),
     fitted on the same values; one entry holds them all."""
@@ -458,7 +535,9 @@ class Together(Statistic):
         return [p for part in self.parts for p in part.problems(entry)]
 
 
-KINDS: dict[str, type[Statistic]] = {kind.kind: kind for kind in (Fill, Normalization, Vocabulary, Bins)}
+KINDS: dict[str, type[Statistic]] = {
+    kind.kind: kind for kind in (Fill, Normalization, Vocabulary, Bins, TextVocabulary)
+}
 
 
 def describe_entry(entry: Mapping[str, Any]) -> str:

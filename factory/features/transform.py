@@ -8,7 +8,7 @@ Three stages, each a function of a dict of batched tensors:
 - ``augment``: raw -> raw, training only, stateless random ops seeded per
   batch (so a resumed run repeats the same augmentation).
 - ``preprocess``: raw -> model inputs. Missing values filled, vocabulary
-  lookup or hashing, cast, scale, normalize, pad/truncate. Training, evaluation and both serving signatures
+  lookup or hashing, text to tokens (``factory.features.text``), cast, scale, normalize, pad/truncate. Training, evaluation and both serving signatures
   call this same method, so they cannot disagree; the lookup and the
   normalisation are the statistics' own ``apply``
   (``factory.features.statistics``).
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import tensorflow as tf
 
 from factory.errors import ConfigError
+from factory.features import text
 from factory.features.feature import MISSING_VALUE, Augment, Feature, shape_str
 from factory.features.statistics import Bins, Normalization, Vocabulary
 
@@ -39,6 +40,7 @@ class FeatureTransform(tf.Module):
         super().__init__(name="feature_transform")
         self.spec = spec
         self._tables = {f.name: Vocabulary(f).table() for f in spec.all() if f.vocabulary is not None}
+        self._tables.update({f.name: text.table(f.text) for f in spec.features if f.text is not None})
         # Attribute tracking for SavedModel export.
         self.tables = list(self._tables.values())
 
@@ -86,6 +88,8 @@ class FeatureTransform(tf.Module):
         return out
 
     def preprocess_one(self, f: Feature, x):
+        if f.text is not None:
+            return text.encode(f.text, self._tables[f.name], x)
         if f.vocabulary is not None:
             x = Vocabulary(f).apply(self._tables[f.name], x)
         elif f.hash_buckets is not None:

@@ -155,6 +155,16 @@ def bagged(name: str, f: Feature, x: keras.KerasTensor) -> keras.KerasTensor:
     return keras.layers.GlobalAveragePooling1D(name=layer_name(f"{name}_bag"))(vectors)
 
 
+def token_embeddings(name: str, f: Feature, x: keras.KerasTensor, mask: bool = True) -> keras.KerasTensor:
+    """The ids of a text's ``sequence`` ``[batch, length]`` -> ``[batch, length, embedding_dim]``; with
+    ``mask``, a mask over the padding (id 0), so pooling and recurrent layers leave it out."""
+    import keras  # defers TensorFlow
+
+    return keras.layers.Embedding(
+        f.text.ids, f.text.embedding_width, mask_zero=mask, name=layer_name(f"{name}_embedding")
+    )(x)
+
+
 def to_float(name: str, x: keras.KerasTensor) -> keras.KerasTensor:
     """Cast an integer (e.g. raw uint8 pixel) input to float, unscaled: scaling is ``preprocess``'s job."""
     import keras  # defers TensorFlow
@@ -178,7 +188,9 @@ def dense_inputs(features: Mapping[str, keras.KerasTensor]) -> keras.KerasTensor
       cast to float32 unchanged (no 1/255: declare ``preprocess.scale``), then
       flattened;
     - a missing-value indicator (``<name>_missing``) is one more column, after its feature;
-    - a cross (``crosses:``) is one-hot (or embedded) like a categorical feature.
+    - a cross (``crosses:``) is one-hot (or embedded) like a categorical feature;
+    - free text (``text:``) comes as its vector (``multi_hot``, ``tf_idf``), or as the mean of its
+      tokens' embeddings (``sequence``: a bag of words, padding left out).
 
     Needs the feature spec (``building``) for vocabulary sizes. Raises
     ``ConfigError`` for a feature that has no fixed size (variable length
@@ -198,6 +210,10 @@ def dense_inputs(features: Mapping[str, keras.KerasTensor]) -> keras.KerasTensor
             parts.append(keras.layers.Reshape((1,), name=layer_name(f"{name}_flat"))(x))
             continue
         f = spec.cross(name) or spec_feature(name)
+        if getattr(f, "text", None) is not None and f.text.output == "sequence":  # a bag of words: the mean embedding
+            vectors = token_embeddings(name, f, x)
+            parts.append(keras.layers.GlobalAveragePooling1D(name=layer_name(f"{name}_bag"))(vectors))
+            continue
         inner = tuple(x.shape[1:])
         pooled = f.encoded_as == "multi_hot" or (f.encoded_as == "embedding" and getattr(f, "variable", False))
         if None in inner and not pooled:  # a set or a bag takes any length

@@ -16,12 +16,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def wide_names(names: Sequence[str]) -> list[str]:
     """The inputs of the linear part: categorical features encoded one-hot (vocabularies, hash buckets,
-    bins) and the crosses; everything else (numbers, embeddings, images, indicators) goes deep."""
+    bins), the crosses and texts as ``multi_hot`` or ``tf_idf`` vectors (sparse columns); everything
+    else (numbers, embeddings, token sequences, images, indicators) goes deep."""
     spec = current_spec()
     wide = []
     for name in names:
         item = spec.cross(name) or next((f for f in spec.features if f.name == name), None)
-        if item is not None and item.encoded_as == "one_hot":
+        text = getattr(item, "text", None)
+        if item is not None and (item.encoded_as == "one_hot" or (text is not None and text.output != "sequence")):
             wide.append(name)
     return wide
 

@@ -88,3 +88,18 @@ def test_every_readme_command_runs(tmp_path):
     assert len(predictions) == 30 and {"index", "class_ids", "probabilities", "classes"} <= set(predictions[0])
     assert {p["classes"] for p in predictions} <= {"setosa", "versicolor", "virginica"}
     assert len([p for p in (work / "multirun" / "dropout").iterdir() if p.name.isdigit()]) == 2
+    # ...and "Columns of every kind": the title's words learnt before training, the raw columns served.
+    movies = work / "runs" / "movies"
+    stats = json.loads((movies / "statistics.json").read_text())["features"]
+    assert len(stats["title"]["text"]["vocabulary"]) == 3780 and len(stats["year"]["bins"]) == 7
+    child = (
+        "import sys, tensorflow as tf\n"
+        "m = tf.saved_model.load(sys.argv[1])\n"
+        "out = m.signatures['serving_default'](title=tf.constant(['Toy Story']), director=tf.constant(['John Lasseter']),"
+        " year=tf.constant([1995], tf.int64), runtime=tf.constant([81.0]), genre=tf.constant(['Animation']))\n"
+        "print(float(out['probability'].numpy()[0]))\n"
+    )
+    served = subprocess.run(
+        [sys.executable, "-c", child, str(movies / "export" / "best" / "current")], capture_output=True, text=True
+    )
+    assert served.returncode == 0 and 0.0 < float(served.stdout) < 1.0, served.stderr[-2000:]

@@ -24,11 +24,11 @@ BAD_COMMAND_LINES = [
     (["train.batchsize=3"], "train.batchsize: unknown key (did you mean 'batch_size'?)"),
     (
         ["network=mpl"],
-        "network: there is no config 'mpl' in the 'network' group (did you mean 'mlp'?); available: cnn, linear, mlp, wide_deep",
+        "network: there is no config 'mpl' in the 'network' group (did you mean 'mlp'?); available: cnn, linear, mlp, text, wide_deep",
     ),
     (
         ["network.name=mpl"],
-        "network.name: unknown network 'mpl' (did you mean 'mlp'?); known: cnn, linear, mlp, wide_deep",
+        "network.name: unknown network 'mpl' (did you mean 'mlp'?); known: cnn, linear, mlp, text, wide_deep",
     ),
     (["network=mlp", "network.hiden=[3]"], "network.hiden: unknown key (did you mean 'hidden'?)"),
     (

@@ -119,7 +119,7 @@ def test_unknown_name_lists_the_known_ones_with_did_you_mean():
     with pytest.raises(ConfigError) as err:
         get_network("mpl")
     assert err.value.problems == [
-        "network.name: unknown network 'mpl' (did you mean 'mlp'?); known: cnn, linear, mlp, wide_deep; "
+        "network.name: unknown network 'mpl' (did you mean 'mlp'?); known: cnn, linear, mlp, text, wide_deep; "
         "register yours with @register_network or list its module under imports:"
     ]
 
@@ -183,7 +183,7 @@ def test_check_params_of_builtins():
 def test_split_network_group():
     assert split_network_group({"name": "mlp", "hidden": [64]}) == ("mlp", {"hidden": [64]})
     with pytest.raises(
-        ConfigError, match=r"network\.name: required key is missing; known networks: cnn, linear, mlp, wide_deep"
+        ConfigError, match=r"network\.name: required key is missing; known networks: cnn, linear, mlp, text, wide_deep"
     ):
         split_network_group({"hidden": [64]})
 
