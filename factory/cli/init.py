@@ -276,8 +276,8 @@ def _report(p: infer.Proposal, paths: dict[str, Path], write: str | None, train:
 EPILOG = """\
 Each column becomes a feature: numbers (float32, int64; standardised), vectors and
 variable-length lists, strings with a vocabulary (hash buckets past 1000 distinct values),
-ids and codes in hash buckets, words of short phrases, PNG/JPEG images (bytes, .npz uint8
-arrays or image file paths); blank cells get a `missing:` fill. Columns that cannot be
-inputs (identifiers, constants, free text) are left out and named. Every decision is a
+ids and codes in hash buckets, free text and short phrases (`text:`), PNG/JPEG images
+(bytes, .npz uint8 arrays or image file paths); blank cells get a `missing:` fill. Columns
+that cannot be inputs (identifiers, constants) are left out and named. Every decision is a
 comment in the YAML written: review it, then run the commands printed.
 """

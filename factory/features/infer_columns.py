@@ -357,17 +357,22 @@ def _string_feature(d: Decision, values: list[str], table: Table) -> Decision:
     words = [len(v.split()) for v in values]
     mean_words, mean_chars = float(np.mean(words)), float(np.mean([len(v) for v in values]))
     if mean_words >= FREE_TEXT_WORDS and mean_chars > FREE_TEXT_CHARS:
-        return d.leave_out(
-            f"free text ({distinct} distinct of {len(values)}, {mean_words:.0f} words a value on average): "
-            "no vocabulary or hash buckets; declare it with `text: {...}`"
-        )
+        return _free_text(d, "free text", distinct, len(values), mean_words)
     if repeating:
         return _ids(d, counts, table, "strings", f"more than {MAX_VOCABULARY} for a vocabulary")
     if mean_words < 2:
         return _ids(d, counts, table, "strings", f"one word each, under {REPEATS} rows a value")
-    if table.format != "csv":
-        return d.leave_out("short phrases; store them as lists of words to use them as tokens")
-    return _text_feature(d, words, [t for v in values for t in v.split()], table, "short phrases")
+    return _free_text(d, "short phrases", distinct, len(values), mean_words)
+
+
+def _free_text(d: Decision, what: str, distinct: int, rows: int, mean_words: float) -> Decision:
+    """Text too varied for a vocabulary of whole values: ``text``, its words the tokens."""
+    d.entry = {"dtype": "string", "shape": [], "text": {}}
+    d.why["text"] = (
+        f"{what} ({distinct} distinct of {rows}, {mean_words:.1f} words a value on average): a multi-hot vector of "
+        "the words seen twice or more, learnt from the training records; a blank cell is an empty text"
+    )
+    return d
 
 
 def _rare_values(d: Decision, counts: Counter) -> None:

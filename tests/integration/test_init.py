@@ -127,7 +127,7 @@ def test_record_files_are_read_from_their_examples(tmp_path, capsys):
 
 def test_hashed_ids_and_codes_train_without_edits(tmp_path, capsys):
     """Ids and codes proposed as `hash_buckets` (strings past 1000 values, a code with leading zeros), free text
-    left out: the records are written and the network learns the label each postcode stands for."""
+    as `text`: the records are written and the network learns the label each postcode stands for."""
     rng = np.random.default_rng(0)
     secret = rng.integers(0, 2, size=60)  # the label of each postcode
     rows = []
@@ -151,7 +151,8 @@ def test_hashed_ids_and_codes_train_without_edits(tmp_path, capsys):
     out = capsys.readouterr().out
     spec = yaml.safe_load((conf / "features" / "orders.yaml").read_text())
     assert spec["features"]["postcode"] == {"dtype": "int64", "shape": [], "hash_buckets": 128}
-    assert spec["features"]["item"]["hash_buckets"] == 4096 and "comment" not in spec["features"]
+    assert spec["features"]["item"]["hash_buckets"] == 4096
+    assert spec["features"]["comment"] == {"dtype": "string", "shape": [], "text": {}}
     write, train = out.split("next:\n")[1].splitlines()
     assert main(shlex.split(write)[1:]) == 0
     run = tmp_path / "run"

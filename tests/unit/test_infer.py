@@ -73,21 +73,15 @@ def test_csv_columns_become_numbers_vectors_vocabularies_and_words(tmp_path, cap
     assert f["city"] == {"dtype": "string", "shape": [], "vocabulary": "auto", "oov_buckets": 1, "min_count": 2}
     assert f["vec"] == {"dtype": "int64", "shape": [3], "preprocess": {"normalize": "auto"}}
     assert f["var"] == {"dtype": "int64", "shape": [None], "max_length": 4, "preprocess": {"normalize": "auto"}}
-    assert f["words"] == {
-        "dtype": "string",
-        "shape": [None],
-        "max_length": 4,
-        "vocabulary": "auto",
-        "min_count": 2,
-        "oov_buckets": 1,
-    }
-    assert set(f) == {"x", "n", "color", "city", "vec", "var", "words"}
+    # Short phrases and free text: tokens learnt from the training records, split in the graph.
+    assert f["words"] == f["note"] == {"dtype": "string", "shape": [], "text": {}}
+    assert "text: {}  # short phrases (" in p["text"] and "words a value on average): a multi-hot vector" in p["text"]
+    assert "free text (200 distinct of 200, 120.0 words a value on average): a multi-hot vector" in p["text"]
+    assert set(f) == {"x", "n", "color", "city", "vec", "var", "words", "note"}
     left = p["text"].split("# Left out")[1]
-    assert "note: free text (200 distinct of 200, 120 words a value on average)" in left
-    assert "no vocabulary or hash buckets; declare it with `text: {...}`" in left
     assert "user_id: a different whole number in every row (1000..1199): an identifier" in left
     assert "const: 7 in every row" in left
-    assert "left out 'note'" in p["out"] and "left out 'user_id'" in p["out"]
+    assert "left out 'user_id'" in p["out"]
     assert "--split train=0.8,eval=0.1,test=0.1 --ignore-unknown" in p["out"]  # the columns left out
     assert p["spec"]["labels"]["y"] == {"dtype": "string", "shape": [], "vocabulary": ["a", "b"]}
 
@@ -225,8 +219,9 @@ def test_many_distinct_strings_ids_and_codes_get_hash_buckets(tmp_path, capsys):
     left = text.split("# Left out")[1]
     assert "session: 3000 distinct strings in 3000 rows, 3000 seen once: an identifier, not a category" in left
     assert "orderId: 3000 distinct whole numbers in 3000 rows, 3000 seen once: an identifier" in left
-    assert "bio: free text (3000 distinct of 3000, 10 words a value on average): no vocabulary or hash buckets" in left
-    assert set(f) == {"city", "item", "user", "zip_code", "area", "productId", "day", "visits", "amount"}
+    assert f["bio"] == {"dtype": "string", "shape": [], "text": {}}
+    assert "free text (3000 distinct of 3000, 10.0 words a value on average)" in text
+    assert set(f) == {"city", "item", "user", "zip_code", "area", "productId", "day", "visits", "amount", "bio"}
 
 
 def test_commented_alternatives_swapped_in_make_valid_specs(tmp_path, capsys):
@@ -272,9 +267,10 @@ def test_jsonl_ids_phrases_and_free_text(tmp_path, capsys):
     assert f["handle"] == {"dtype": "string", "shape": [], "hash_buckets": 512}
     assert f["postcode"] == {"dtype": "string", "shape": [], "vocabulary": "auto"}
     assert "uuid: 400 distinct strings in 400 rows, 400 seen once: an identifier" in left
-    assert "title: short phrases; store them as lists of words" in left
-    assert "review: free text (400 distinct of 400, 11 words a value on average)" in left
-    assert set(f) == {"handle", "postcode"}
+    assert f["title"] == f["review"] == {"dtype": "string", "shape": [], "text": {}}
+    assert "short phrases (400 distinct of 400, 3.0 words a value on average)" in p["text"]
+    assert "free text (400 distinct of 400, 11.0 words a value on average)" in p["text"]
+    assert set(f) == {"handle", "postcode", "title", "review"}
 
 
 def test_free_text_is_never_hashed_though_its_values_repeat(tmp_path, capsys):
@@ -282,8 +278,12 @@ def test_free_text_is_never_hashed_though_its_values_repeat(tmp_path, capsys):
     texts = [f"the parcel {k} came {' '.join(rng.choice(VOCABULARY, size=3))}" for k in range(1100)]
     rows = "".join(f"{texts[i % 1100]},{i % 7},{i % 2}\n" for i in range(2400))  # each text in 2 or 3 rows
     p = proposal(tmp_path, capsys, "notes.csv", "note,x,y\n" + rows, "y")
-    assert "note: free text (1100 distinct of 2400, 7 words a value on average)" in p["text"]
-    assert "hash_buckets" not in p["text"] and set(p["spec"]["features"]) == {"x"}
+    assert "free text (1100 distinct of 2400, 7.0 words a value on average)" in p["text"]
+    assert "hash_buckets" not in p["text"] and p["spec"]["features"]["note"] == {
+        "dtype": "string",
+        "shape": [],
+        "text": {},
+    }
 
 
 @pytest.mark.parametrize(
