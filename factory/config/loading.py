@@ -61,10 +61,17 @@ def load_config(config: Mapping[str, Any], source: str | None = None, check_netw
     if not problems:
         named = spec.label.vocabulary is not None or spec.label.auto_vocabulary is not None
         problems += _export_problems(config.export, spec.label.task, named)
+    problems += [
+        f"compare_with: the reference models read columns of numbers, but features.{f.name}.text.output is "
+        "`sequence` (word ids in text order); use `multi_hot` or `tf_idf` for them, or drop compare_with"
+        for f in spec.features
+        if config.compare_with and f.text is not None and f.text.output == "sequence"
+    ]
     if check_network:
         try:
             plugins.import_modules(list(config.imports))
             problems += registry.check_params(config.network.name, dict(config.network.params))
+            problems += registry.raw_input_problems(config.network.name, spec)
         except ConfigError as err:
             problems += err.problems
     if problems:

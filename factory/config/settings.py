@@ -206,7 +206,9 @@ class DataConfig:
         None, "null: from the file names.", enum=(None, "none", "GZIP", "ZLIB", "gzip", "zlib")
     )
     generate: str | None = setting(
-        None, "Write a bundled dataset into `dir` when its records are missing.", enum=(None, "digits", "diabetes", "reviews")
+        None,
+        "Write a bundled dataset into `dir` when its records are missing.",
+        enum=(None, "digits", "diabetes", "reviews"),
     )
     dir: str | None = setting(None, "Where `generate` writes the records.")
 

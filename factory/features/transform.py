@@ -16,6 +16,7 @@ Three stages, each a function of a dict of batched tensors:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import tensorflow as tf
@@ -36,9 +37,11 @@ def _map_values(fn, x):
 class FeatureTransform(tf.Module):
     """Holds the vocabulary tables; a ``tf.Module`` so a SavedModel tracks them."""
 
-    def __init__(self, spec: FeatureSpec):
+    def __init__(self, spec: FeatureSpec, raw: Iterable[str] = ()):
+        """``raw``: features that ``preprocess`` leaves as read (a network that encodes them itself)."""
         super().__init__(name="feature_transform")
         self.spec = spec
+        self.raw = frozenset(raw)
         self._tables = {f.name: Vocabulary(f).table() for f in spec.all() if f.vocabulary is not None}
         self._tables.update({f.name: text.table(f.text) for f in spec.features if f.text is not None})
         # Attribute tracking for SavedModel export.
@@ -78,10 +81,12 @@ class FeatureTransform(tf.Module):
                 continue
             x = raw[f.name]
             if f.missing is not None:
-                x, missing = fill_missing(f, x)
+                filled, missing = fill_missing(f, x)
                 if f.indicator:
                     out[f.indicator] = missing
-            out[f.name] = self.preprocess_one(f, x)
+                if f.name not in self.raw:
+                    x = filled
+            out[f.name] = x if f.name in self.raw else self.preprocess_one(f, x)
         for cross in self.spec.crosses:
             if all(name in out for name in cross.features):
                 out[cross.name] = cross_ids([out[name] for name in cross.features], cross.hash_buckets)

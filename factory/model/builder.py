@@ -20,7 +20,7 @@ from factory.features.spec import FeatureSpec
 from factory.features.statistics import Normalization
 from factory.names import HEAD, OUTPUTS, output_names
 from factory.networks.common import building
-from factory.networks.registry import check_params, get_network
+from factory.networks.registry import check_params, get_network, raw_inputs
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -82,8 +82,12 @@ def build_model(spec: FeatureSpec, network: str, params: Mapping[str, Any] | Non
     import keras  # defers TensorFlow
 
     inputs = {}
+    raw = raw_inputs(network)
     for f in spec.features:
-        inputs[f.name] = keras.Input(shape=f.output_shape, dtype=f.output_dtype, name=f.name)
+        if f.name in raw:  # as read: what serving_default takes
+            inputs[f.name] = keras.Input(shape=f.shape, dtype=f.dtype, name=f.name)
+        else:
+            inputs[f.name] = keras.Input(shape=f.output_shape, dtype=f.output_dtype, name=f.name)
         if f.indicator:  # 1.0 where the value was missing and filled
             inputs[f.indicator] = keras.Input(shape=(), dtype="float32", name=f.indicator)
     for cross in spec.crosses:  # hashed ids of combined categories

@@ -35,7 +35,7 @@ import importlib.metadata
 import inspect
 import re
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from factory.errors import ConfigError, FactoryError
@@ -43,6 +43,8 @@ from factory.validation import did_you_mean, type_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from importlib.metadata import EntryPoint
+
+    from factory.features.spec import FeatureSpec
 
 ENTRY_POINT_GROUP = "factory.networks"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -52,6 +54,8 @@ SELECTOR = "name"
 F = TypeVar("F", bound=Callable[..., Any])
 
 _networks: dict[str, Callable[..., Any]] = {}
+# The features a network receives as they are read (``register_network(..., raw=[...])``), by network.
+_raw: dict[str, tuple[str, ...]] = {}
 _loaded_entry_points: set[tuple[str, str]] = set()
 _failed_entry_points: dict[tuple[str, str], list[str]] = {}
 # Entry points that name a module rather than a function: entry point name -> networks it registered.
@@ -95,14 +99,20 @@ def _add(name: str, fn: Callable[..., Any]) -> None:
     _networks[name] = fn
 
 
-def register_network(name: str) -> Callable[[F], F]:
+def register_network(name: str, raw: Sequence[str] = ()) -> Callable[[F], F]:
     """Decorator: register ``build(features, num_outputs, **params) -> KerasTensor`` as ``name``.
 
     ``name`` is what configs use (``network.name``); it starts with a letter and
-    holds letters, digits and underscores. ``features`` is a dict of preprocessed
-    ``keras.Input`` tensors keyed by feature name; ``num_outputs`` is the size of
-    the head that factory adds on top of the returned representation. The
-    function is returned unchanged.
+    holds letters, digits and underscores. ``features`` is a dict of ``keras.Input``
+    tensors keyed by input name (``FeatureSpec.input_names``), each encoded as the spec
+    says (normalized numbers, ids of a vocabulary, a text's vector...); ``num_outputs``
+    is the size of the head that factory adds on top of the returned representation.
+    The function is returned unchanged.
+
+    ``raw``: features the network receives as they are read instead (the dtype and
+    shape the spec declares, what ``serving_default`` takes: a text as its string, an
+    image as uint8 pixels), for a network that encodes them itself; fixed-shape
+    features only.
 
     Raises ``ConfigError`` when the name is malformed, already taken by another
     function (both are named), or the function cannot take
@@ -113,6 +123,8 @@ def register_network(name: str) -> Callable[[F], F]:
             f"register_network({name!r}): a network name starts with a letter and holds only "
             "letters, digits and underscores (it is typed in configs: network.name=...)"
         )
+    if isinstance(raw, str) or not all(isinstance(r, str) for r in raw):
+        raise ConfigError(f"register_network({name!r}, raw={raw!r}): give a list of feature names")
 
     def decorator(fn: F) -> F:
         if not callable(fn):
@@ -121,9 +133,37 @@ def register_network(name: str) -> Callable[[F], F]:
         if problem:
             raise ConfigError(f"register_network({name!r}) on {_where(fn)}: {problem}")
         _add(name, fn)
+        _raw[name] = tuple(raw)
         return fn
 
     return decorator
+
+
+def raw_inputs(name: str) -> tuple[str, ...]:
+    """The features network ``name`` receives as read (``register_network(..., raw=...)``)."""
+    get_network(name)
+    return _raw.get(name, ())
+
+
+def raw_input_problems(name: str, spec: FeatureSpec) -> list[str]:
+    """Why network ``name`` cannot have the raw features it asks for in ``spec`` (empty: it can)."""
+    problems = []
+    known = [f.name for f in spec.features]
+    for wanted in raw_inputs(name):
+        f = next((f for f in spec.features if f.name == wanted), None)
+        where = f"network.name: '{name}' (register_network(raw=...))"
+        if f is None:
+            problems.append(
+                f"{where} asks for the raw feature '{wanted}', which the spec lacks{did_you_mean(wanted, known)}; "
+                f"features: {', '.join(known)}"
+            )
+        elif f.variable:
+            problems.append(
+                f"{where} asks for '{wanted}' raw, but it has variable length; only fixed-shape features come raw"
+            )
+        elif any(wanted in cross.features for cross in spec.crosses):
+            problems.append(f"{where} asks for '{wanted}' raw, but a cross needs its ids; drop it from `crosses`")
+    return problems
 
 
 # -- lookups -----------------------------------------------------------------------------------

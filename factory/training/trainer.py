@@ -27,6 +27,7 @@ from factory.features.transform import FeatureTransform
 from factory.model.builder import build_model, head_spec
 from factory.model.tasks import Task, accumulate
 from factory.names import EVAL_PREFIX
+from factory.networks.registry import raw_inputs
 from factory.serving.exporter import Exporter
 from factory.training.checkpointing import statistics_from_checkpoint, warm_start
 from factory.training.optimizers import make_optimizer, reapply_learning_rate
@@ -105,7 +106,8 @@ class Trainer:
             self.optimizer = make_optimizer(config)
             self.optimizer.build(self.model.trainable_variables)
             self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        self.transform = FeatureTransform(self.spec)  # one set of lookup tables: training, eval, export
+        # One set of lookup tables: training, eval, export; the network's raw features pass through as read.
+        self.transform = FeatureTransform(self.spec, raw=raw_inputs(config.network.name))
         self.distributed = replicas > 1 or config.train.strategy != "default"
         # With resume_input=iterator the checkpoint tracks this iterator; otherwise `start_input` makes it.
         self.train_iter = iter(self._train_dataset(skip=0)) if config.train.resume_input == "iterator" else None

@@ -23,6 +23,7 @@ def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Inside, the registry holds the built-ins only; on leaving, registry, sys.path and sys.modules are restored."""
     known_networks()  # load the built-ins before the snapshot
     networks = dict(registry._networks)
+    raw = dict(registry._raw)
     loaded = set(registry._loaded_entry_points)
     failed = dict(registry._failed_entry_points)
     module_eps = dict(registry._module_entry_points)
@@ -31,6 +32,8 @@ def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     registry._networks.clear()
     registry._networks.update(networks)
+    registry._raw.clear()
+    registry._raw.update(raw)
     registry._loaded_entry_points.clear()
     registry._loaded_entry_points.update(loaded)
     registry._failed_entry_points.clear()

@@ -232,3 +232,76 @@ def test_the_text_network_needs_a_text_feature(tmp_path):
     )
     with pytest.raises(ConfigError, match="network 'text' reads free text, but no feature declares `text:`"):
         build_model(spec, "text", {})
+
+
+USER_NETWORK = textwrap.dedent(
+    """
+    import keras
+    import tensorflow as tf
+    from factory import register_network
+    from factory.networks import dense_inputs
+
+    @register_network("own_words", raw=["note"])
+    def build(features, num_outputs, buckets=64):
+        # The note comes as its string: the network hashes its words itself; the rest comes encoded.
+        split = lambda s: tf.strings.split(tf.strings.lower(s)).to_tensor("", shape=[None, 4])  # noqa: E731
+        words = keras.layers.Lambda(split, output_shape=(4,), name="note_words")(features["note"])
+        ids = keras.layers.Hashing(buckets, name="note_hashing")(words)
+        bag = keras.layers.CategoryEncoding(buckets, output_mode="multi_hot", name="note_bag")(ids)
+        rest = dense_inputs({k: v for k, v in features.items() if k != "note"})
+        return keras.layers.Concatenate(name="both")([bag, rest])
+    """
+)
+
+
+def test_a_user_network_can_take_a_text_raw_next_to_encoded_inputs(tmp_path, monkeypatch):
+    """``register_network(..., raw=["note"])``: the note reaches the network as its string (training,
+    evaluation and both signatures), the number normalized as the spec says; a raw feature the spec
+    lacks is a config error before TensorFlow is needed."""
+    from factory.config import load_config
+    from factory.errors import ConfigError
+    from factory.training.runner import train
+    from tests.helpers.registry import isolated_registry
+
+    rng = np.random.default_rng(4)
+    n = 600
+    y = rng.integers(0, 2, n)
+    columns = {
+        "note": np.array([("Great " if v else "Awful ") + "item " + str(i) for i, v in enumerate(y)], dtype=object),
+        "x": rng.normal(size=n) * 100 + 50,
+        "y": y,
+    }
+    spec_dict = {
+        "features": {
+            "note": {"dtype": "string", "shape": []},
+            "x": {"dtype": "float32", "shape": [], "preprocess": {"normalize": "auto"}},
+        },
+        "labels": {"y": {"dtype": "int64", "shape": [], "num_classes": 2}},
+    }
+    spec = FeatureSpec.from_dict(spec_dict)
+    for part, rows in (("train", slice(0, 500)), ("eval", slice(500, n))):
+        _write(spec, tmp_path / "data" / part, {k: v[rows] for k, v in columns.items()})
+    (tmp_path / "own_words_net.py").write_text(USER_NETWORK)
+    with isolated_registry(monkeypatch):
+        monkeypatch.syspath_prepend(str(tmp_path))
+        tiny = [o for o in TINY if not o.startswith("network")]
+        config = compose(*tiny, "imports=[own_words_net]", "network.name=own_words", "train.max_steps=300")
+        config["network"] = {"name": "own_words"}
+        config["early_stop"]["monitor"] = "val_accuracy"
+        config["features"] = spec_dict
+        config["data"] = {part: str(tmp_path / "data" / f"{part}-*") for part in ("train", "eval")}
+        train(config, run_dir=tmp_path / "run")
+        summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+        assert summary["best_value"] >= 0.95, summary
+
+        config["features"] = {**spec_dict, "features": {"x": spec_dict["features"]["x"]}}
+        with pytest.raises(ConfigError, match=r"asks for the raw feature 'note', which the spec lacks"):
+            load_config(config)
+
+    import tensorflow as tf
+
+    model = tf.saved_model.load(str(tmp_path / "run" / "export" / "best" / "current"))
+    dense = model.signatures["serving_default"](
+        note=tf.constant(["GREAT thing", "awful thing"]), x=tf.constant([1.0, 2.0])
+    )
+    assert dense["class_ids"].numpy().tolist() == [1, 0]

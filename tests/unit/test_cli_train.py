@@ -44,6 +44,11 @@ BAD_COMMAND_LINES = [
         ["train.resume_input=iterator", "train.strategy=mirrored"],
         "train.resume_input: 'iterator' needs train.strategy=default",
     ),
+    (
+        ["experiment=reviews", "compare_with=[logistic]"],
+        "compare_with: the reference models read columns of numbers, but features.review.text.output is `sequence`",
+    ),
+    (["experiment=reviews", "network=mlp", "features.review.text.max_length=0"], "features.review.text.max_length"),
 ]
 
 
