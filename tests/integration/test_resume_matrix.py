@@ -25,6 +25,8 @@ CASES = {
     "iris": ["experiment=iris", "train.max_steps=200", "train.eval_every_steps=40"],
     # An MLP with dropout 0.5 and a wide part; statistics for normalize: auto; ridge reference.
     "diabetes": ["experiment=diabetes", "train.max_steps=200", "train.eval_every_steps=40"],
+    # Free text: the vocabulary learnt before training, word embeddings averaged, dropout 0.5.
+    "reviews": ["experiment=reviews", "train.max_steps=160", "train.eval_every_steps=40"],
     # A registered network with dropout, Gaussian noise, batch norm and its own keras.random draws,
     # under mixed precision.
     "user_network_mixed_precision": [
