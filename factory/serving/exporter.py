@@ -48,15 +48,16 @@ class ExportError(FactoryError):
 def _store_each_variable_once(archive: Any) -> None:
     """Keras 3's ``ExportArchive`` (up to 3.15 at least: keras-team/keras#23553) saves every weight twice:
     as the tracked ``keras.Variable`` and as the ``tf.Variable`` under it that the signatures capture, two
-    objects the SavedModel cannot tell are one. The captured copy goes when it is a tracked variable's own,
-    which halves the export on disk and the variables a server holds; the signatures are unchanged."""
+    objects the SavedModel cannot tell are one. Tracking the ``tf.Variable`` itself makes them one object
+    (the fix proposed in keras-team/keras#23563): half the export on disk and half the variables a server
+    holds, loaded alike by ``tf.saved_model.load`` and by TF1-style loaders (TF Serving, saved_model_cli)."""
     collect = archive._filter_and_track_resources
 
     def once() -> None:
-        collect()
         trackable = archive._tf_trackable
-        tracked = {id(getattr(v, "_value", v)) for v in trackable.variables}
-        trackable._all_variables = [v for v in trackable._all_variables if id(v) not in tracked]
+        for key in ("variables", "trainable_variables", "non_trainable_variables"):
+            setattr(trackable, key, [getattr(v, "_value", v) for v in getattr(trackable, key)])
+        collect()
 
     archive._filter_and_track_resources = once
 
