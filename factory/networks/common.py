@@ -144,6 +144,40 @@ def multi_hot_layer() -> type:
     return MultiHot
 
 
+@functools.cache
+def masked_mean_layer() -> type:
+    """``MaskedMean()``: ``[batch, length, dim]`` with a mask -> ``[batch, dim]``, the mean over the
+    unmasked positions, zeros where all are masked (an empty list or text; Keras'
+    ``GlobalAveragePooling1D`` divides 0 by 0 there). A class made on first use: Keras loads only then."""
+    import keras  # defers TensorFlow
+
+    @keras.saving.register_keras_serializable(package="factory")
+    class MaskedMean(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.supports_masking = True
+
+        def call(self, x, mask=None):
+            if mask is None:
+                return keras.ops.mean(x, axis=1)
+            weights = keras.ops.expand_dims(keras.ops.cast(mask, x.dtype), -1)
+            count = keras.ops.maximum(keras.ops.sum(weights, axis=1), 1.0)
+            return keras.ops.sum(x * weights, axis=1) / count
+
+        def compute_mask(self, x, mask=None):
+            return None
+
+        def compute_output_shape(self, shape):
+            return (shape[0], shape[2])
+
+    return MaskedMean
+
+
+def mean_of(name: str, vectors: keras.KerasTensor) -> keras.KerasTensor:
+    """The mean of masked ``vectors`` ``[batch, length, dim]`` over the unmasked positions (zeros for none)."""
+    return masked_mean_layer()(name=layer_name(f"{name}_bag"))(vectors)
+
+
 def bagged(name: str, f: Feature, x: keras.KerasTensor) -> keras.KerasTensor:
     """A variable-length list of ids as the mean of their embeddings (padding, -1, left out): a bag."""
     import keras  # defers TensorFlow
@@ -152,7 +186,7 @@ def bagged(name: str, f: Feature, x: keras.KerasTensor) -> keras.KerasTensor:
     vectors = keras.layers.Embedding(
         f.ids + 1, f.embedding_width, mask_zero=True, name=layer_name(f"{name}_embedding")
     )(shifted)
-    return keras.layers.GlobalAveragePooling1D(name=layer_name(f"{name}_bag"))(vectors)
+    return mean_of(name, vectors)
 
 
 def token_embeddings(name: str, f: Feature, x: keras.KerasTensor, mask: bool = True) -> keras.KerasTensor:
@@ -211,8 +245,7 @@ def dense_inputs(features: Mapping[str, keras.KerasTensor]) -> keras.KerasTensor
             continue
         f = spec.cross(name) or spec_feature(name)
         if getattr(f, "text", None) is not None and f.text.output == "sequence":  # a bag of words: the mean embedding
-            vectors = token_embeddings(name, f, x)
-            parts.append(keras.layers.GlobalAveragePooling1D(name=layer_name(f"{name}_bag"))(vectors))
+            parts.append(mean_of(name, token_embeddings(name, f, x)))
             continue
         inner = tuple(x.shape[1:])
         pooled = f.encoded_as == "multi_hot" or (f.encoded_as == "embedding" and getattr(f, "variable", False))

@@ -6,7 +6,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from factory.errors import ConfigError
-from factory.networks.common import check_range, current_spec, dense_inputs, layer_name, token_embeddings
+from factory.networks.common import (
+    check_range,
+    current_spec,
+    dense_inputs,
+    layer_name,
+    mean_of,
+    token_embeddings,
+)
 from factory.networks.registry import register_network
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,7 +34,8 @@ def text(
 ) -> keras.KerasTensor:
     """Each text of ``output: sequence`` through a learnt token embedding (``text.embedding_dim``), then:
 
-    - ``encoder: bag`` (default): the mean of its token embeddings (fastText's model);
+    - ``encoder: bag`` (default): the mean of its token embeddings (fastText's model; an empty text
+      gives zeros);
     - ``encoder: conv``: a 1-D convolution of ``filters`` filters over ``kernel_size`` tokens, then
       the maximum over the text (Kim's CNN for sentence classification).
 
@@ -55,7 +63,7 @@ def text(
     for f in sequences:
         vectors = token_embeddings(f.name, f, features[f.name], mask=encoder == "bag")  # a convolution sees padding
         if encoder == "bag":
-            parts.append(keras.layers.GlobalAveragePooling1D(name=layer_name(f"{f.name}_bag"))(vectors))
+            parts.append(mean_of(f.name, vectors))
         else:
             conv = keras.layers.Conv1D(
                 filters, kernel_size, padding="same", activation="relu", name=layer_name(f"{f.name}_conv")

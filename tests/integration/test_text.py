@@ -162,7 +162,7 @@ def test_a_run_learns_from_text_and_its_export_serves_raw_strings(tmp_path):
     for part, rows in (("train", slice(0, 700)), ("eval", slice(700, n))):
         _write(spec, tmp_path / "data" / part, {k: v[rows] for k, v in columns.items()})
     tiny = [o for o in TINY if not o.startswith("network")]
-    config = compose(*tiny, "network=text", "network.encoder=conv", "train.max_steps=120", "train.eval_every_steps=40")
+    config = compose(*tiny, "network=text", "train.max_steps=120", "train.eval_every_steps=40")
     config["early_stop"]["monitor"] = "val_accuracy"
     config["features"] = spec_dict
     config["data"] = {part: str(tmp_path / "data" / f"{part}-*") for part in ("train", "eval")}
@@ -191,6 +191,7 @@ def test_a_run_learns_from_text_and_its_export_serves_raw_strings(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     out = json.loads(done.stdout)
     assert not out["factory"]
+    assert np.isfinite(out["dense"]).all()  # an empty text (all padding) averages to zeros, not 0 / 0
     np.testing.assert_allclose(out["dense"], out["parsed"], rtol=1e-5, atol=1e-6)
     predicted = np.argmax(out["dense"][:40], axis=1)
     assert (predicted == y[700:740]).mean() >= 0.9
@@ -223,15 +224,37 @@ def test_the_text_network_on_movie_reviews_beats_the_majority_class(tmp_path):
     assert accuracy >= expected - 0.03, (accuracy, expected)
 
 
-def test_the_text_network_needs_a_text_feature(tmp_path):
+def test_the_text_networks_on_empty_texts_and_without_text(tmp_path):
+    """Both encoders (and ``mlp``'s bag of a sequence) give finite outputs for an empty text and the same
+    for any padding; the ``text`` network refuses a spec without text."""
+    import tensorflow as tf
+
     from factory.errors import ConfigError
     from factory.model.builder import build_model
 
     spec = FeatureSpec.from_dict(
+        {
+            "features": {
+                "t": {"dtype": "string", "shape": [], "text": {"output": "sequence", "vocabulary": ["a", "b"]}},
+                "x": {"dtype": "float32", "shape": []},
+            },
+            "labels": {"y": {"dtype": "int64", "shape": [], "num_classes": 2}},
+        }
+    )
+    ids = tf.constant([[0, 0, 0, 0], [2, 3, 1, 0], [2, 3, 1, 0]], tf.int64)  # empty; a b unknown, padded
+    wider = tf.constant([[0] * 7, [2, 3, 1, 0, 0, 0, 0], [2, 3, 1, 0, 0, 0, 0]], tf.int64)
+    for network, params in (("text", {"encoder": "bag"}), ("text", {"encoder": "conv"}), ("mlp", {})):
+        model = build_model(spec, network, params)
+        out = model({"t": ids, "x": tf.zeros([3])}).numpy()
+        assert np.isfinite(out).all() and np.allclose(out[1], out[2]), (network, params, out)
+        if params.get("encoder") != "conv":  # a mean over the words: padding plays no part
+            np.testing.assert_allclose(model({"t": wider, "x": tf.zeros([3])}).numpy(), out, rtol=1e-5, atol=1e-6)
+
+    plain = FeatureSpec.from_dict(
         {"features": {"x": {"dtype": "float32", "shape": [3]}}, "labels": {"y": {"dtype": "int64", "shape": []}}}
     )
     with pytest.raises(ConfigError, match="network 'text' reads free text, but no feature declares `text:`"):
-        build_model(spec, "text", {})
+        build_model(plain, "text", {})
 
 
 USER_NETWORK = textwrap.dedent(
