@@ -12,6 +12,7 @@ import numpy as np
 
 from factory import FeatureSpec
 from tests.helpers import TINY, compose
+from tests.helpers.tables import train_table
 
 SPEC = {
     "features": {
@@ -42,7 +43,6 @@ CHILD = textwrap.dedent(
 
 
 def test_hashed_and_embedded_features_train_and_serve_raw_values(tmp_path):
-    from factory.training.runner import train
 
     rng = np.random.default_rng(0)
     n = 1200
@@ -57,14 +57,7 @@ def test_hashed_and_embedded_features_train_and_serve_raw_values(tmp_path):
         "x": x,
         "y": y,
     }
-    spec = FeatureSpec.from_dict(SPEC).without_auto()
-    for part, rows in (("train", slice(0, 1000)), ("eval", slice(1000, n))):
-        with spec.writer(tmp_path / "data" / part) as writer:
-            writer.write_many({k: v[rows] for k, v in columns.items()})
-    config = compose(*TINY, "train.max_steps=40", "train.eval_every_steps=20", "early_stop.monitor=val_accuracy")
-    config["features"] = SPEC
-    config["data"] = {part: str(tmp_path / "data" / f"{part}-*") for part in ("train", "eval")}
-    train(config, run_dir=tmp_path / "run")
+    train_table(tmp_path, SPEC, columns, 1000, "train.max_steps=40", "train.eval_every_steps=20")
 
     export = tmp_path / "run" / "export" / "best" / "current"
     done = subprocess.run([sys.executable, "-c", CHILD, str(export)], capture_output=True, text=True, timeout=300)
@@ -81,7 +74,6 @@ def test_hashed_and_embedded_features_train_and_serve_raw_values(tmp_path):
 def test_wide_deep_learns_an_interaction_through_a_cross_of_bins_and_a_vocabulary(tmp_path):
     """The label depends on age band and color together: the cross of learnt age bins and the color
     gives the linear part what it needs; the bins come from the statistics pass and reach the export."""
-    from factory.training.runner import train
 
     rng = np.random.default_rng(1)
     n = 2000
@@ -97,17 +89,10 @@ def test_wide_deep_learns_an_interaction_through_a_cross_of_bins_and_a_vocabular
         "crosses": [{"features": ["age", "color"], "hash_buckets": 64}],
         "labels": {"y": {"dtype": "int64", "shape": [], "num_classes": 2}},
     }
-    spec = FeatureSpec.from_dict(spec_dict).without_auto()
     columns = {"age": age, "color": color, "noise": rng.normal(size=n), "y": y}
-    for part, rows in (("train", slice(0, 1600)), ("eval", slice(1600, n))):
-        with spec.writer(tmp_path / "data" / part) as writer:
-            writer.write_many({k: v[rows] for k, v in columns.items()})
-    tiny = [o for o in TINY if not o.startswith("network")]
-    config = compose(*tiny, "network=wide_deep", "train.max_steps=300", "train.eval_every_steps=100")
-    config["early_stop"]["monitor"] = "val_accuracy"
-    config["features"] = spec_dict
-    config["data"] = {part: str(tmp_path / "data" / f"{part}-*") for part in ("train", "eval")}
-    train(config, run_dir=tmp_path / "run")
+    train_table(
+        tmp_path, spec_dict, columns, 1600, "network=wide_deep", "train.max_steps=300", "train.eval_every_steps=100"
+    )
 
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["best_value"] >= 0.9, summary  # without the cross: about 0.83 at best (green, red right)

@@ -16,6 +16,7 @@ import pytest
 from factory import FeatureSpec
 from factory.features.scan import compute_statistics
 from tests.helpers import TINY, compose
+from tests.helpers.tables import train_table, write_parts
 
 CORPUS = [
     "The movie was GREAT, great fun!",
@@ -132,7 +133,6 @@ def test_a_run_learns_from_text_and_its_export_serves_raw_strings(tmp_path):
     """Three texts, each its own way (TF-IDF of words and bigrams, a sequence of words, multi-hot of
     characters), into the ``text`` network; the export answers raw strings, empty and unseen ones too,
     the same through ``serving_default`` and ``tf_example``, with no factory code."""
-    from factory.training.runner import train
 
     rng = np.random.default_rng(3)
     n = 900
@@ -158,15 +158,7 @@ def test_a_run_learns_from_text_and_its_export_serves_raw_strings(tmp_path):
         },
         "labels": {"y": {"dtype": "int64", "shape": [], "num_classes": 2}},
     }
-    spec = FeatureSpec.from_dict(spec_dict)
-    for part, rows in (("train", slice(0, 700)), ("eval", slice(700, n))):
-        _write(spec, tmp_path / "data" / part, {k: v[rows] for k, v in columns.items()})
-    tiny = [o for o in TINY if not o.startswith("network")]
-    config = compose(*tiny, "network=text", "train.max_steps=120", "train.eval_every_steps=40")
-    config["early_stop"]["monitor"] = "val_accuracy"
-    config["features"] = spec_dict
-    config["data"] = {part: str(tmp_path / "data" / f"{part}-*") for part in ("train", "eval")}
-    train(config, run_dir=tmp_path / "run")
+    train_table(tmp_path, spec_dict, columns, 700, "network=text", "train.max_steps=120", "train.eval_every_steps=40")
 
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["best_value"] >= 0.9, summary  # one word of six tells the label
@@ -301,9 +293,7 @@ def test_a_user_network_can_take_a_text_raw_next_to_encoded_inputs(tmp_path, mon
         },
         "labels": {"y": {"dtype": "int64", "shape": [], "num_classes": 2}},
     }
-    spec = FeatureSpec.from_dict(spec_dict)
-    for part, rows in (("train", slice(0, 500)), ("eval", slice(500, n))):
-        _write(spec, tmp_path / "data" / part, {k: v[rows] for k, v in columns.items()})
+    data = write_parts(spec_dict, columns, 500, tmp_path / "data")
     (tmp_path / "own_words_net.py").write_text(USER_NETWORK)
     with isolated_registry(monkeypatch):
         monkeypatch.syspath_prepend(str(tmp_path))
@@ -312,7 +302,7 @@ def test_a_user_network_can_take_a_text_raw_next_to_encoded_inputs(tmp_path, mon
         config["network"] = {"name": "own_words"}
         config["early_stop"]["monitor"] = "val_accuracy"
         config["features"] = spec_dict
-        config["data"] = {part: str(tmp_path / "data" / f"{part}-*") for part in ("train", "eval")}
+        config["data"] = data
         train(config, run_dir=tmp_path / "run")
         summary = json.loads((tmp_path / "run" / "summary.json").read_text())
         assert summary["best_value"] >= 0.95, summary
