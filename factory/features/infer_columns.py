@@ -47,12 +47,12 @@ MAX_HASH_BUCKETS = 2**15
 UNSEEN_SHARE = 0.5
 # Strings too varied for a vocabulary (mostly distinct, or more than MAX_VOCABULARY) of at least
 # FREE_TEXT_WORDS words and more than FREE_TEXT_CHARS characters on average are free text (Ludwig's text
-# type): no vocabulary or hash buckets of whole values; left out, to be declared with `text:`. Shorter
-# phrases (CSV) become lists of words.
+# type): no vocabulary or hash buckets of whole values, but `text: {}`, a multi-hot vector of their words.
+# Shorter phrases of two words or more get `text: {}` too.
 FREE_TEXT_WORDS = 3
 FREE_TEXT_CHARS = 30
-# Words of free text kept at most, and the longest text (in words, at LENGTH_PERCENTILE) worth one
-# input per word position; longer text needs a text encoder the built-in networks do not have.
+# Lists of words (JSON arrays of strings): words kept at most, and the longest list (in words, at
+# LENGTH_PERCENTILE) worth one input per word position; longer lists are left out.
 MAX_TOKENS = 1000
 TEXT_MAX_LENGTH = 32
 LENGTH_PERCENTILE = 95
@@ -339,8 +339,8 @@ def _pixels(d: Decision, values: list, table: Table) -> Decision:
 
 
 def _string_feature(d: Decision, values: list[str], table: Table) -> Decision:
-    """Categories (a vocabulary; hash buckets past MAX_VOCABULARY), ids (hash buckets), short phrases (a
-    list of words), free text or identifiers (left out), by how often values repeat and how long they are."""
+    """Categories (a vocabulary; hash buckets past MAX_VOCABULARY), ids (hash buckets), free text and short
+    phrases (``text``) or identifiers (left out), by how often values repeat and how long they are."""
     counts = Counter(values)
     distinct, rows = len(counts), _rows(table, len(values), d.header)
     if distinct == 1:
@@ -391,14 +391,16 @@ def _rare_values(d: Decision, counts: Counter) -> None:
 
 def _text_feature(d: Decision, lengths: list[int], tokens: list[str], table: Table, what: str) -> Decision:
     longest, counts = _percentile_length(lengths), Counter(tokens)
-    if longest > TEXT_MAX_LENGTH:
-        return d.leave_out(
-            f"{what} of up to {longest} words ({LENGTH_PERCENTILE}th percentile): too long for one input per word "
-            f"position (the built-in networks; useful up to {TEXT_MAX_LENGTH}), it needs a text encoder"
-        )
     d.entry = {"dtype": "string", "shape": [None], "max_length": longest, "vocabulary": "auto"}
     d.why["shape"] = f"{what}, {np.mean(lengths):.1f} words a row on average: a list of words"
     d.why["max_length"] = f"{LENGTH_PERCENTILE}% of rows hold at most {longest} words: padded or cut to {longest}"
+    if longest > TEXT_MAX_LENGTH:  # too long for an input per position: one set of words, any length
+        del d.entry["max_length"], d.why["max_length"]
+        d.entry["encode"] = "multi_hot"
+        d.why["encode"] = (
+            f"up to {longest} words ({LENGTH_PERCENTILE}th percentile), too many for an input per position: "
+            "the set of words, any length"
+        )
     d.why["vocabulary"] = f"{len(counts)} distinct words {_rows(table, len(lengths), d.header)}"
     if len(counts) > MAX_TOKENS:
         d.entry["max_tokens"] = MAX_TOKENS

@@ -465,3 +465,14 @@ print(sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_long_lists_of_words_become_a_set(tmp_path, capsys):
+    """Lists too long for an input per position (past 32 words) get `encode: multi_hot`: any length."""
+    rng = np.random.default_rng(6)
+    words = [f"w{i}" for i in range(300)]
+    rows = [json.dumps({"tags": list(rng.choice(words, 40 + i % 20, replace=False)), "y": i % 2}) for i in range(400)]
+    p = proposal(tmp_path, capsys, "long.jsonl", "\n".join(rows) + "\n", "y")
+    tags = p["spec"]["features"]["tags"]
+    assert tags["encode"] == "multi_hot" and tags["shape"] == [None] and "max_length" not in tags
+    assert "too many for an input per position: the set of words, any length" in p["text"]
