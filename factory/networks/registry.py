@@ -14,7 +14,7 @@ everything but ``name`` is passed to the function as keyword arguments.
 
 Where names come from, in lookup order:
 
-1. the built-in networks (``linear``, ``mlp``, ``cnn``), registered by importing
+1. the built-in networks (``linear``, ``mlp``, ``cnn``, ``wide_deep``, ``text``), registered by importing
    ``factory.networks``;
 2. modules listed in the config's ``imports:`` (``import_modules``), whose
    ``@register_network`` decorators run when they are imported;
