@@ -72,6 +72,13 @@ def load_config(config: Mapping[str, Any], source: str | None = None, check_netw
             plugins.import_modules(list(config.imports))
             problems += registry.check_params(config.network.name, dict(config.network.params))
             problems += registry.raw_input_problems(config.network.name, spec)
+            raw = registry.raw_inputs(config.network.name)
+            if config.compare_with and raw:
+                problems.append(
+                    f"compare_with: the reference models read the encoded features, but network "
+                    f"'{config.network.name}' takes {', '.join(raw)} as read (register_network(raw=...)); "
+                    "drop compare_with for this network"
+                )
         except ConfigError as err:
             problems += err.problems
     if problems:

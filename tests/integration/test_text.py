@@ -307,6 +307,8 @@ def test_a_user_network_can_take_a_text_raw_next_to_encoded_inputs(tmp_path, mon
         summary = json.loads((tmp_path / "run" / "summary.json").read_text())
         assert summary["best_value"] >= 0.95, summary
 
+        with pytest.raises(ConfigError, match=r"compare_with: the reference models read the encoded features"):
+            load_config({**config, "compare_with": ["logistic"]})
         config["features"] = {**spec_dict, "features": {"x": spec_dict["features"]["x"]}}
         with pytest.raises(ConfigError, match=r"asks for the raw feature 'note', which the spec lacks"):
             load_config(config)
