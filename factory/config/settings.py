@@ -15,6 +15,7 @@ from dataclasses import field
 from typing import Any
 
 from factory.config.declaration import config_class, keys, setting
+from factory.features.bundled import GENERATORS
 from factory.features.spec import FeatureSpec
 from factory.names import EVAL_PREFIX, metric_names
 from factory.networks.registry import split_network_group
@@ -208,7 +209,7 @@ class DataConfig:
     generate: str | None = setting(
         None,
         "Write a bundled dataset into `dir` when its records are missing.",
-        enum=(None, "digits", "diabetes", "reviews"),
+        enum=(None, *GENERATORS),
     )
     dir: str | None = setting(None, "Where `generate` writes the records.")
 
