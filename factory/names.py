@@ -45,6 +45,10 @@ MANIFEST = "assets.extra/manifest.json"
 # The statistics of the training records the export's weights were trained on (a copy of the
 # run's statistics.json): what `factory check --against` compares new records with.
 EXPORT_STATISTICS = "assets.extra/statistics.json"
+# TF Serving's warmup file (a TFRecord of PredictionLog, at most WARMUP_LIMIT records): it replays
+# them when it loads the version, and so does `factory serve`, before the version is AVAILABLE.
+WARMUP_REQUESTS = "assets.extra/tf_serving_warmup_requests"
+WARMUP_LIMIT = 1000
 CURRENT = "current"
 # Which policy an export dir (or a run dir) stands for, in order of preference.
 POLICY_PREFERENCE = ("best", "final", "latest")

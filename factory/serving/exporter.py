@@ -3,7 +3,8 @@
 Layout: ``RUN_DIR/export/<policy>/<version>/`` (an increasing integer: TF
 Serving serves the highest) holds a complete SavedModel with the
 ``serving_default`` and ``tf_example`` signatures and
-``assets.extra/manifest.json``. ``RUN_DIR/export/<policy>/current`` is a
+``assets.extra/manifest.json``, and ``assets.extra/tf_serving_warmup_requests``
+(requests TF Serving and ``factory serve`` replay before serving it). ``RUN_DIR/export/<policy>/current`` is a
 symlink to the version the policy stands behind (the best, the newest, the
 final); retention never deletes its target. Publishing, ``current`` and
 retention are ``ExportTree``'s (``factory.serving.export_tree``, no TensorFlow).
@@ -38,6 +39,7 @@ from factory.names import DEFAULT_SIGNATURE, EXAMPLE_SIGNATURE, EXAMPLES_INPUT, 
 from factory.run_dir import STATISTICS
 from factory.serving.export_tree import ExportTree
 from factory.serving.signatures import serving_functions
+from factory.serving.warmup import write_warmup
 from factory.version import __version__
 
 
@@ -116,6 +118,7 @@ class Exporter(ExportTree):
             for name, (fn, signature) in self.functions.items():
                 archive.add_endpoint(name, fn, input_signature=signature)
             archive.write_out(str(staging), verbose=False)
+            write_warmup(staging, self.model_name, self.warmup_requests())
             signatures = self.verify(staging)
             manifest = self.manifest(policy, version, info, signatures)
             (staging / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
@@ -132,6 +135,17 @@ class Exporter(ExportTree):
                 raise disk_full(final) from None
             raise
         return final
+
+    def warmup_requests(self) -> list[tuple[str, dict[str, np.ndarray]]]:
+        """TF Serving's warmup requests (``WARMUP_REQUESTS``): both signatures on the first verification
+        record alone and on all of them, so the first real request of either size meets a warm model."""
+        raw = {k: v.numpy() for k, v in self.sample_inputs().items()}
+        examples = np.array(self.sample, dtype=object)
+        requests = []
+        for rows in sorted({1, len(self.sample)}):
+            requests.append((DEFAULT_SIGNATURE, {k: v[:rows] for k, v in raw.items()}))
+            requests.append((EXAMPLE_SIGNATURE, {EXAMPLES_INPUT: examples[:rows]}))
+        return requests
 
     # -- verification -----------------------------------------------------------------------------
 
@@ -213,6 +227,7 @@ class Exporter(ExportTree):
                 "keras": keras.__version__,
             },
             "serving": {
+                "model_name": self.model_name,
                 "model_base_path": str(self.policy_dir(policy).resolve()),
                 "rest_url": url,
                 "rest_request": {"signature_name": DEFAULT_SIGNATURE, "instances": [instance]},
