@@ -28,7 +28,7 @@ from typing import Any
 
 from factory.errors import RecordError
 from factory.names import CURRENT, MANIFEST, POLICY_PREFERENCE, SAVED_MODEL
-from factory.run_dir import EXPORT
+from factory.run_dir import CONFIG, EXPORT, HYDRA
 
 
 class PredictError(RecordError):
@@ -149,3 +149,48 @@ def follow(given: str | os.PathLike, gone: str | os.PathLike) -> Path:
         raise PredictError(
             f"{why}, and {given} holds no other export; train with an export policy to write one"
         ) from None
+
+
+def model_base(path: str | os.PathLike) -> tuple[Path, Path | None]:
+    """What ``factory serve PATH`` watches: ``(policy dir, None)``, TF Serving's model base path whose
+    numbered versions come and go, or ``(its policy dir, version dir)`` when ``path`` names one version.
+
+    A run dir or an export dir stands for its ``best`` policy, else ``final``, else ``latest``; one
+    with no export yet stands for ``export/best``, whose first version a running training may still
+    write. ``PredictError`` if ``path`` does not exist or is none of these.
+    """
+    given = Path(path).expanduser()
+    if given.name == SAVED_MODEL and given.is_file():
+        given = given.parent
+    if given.is_symlink():
+        given = given.resolve()
+    if not given.is_dir():
+        raise PredictError(
+            f"{given} does not exist" if not given.exists() else f"{given} is a file, not an export directory"
+        )
+    if _is_version(given):
+        return given.parent, given
+    if any(p.name.isdigit() for p in given.iterdir()) or (given / CURRENT).is_symlink():
+        return given, None
+    export = given if given.name == EXPORT else given / EXPORT
+    for policy in POLICY_PREFERENCE:
+        if (export / policy).is_dir():
+            return export / policy, None
+    if export.is_dir() or (given / CONFIG).is_file() or (given / HYDRA).is_dir():
+        return export / POLICY_PREFERENCE[0], None
+    raise PredictError(
+        f"{given}: not a run dir, an export dir, a policy dir or a version dir; pass RUN_DIR, "
+        "RUN_DIR/export/<policy> (TF Serving's model base path) or RUN_DIR/export/<policy>/<version>"
+    )
+
+
+def manifest_model_name(manifest: dict[str, Any]) -> str | None:
+    """The model name the export was written for (``export.model_name``), or None if it does not say."""
+    serving = manifest.get("serving") or {}
+    name = serving.get("model_name")
+    if isinstance(name, str) and name:
+        return name
+    url = serving.get("rest_url")
+    if isinstance(url, str) and "/v1/models/" in url:
+        return url.split("/v1/models/", 1)[1].split(":", 1)[0] or None
+    return None

@@ -72,6 +72,9 @@ TF_FREE = (
     "factory.serving.export_tree",
     "factory.serving.inputs",
     "factory.serving.predictor",
+    "factory.serving.batching",
+    "factory.serving.rest_json",
+    "factory.serving.options",
     "factory.training.runner",
     "factory.training.schedule",
     "factory.training.hooks",
@@ -84,6 +87,7 @@ TF_FREE = (
     "factory.cli.check",
     "factory.cli.init",
     "factory.cli.train_job",
+    "factory.cli.serve",
 )
 # Packages a function may import on first use: TensorFlow and Keras (and protobuf, which comes
 # with them), and scikit-learn (an optional dependency).
