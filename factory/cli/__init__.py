@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from factory.cli import check, init, predict, records, stats, summarize
+from factory.cli import check, convert, init, predict, records, serve, stats, summarize
 from factory.errors import FactoryError
 
 
@@ -62,6 +62,20 @@ COMMANDS: list[Command] = [
         predict.arguments,
         predict.run,
         predict.EPILOG,
+    ),
+    Command(
+        "serve",
+        "serve an export tree with TF Serving's REST API: versions, dynamic batching, warmup, metrics",
+        serve.arguments,
+        serve.run,
+        serve.EPILOG,
+    ),
+    Command(
+        "convert",
+        "convert an export's serving_default to TFLite or ONNX, checked against the SavedModel on eval records",
+        convert.arguments,
+        convert.run,
+        convert.EPILOG,
     ),
     Command(
         "init",
