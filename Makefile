@@ -46,6 +46,7 @@ bench: setup
 	$(PY) benchmarks/records_benchmark.py
 	$(PY) benchmarks/train_benchmark.py
 	$(PY) benchmarks/serving_benchmark.py
+	$(PY) benchmarks/serving_http_benchmark.py
 	$(PY) benchmarks/sweep_benchmark.py
 	$(PY) benchmarks/statistics_benchmark.py
 	$(PY) benchmarks/encoding_benchmark.py

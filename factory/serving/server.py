@@ -269,7 +269,9 @@ def serve(options: ServeOptions) -> int:
     """Listen on ``options.host:options.port`` until SIGTERM or Ctrl-C; returns the exit status (0)."""
     app = App(options)
     family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, or asyncio leaves TCP_NODELAY off on the accepted connections (it checks
+    # sock.proto), and a keep-alive client then waits for delayed ACKs: 40 ms a request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((options.host, options.port))
