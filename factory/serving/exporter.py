@@ -192,10 +192,13 @@ class Exporter(ExportTree):
                 scale = np.maximum(1.0, np.abs(want.astype(np.float64)))
                 diff = float(np.max(err / scale)) if got.size else 0.0
                 if diff > self.tolerance:
+                    worst = np.unravel_index(int(np.argmax(err / scale)), got.shape)
                     raise ExportError(
                         f"export: {signature} output '{name}' differs from the trained model by {diff:.3g} "
                         "(relative to the output's size, when above 1) "
-                        f"(tolerance {self.tolerance:g}) on {len(self.sample)} eval records; the export was not published"
+                        f"(tolerance {self.tolerance:g}) on {len(self.sample)} eval records, most at eval record "
+                        f"{worst[0]} (index {tuple(int(i) for i in worst)}: {got[worst]:.6g} against {want[worst]:.6g}); "
+                        "the export was not published"
                     )
         return {name: describe_signature(loaded.signatures[name]) for name in results}
 
