@@ -49,6 +49,9 @@ EXPORT_STATISTICS = "assets.extra/statistics.json"
 # them when it loads the version, and so does `factory serve`, before the version is AVAILABLE.
 WARMUP_REQUESTS = "assets.extra/tf_serving_warmup_requests"
 WARMUP_LIMIT = 1000
+# The TF Serving model name (export.model_name, `factory serve --model-name`): its default and form.
+DEFAULT_MODEL_NAME = "model"
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 CURRENT = "current"
 # Which policy an export dir (or a run dir) stands for, in order of preference.
 POLICY_PREFERENCE = ("best", "final", "latest")

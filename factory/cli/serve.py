@@ -10,12 +10,13 @@ import re
 from pathlib import Path
 
 from factory.errors import ConfigError
+from factory.names import DEFAULT_MODEL_NAME, MODEL_NAME_PATTERN
 from factory.serving.batching import BatchingOptions
 from factory.serving.manifest import manifest_model_name, model_base, read_manifest
 from factory.serving.options import ServeOptions
 
 DEFAULT_PORT = 8501  # TF Serving's REST port
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_NAME = re.compile(MODEL_NAME_PATTERN)
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,7 +98,7 @@ def options(args: argparse.Namespace):
 
 
 def _model_name(base: Path, fixed: Path | None) -> str:
-    """The newest export's ``export.model_name``; ``model`` (the setting's default) when there is none yet."""
+    """The newest export's ``export.model_name``; the setting's default when there is none yet."""
     candidates = [fixed] if fixed is not None else []
     if fixed is None and base.is_dir():
         candidates = sorted((p for p in base.iterdir() if p.name.isdigit()), key=lambda p: -int(p.name))
@@ -108,7 +109,7 @@ def _model_name(base: Path, fixed: Path | None) -> str:
             continue
         if name:
             return name
-    return "model"
+    return DEFAULT_MODEL_NAME
 
 
 def run(args: argparse.Namespace) -> int:

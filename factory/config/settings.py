@@ -17,7 +17,7 @@ from typing import Any
 from factory.config.declaration import config_class, keys, setting
 from factory.features.bundled import GENERATORS
 from factory.features.spec import FeatureSpec
-from factory.names import EVAL_PREFIX, metric_names
+from factory.names import DEFAULT_MODEL_NAME, EVAL_PREFIX, MODEL_NAME_PATTERN, metric_names
 from factory.networks.registry import split_network_group
 from factory.policies import EXPORT_POLICIES
 from factory.policies.monitor import MODES
@@ -175,9 +175,9 @@ class ExportConfig:
         1e-5, "Max difference between the loaded export and the trained model.", exclusive_minimum=0
     )
     model_name: str = setting(
-        "model",
+        DEFAULT_MODEL_NAME,
         "The TF Serving model name in the manifest's example request.",
-        schema={"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"},
+        schema={"type": "string", "pattern": MODEL_NAME_PATTERN},
     )
 
     @property

@@ -117,7 +117,7 @@ class Batcher:
         task = _Task(signature, dict(inputs), rows, _key(signature, inputs), time.monotonic(), Future())
         with self._cond:
             if self._closed:
-                raise QueueFull("the server is shutting down")
+                raise QueueFull("this version is unloading or the server is shutting down; send the request again")
             if self._queued_rows + rows > self.options.max_enqueued_batches * limit and self._tasks:
                 raise QueueFull(
                     "The batch scheduling queue to which this task was submitted is full "

@@ -35,7 +35,14 @@ from factory.features.feature import MISSING_VALUE
 from factory.features.spec import FeatureSpec
 from factory.features.transform import FeatureTransform
 from factory.model.builder import predictions
-from factory.names import DEFAULT_SIGNATURE, EXAMPLE_SIGNATURE, EXAMPLES_INPUT, EXPORT_STATISTICS, MANIFEST
+from factory.names import (
+    DEFAULT_MODEL_NAME,
+    DEFAULT_SIGNATURE,
+    EXAMPLE_SIGNATURE,
+    EXAMPLES_INPUT,
+    EXPORT_STATISTICS,
+    MANIFEST,
+)
 from factory.run_dir import STATISTICS
 from factory.serving.export_tree import ExportTree
 from factory.serving.signatures import serving_functions
@@ -78,7 +85,7 @@ class Exporter(ExportTree):
         config: Mapping[str, Any],
         output_names: Mapping[str, str] | None = None,
         tolerance: float = 1e-5,
-        model_name: str = "model",
+        model_name: str = DEFAULT_MODEL_NAME,
     ):
         super().__init__(run_dir)
         self.spec, self.transform, self.model, self.task = spec, transform, model, task

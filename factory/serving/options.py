@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from factory.names import DEFAULT_MODEL_NAME
 from factory.serving.batching import BatchingOptions
 
 
@@ -14,7 +15,7 @@ class ServeOptions:
 
     base: Path
     fixed: Path | None = None
-    model_name: str = "model"
+    model_name: str = DEFAULT_MODEL_NAME
     host: str = "127.0.0.1"
     port: int = 8501
     batching: BatchingOptions = field(default_factory=BatchingOptions)

@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 
+import numpy as np
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.applications import Starlette
@@ -53,6 +54,9 @@ PREDICT_PATH = re.compile(
 STATUS_PATH = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?", re.I)
 METRICS_PATH = "/monitoring/prometheus/metrics"
 INT64_MAX = 2**63 - 1
+# Bodies and answers above these sizes are parsed and written on a thread, not on the event loop.
+LARGE_BODY = 256 * 1024
+LARGE_OUTPUT_ROWS = 1024
 JSON = "application/json"
 
 
@@ -180,6 +184,11 @@ class App:
                 raise RestError(f"Malformed request: {method} {path}")
         except RestError as err:
             response = _error(err)
+        except Exception as err:  # a fault of the server, not of the request: logged, answered as TF Serving's 500
+            log.exception("%s %s failed", method, path)
+            response = _error(
+                RestError(f"Internal: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}", 500)
+            )
         self.metrics.requests.labels(
             self.options.model_name, version_label, api, signature, str(response.status_code)
         ).inc()
@@ -218,10 +227,14 @@ class App:
         return b"".join(chunks)
 
     async def _predict(self, served, body: bytes) -> tuple[Response, str]:
-        document, signature = rest_json.signature_name(body)
-        if signature not in served.inputs:
-            raise rest_json.unknown_signature(signature)
-        parsed = rest_json.parse_predict(document, served.inputs[signature], signature)
+        def parse():
+            document, signature = rest_json.signature_name(body)
+            if signature not in served.inputs:
+                raise rest_json.unknown_signature(signature)
+            return rest_json.parse_predict(document, served.inputs[signature], signature), signature
+
+        # A large body takes a while to parse: off the event loop, so other requests go on meanwhile.
+        parsed, signature = await asyncio.to_thread(parse) if len(body) > LARGE_BODY else parse()
         try:
             future = served.batcher.submit(signature, parsed.inputs)
         except TooLarge as err:
@@ -234,7 +247,12 @@ class App:
             raise RestError(
                 f"Deadline exceeded: no answer within {self.options.request_timeout:g} s (--request-timeout)", 504
             ) from None
-        return Response(rest_json.encode_predictions(outputs, parsed.format), media_type=JSON), signature
+        rows = max((len(v) for v in outputs.values() if np.ndim(v)), default=0)
+        if rows > LARGE_OUTPUT_ROWS:
+            text = await asyncio.to_thread(rest_json.encode_predictions, outputs, parsed.format)
+        else:
+            text = rest_json.encode_predictions(outputs, parsed.format)
+        return Response(text, media_type=JSON), signature
 
     def _metadata(self, name: str, served) -> dict:
         return {

@@ -104,7 +104,7 @@ def test_drain_runs_what_waits_for_a_fuller_batch_at_once_and_a_cancelled_reques
     assert given_up.cancel() and batcher.queued_rows == 1
     batcher.drain()
     assert waiting.result(30)["y"].item() == 4 and model.calls == [1]
-    with pytest.raises(QueueFull, match="shutting down"):
+    with pytest.raises(QueueFull, match="unloading or the server is shutting down"):
         batcher.submit("s", rows(3))
     batcher.close()
 
