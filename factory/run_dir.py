@@ -44,25 +44,36 @@ BEST_WEIGHTS = f"{CHECKPOINTS}/best/weights"
 FINAL_WEIGHTS = f"{CHECKPOINTS}/final/weights"
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write in the block; renamed over ``path`` when the block
+    ends, removed if it raises. A reader sees the old file or the whole new one, never part of it.
+
+    On a full disk nothing is left behind and the error is ``StorageError`` naming ``path`` and the
+    free space.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(err):
+            raise disk_full(path) from None
+        raise
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically (a temporary file beside it, then a rename).
 
     On a full disk nothing is left behind (the old file, if any, is unchanged) and the
     error is ``StorageError``, naming the path and the free space.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        if is_disk_full(err):
-            raise disk_full(path) from None
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_json(path: str | os.PathLike, value: Any) -> None:

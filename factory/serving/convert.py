@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from factory.errors import FactoryError
 from factory.names import DEFAULT_SIGNATURE, MANIFEST
+from factory.run_dir import atomic_path, write_json
 from factory.serving.warmup import read_warmup
 
 CONVERTED = "converted"  # in the version dir
@@ -245,8 +246,7 @@ def convert(version_dir: Path, to: str, tolerance: float, calls: int = 200) -> d
     directory = version_dir / CONVERTED
     directory.mkdir(exist_ok=True)
     target = directory / f"{DEFAULT_SIGNATURE}.{to}"
-    staging = directory / f".{target.name}.{os.getpid()}.tmp"
-    try:
+    with atomic_path(target) as staging:  # kept only if it matches
         run = (_tflite if to == "tflite" else _onnx)(version_dir, staging)
         with _quiet():  # LiteRT announces its CPU delegate on the first call
             got = run(sample)
@@ -270,18 +270,13 @@ def convert(version_dir: Path, to: str, tolerance: float, calls: int = 200) -> d
             "latency_ms_batch_1": round(_quiet_latency_ms(lambda: run(one), calls), 4),
             "saved_model_latency_ms_batch_1": round(_latency_ms(lambda: run_saved(one), calls), 4),
         }
-        os.replace(staging, target)
-    finally:
-        staging.unlink(missing_ok=True)
     _record(version_dir, to, record)
     return record
 
 
 def _record(version_dir: Path, to: str, record: dict[str, Any]) -> None:
-    """Add ``record`` to the manifest's ``converted`` (written aside, then renamed over it)."""
+    """Add ``record`` to the manifest's ``converted`` (atomically)."""
     path = version_dir / MANIFEST
     manifest = json.loads(path.read_text())
     manifest.setdefault("converted", {})[to] = record
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    staging.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(staging, path)
+    write_json(path, manifest)

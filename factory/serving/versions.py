@@ -269,10 +269,7 @@ class VersionManager:
         """The version a request names (TF Serving's errors when there is none)."""
         self._check_name(name)
         with self._lock:
-            if label is not None:
-                if label not in self._labels:
-                    raise RestError(f"Unrecognized servable version label: {label}", 400)
-                version = self._labels[label]
+            version = self._labelled(version, label)
             if version is None:
                 available = [v for v, e in self._entries.items() if e.state == AVAILABLE]
                 if not available:
@@ -287,10 +284,7 @@ class VersionManager:
         """``GetModelStatusResponse`` as TF Serving's REST API writes it."""
         self._check_name(name)
         with self._lock:
-            if label is not None:
-                if label not in self._labels:
-                    raise RestError(f"Unrecognized servable version label: {label}", 400)
-                version = self._labels[label]
+            version = self._labelled(version, label)
             if version is not None:
                 if version not in self._entries:
                     raise RestError(f"Could not find version {version} of model {name}", 404)
@@ -318,6 +312,14 @@ class VersionManager:
     def versions(self) -> dict[int, str]:
         with self._lock:
             return {v: e.state for v, e in self._entries.items()}
+
+    def _labelled(self, version: int | None, label: str | None) -> int | None:
+        """The version ``label`` stands for (``version`` without one); under the lock."""
+        if label is None:
+            return version
+        if label not in self._labels:
+            raise RestError(f"Unrecognized servable version label: {label}", 400)
+        return self._labels[label]
 
     def _check_name(self, name: str) -> None:
         if name != self.name:

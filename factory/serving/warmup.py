@@ -28,7 +28,6 @@ format is the concatenation of their bytes.
 from __future__ import annotations
 
 import itertools
-import os
 import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -38,10 +37,11 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 from tensorflow.core.framework import tensor_pb2
 
-from factory.errors import FactoryError, disk_full, is_disk_full
+from factory.errors import FactoryError
 from factory.features.tfrecord import TFRecordFile, masked_crc
 from factory.features.wire import varint
 from factory.names import DEFAULT_SIGNATURE, WARMUP_LIMIT, WARMUP_REQUESTS
+from factory.run_dir import atomic_path
 
 
 class WarmupError(FactoryError):
@@ -92,20 +92,13 @@ def write_warmup(
         raise ValueError(f"{len(requests)} warmup requests; TF Serving reads at most {WARMUP_LIMIT}")
     records = [_predict_log(model_name, signature, inputs) for signature, inputs in requests]
     path = Path(saved_model_dir) / WARMUP_REQUESTS
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
         file = TFRecordFile(tmp)
         try:
             file.write_many(records)
         finally:
             file.close()
-        os.replace(tmp, path)
-    except BaseException as err:
-        tmp.unlink(missing_ok=True)
-        if is_disk_full(err):
-            raise disk_full(path) from None
-        raise
     return path
 
 
