@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from google.protobuf import json_format
+from tensorflow.core.protobuf import saved_model_pb2
 
 from factory.names import CURRENT, SAVED_MODEL
 from factory.serving.batching import Batcher, BatchingOptions
@@ -54,11 +54,15 @@ class ServedVersion:
         self.path, self.version = path, version
         proto = saved_model_pb2.SavedModel.FromString((path / SAVED_MODEL).read_bytes())
         defs = proto.meta_graphs[0].signature_def
-        self.signature_defs = json_format.MessageToDict(
-            _signature_def_map(defs),
-            preserving_proto_field_name=True,
-            always_print_fields_with_no_presence=True,
-        )
+        # TF Serving's SignatureDefMap (map<string, SignatureDef> signature_def = 1) as its REST API writes it.
+        self.signature_defs = {
+            "signature_def": {
+                name: json_format.MessageToDict(
+                    d, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+                )
+                for name, d in defs.items()
+            }
+        }
         self.inputs: dict[str, dict[str, TensorInfo]] = {
             name: {k: _tensor_info(k, v) for k, v in sorted(d.inputs.items())}
             for name, d in defs.items()
@@ -87,44 +91,6 @@ class ServedVersion:
 
     def close(self) -> None:
         self.batcher.close()
-
-
-def _signature_def_map(defs) -> Any:
-    """TF Serving's ``SignatureDefMap`` (``map<string, SignatureDef> signature_def = 1``) as a message."""
-    global _MAP_CLASS
-    if _MAP_CLASS is None:
-        pool = descriptor_pool.Default()
-        try:
-            descriptor = pool.FindMessageTypeByName("tensorflow.serving.SignatureDefMap")
-        except KeyError:
-            file = descriptor_pb2.FileDescriptorProto(
-                name="factory_signature_def_map.proto",
-                package="tensorflow.serving",
-                dependency=[meta_graph_pb2.DESCRIPTOR.name],
-                syntax="proto3",
-            )
-            message = file.message_type.add(name="SignatureDefMap")
-            entry = message.nested_type.add(name="SignatureDefEntry")
-            entry.options.map_entry = True
-            entry.field.add(name="key", number=1, type=9, label=1)
-            entry.field.add(name="value", number=2, type=11, label=1, type_name=".tensorflow.SignatureDef")
-            message.field.add(
-                name="signature_def",
-                number=1,
-                type=11,
-                label=3,
-                type_name=".tensorflow.serving.SignatureDefMap.SignatureDefEntry",
-            )
-            pool.Add(file)
-            descriptor = pool.FindMessageTypeByName("tensorflow.serving.SignatureDefMap")
-        _MAP_CLASS = message_factory.GetMessageClass(descriptor)
-    out = _MAP_CLASS()
-    for name, signature in defs.items():
-        out.signature_def[name].CopyFrom(signature)
-    return out
-
-
-_MAP_CLASS = None
 
 
 @dataclass
@@ -205,11 +171,13 @@ class VersionManager:
     def _load(self, version: int, path: Path) -> None:
         with self._lock:
             self._entries[version] = _Entry(LOADING)
-        started = time.monotonic()
+        started, served = time.monotonic(), None
         try:
             served = ServedVersion(path, version, self.batching, self.on_batch)
             warmed = served.warm_up()
         except Exception as err:  # reported in the status, the server keeps serving
+            if served is not None:
+                served.close()
             message = explain_error(err) if isinstance(err, tf.errors.OpError) else str(err)
             log.error("model '%s' version %d failed to load: %s", self.name, version, message)
             try:

@@ -238,6 +238,23 @@ def test_a_new_version_is_served_when_complete_and_the_old_one_unloaded(run, ser
     assert server.metric("factory_serve_requests_total") > 10
 
 
+def test_a_version_that_fails_to_load_is_reported_and_the_one_before_keeps_serving(run, server, digits):
+    good = newest(run)
+    tree = ExportTree(run)
+    staging = tree.staging("best", good + 1)
+    shutil.copytree(policy_dir(run) / str(good), staging)
+    (staging / "saved_model.pb").write_bytes(b"not a SavedModel")
+    tree.publish(staging, "best", good + 1)
+    assert "failed to load" in server.wait_for(f"model '{NAME}' version {good + 1} failed to load")
+    status = server.request("GET", f"/v1/models/{NAME}/versions/{good + 1}")[1]["model_version_status"][0]
+    assert (
+        status["state"] == "END" and status["status"]["error_code"] == "UNKNOWN" and status["status"]["error_message"]
+    )
+    status, answer = server.request("POST", f"/v1/models/{NAME}:predict", {"instances": digits[1][:1].tolist()})
+    assert status == 200 and len(answer["predictions"]) == 1
+    assert server.request("GET", f"/v1/models/{NAME}/metadata")[1]["model_spec"]["version"] == str(good)
+
+
 def test_batching_merges_concurrent_requests_times_out_and_drains_on_sigterm(run, digits):
     server = Server(
         policy_dir(run), "--max-batch-size", "8", "--batch-timeout-micros", "5000000", "--request-timeout", "2"
