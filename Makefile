@@ -29,7 +29,7 @@ setup: $(VENV)/.installed
 run: setup
 	$(VENV)/bin/factory-train
 
-# The suite in TEST_WORKERS processes (pytest-xdist), a test file to each at a time: about 12 minutes
+# The suite in TEST_WORKERS processes (pytest-xdist), a test file to each at a time: about 14 minutes
 # on 2 cores, against 17 in one process (much of a test's time is a child process starting).
 TEST_WORKERS ?= 2
 

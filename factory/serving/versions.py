@@ -179,13 +179,15 @@ class VersionManager:
             if served is not None:
                 served.close()
             message = explain_error(err) if isinstance(err, tf.errors.OpError) else str(err)
-            log.error("model '%s' version %d failed to load: %s", self.name, version, message)
             try:
                 stamp = path.stat().st_mtime
             except OSError:
                 stamp = 0.0
             with self._lock:
                 self._entries[version] = _Entry(END, error=message, stamp=stamp)
+            log.error(
+                "model '%s' version %d failed to load: %s", self.name, version, message
+            )  # once the status says so
             return
         with self._lock:
             self._entries[version] = _Entry(AVAILABLE, served)
