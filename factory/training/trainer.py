@@ -92,8 +92,9 @@ class Trainer:
             keras.utils.set_random_seed(config.seed)
         if config.train.deterministic:
             tf.config.experimental.enable_op_determinism()
-        if config.train.mixed_precision:
-            keras.mixed_precision.set_dtype_policy(config.train.mixed_precision)
+        # Keras' dtype policy is global: set it on every run, or a run after one with mixed precision in
+        # the same process (a sweep's trials with the basic launcher) would silently train in it too.
+        keras.mixed_precision.set_dtype_policy(config.train.mixed_precision or "float32")
         self.spec = _resolve_spec(config, self.run_dir)
         task, num_outputs = head_spec(self.spec)
         self.task = Task(task, num_outputs, config.train.loss)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import sys
 
 import pytest
 
@@ -16,6 +17,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if _HERE in pathlib.Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _float32_after_each_test():
+    """Keras' dtype policy is global: a test that trains in mixed precision leaves it set, and a later
+    test in the same process that builds a model without ``train()`` would build it in that policy."""
+    yield
+    if "keras" in sys.modules:
+        sys.modules["keras"].mixed_precision.set_dtype_policy("float32")
 
 
 # -- one small trained digits run, shared by the predict tests ----------------------------------

@@ -116,15 +116,16 @@ def test_a_process_without_factory_loads_the_export_and_both_signatures_agree(ru
 def test_an_export_that_does_not_match_the_model_is_not_published(tmp_path, monkeypatch):
     import factory.serving.exporter as export
 
-    real = export.predictions
+    real = export.serving_functions
 
-    def skewed(task, logits, label_shape=(), classes=None):
-        outputs = real(task, logits, label_shape, classes)
-        if tf.executing_eagerly():  # only the in-memory model: the saved graph is traced
-            outputs = {**outputs, "logits": outputs["logits"] + 0.5}
-        return outputs
+    def skewed(spec, transform, forward):  # the exported signatures only, not the model they are checked against
+        def off(features):
+            outputs = dict(forward(features))
+            return {**outputs, "logits": outputs["logits"] + 0.5}
 
-    monkeypatch.setattr(export, "predictions", skewed)
+        return real(spec, transform, off)
+
+    monkeypatch.setattr(export, "serving_functions", skewed)
     with pytest.raises(
         ExportError, match=r"serving_default output 'logits' differs from the trained model by 0.5 .*not published"
     ):

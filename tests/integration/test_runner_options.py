@@ -47,6 +47,16 @@ def test_options_train_and_evaluate(tmp_path, overrides):
     assert len(rows) == 1 and 0.0 <= best <= 1.0 and rows[0]["val_loss"] > 0
 
 
+def test_a_run_after_a_mixed_precision_run_in_the_same_process_trains_in_float32(tmp_path):
+    """Keras' dtype policy is global: each run sets its own (a sweep's trials share a process)."""
+    import keras
+
+    train(compose(*SHORT, "train.mixed_precision=mixed_bfloat16"), run_dir=tmp_path / "bf16")
+    assert keras.config.dtype_policy().name == "mixed_bfloat16"
+    train(compose(*SHORT), run_dir=tmp_path / "plain")
+    assert keras.config.dtype_policy().name == "float32"
+
+
 def test_progress_bar_and_plain_lines(tmp_path, capsys):
     import logging
 
