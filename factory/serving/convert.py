@@ -246,6 +246,18 @@ def convert(version_dir: Path, to: str, tolerance: float, calls: int = 200) -> d
     directory = version_dir / CONVERTED
     directory.mkdir(exist_ok=True)
     target = directory / f"{DEFAULT_SIGNATURE}.{to}"
+    try:
+        record = _convert_checked(version_dir, to, target, sample, one, expected, run_saved, tolerance, calls)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # if nothing else was converted before
+        raise
+    _record(version_dir, to, record)
+    return record
+
+
+def _convert_checked(version_dir, to, target, sample, one, expected, run_saved, tolerance, calls) -> dict[str, Any]:
+    """Write ``target`` if the converted model's outputs match ``expected``; its manifest record."""
     with atomic_path(target) as staging:  # kept only if it matches
         run = (_tflite if to == "tflite" else _onnx)(version_dir, staging)
         with _quiet():  # LiteRT announces its CPU delegate on the first call
@@ -270,7 +282,6 @@ def convert(version_dir: Path, to: str, tolerance: float, calls: int = 200) -> d
             "latency_ms_batch_1": round(_quiet_latency_ms(lambda: run(one), calls), 4),
             "saved_model_latency_ms_batch_1": round(_latency_ms(lambda: run_saved(one), calls), 4),
         }
-    _record(version_dir, to, record)
     return record
 
 
