@@ -4,7 +4,7 @@ The converted model is written into the version dir, ``<version>/converted/servi
 (or ``.onnx``; TF Serving ignores the directory), and recorded in the manifest under
 ``converted``. Before it is kept, it runs on the export's warmup requests (eval records, see
 ``factory.serving.warmup``) and every output must match the SavedModel's within ``tolerance``
-(absolute below 1, relative above, as the export's own verification); otherwise nothing is
+(``scaled_errors``, as the export's own verification); otherwise nothing is
 written. The record holds the file's size and its batch-1 latency next to the SavedModel's.
 
 - **TFLite**: ``tf.lite.TFLiteConverter`` with TFLite's builtin ops only (a model that needs
@@ -37,6 +37,7 @@ import tensorflow as tf
 from factory.errors import FactoryError
 from factory.names import DEFAULT_SIGNATURE, MANIFEST
 from factory.run_dir import atomic_path, write_json
+from factory.serving.exporter import scaled_errors
 from factory.serving.warmup import read_warmup
 
 CONVERTED = "converted"  # in the version dir
@@ -201,8 +202,7 @@ def _difference(got: np.ndarray, want: np.ndarray) -> float:
         return float("inf")
     if want.dtype.kind in "OSU":
         return 0.0 if np.array_equal(got, want) else float("inf")
-    err = np.abs(got.astype(np.float64) - want.astype(np.float64))
-    return float(np.max(err / np.maximum(1.0, np.abs(want.astype(np.float64))))) if got.size else 0.0
+    return float(np.max(scaled_errors(got, want))) if got.size else 0.0
 
 
 def _latency_ms(call: Callable[[], Any], calls: int) -> float:

@@ -196,13 +196,10 @@ class Exporter(ExportTree):
                             "the export was not published"
                         )
                     continue
-                # Absolute below 1, relative above: float32 carries ~7 significant digits, so an output
-                # of 150 (a regression target) cannot agree to 1e-5 absolutely after a graph rewrite.
-                err = np.abs(got.astype(np.float64) - want.astype(np.float64))
-                scale = np.maximum(1.0, np.abs(want.astype(np.float64)))
-                diff = float(np.max(err / scale)) if got.size else 0.0
+                errors = scaled_errors(got, want)
+                diff = float(np.max(errors)) if got.size else 0.0
                 if diff > self.tolerance:
-                    worst = np.unravel_index(int(np.argmax(err / scale)), got.shape)
+                    worst = np.unravel_index(int(np.argmax(errors)), got.shape)
                     raise ExportError(
                         f"export: {signature} output '{name}' differs from the trained model by {diff:.3g} "
                         "(relative to the output's size, when above 1) "
@@ -250,6 +247,14 @@ class Exporter(ExportTree):
                 },
             },
         }
+
+
+def scaled_errors(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """How far ``got`` is from ``want``, element by element: absolute below 1, relative above. float32
+    carries ~7 significant digits, so an output of 150 (a regression target) cannot agree to 1e-5
+    absolutely after a graph rewrite or a conversion."""
+    want = want.astype(np.float64)
+    return np.abs(got.astype(np.float64) - want) / np.maximum(1.0, np.abs(want))
 
 
 def missing_values(spec: FeatureSpec) -> dict[str, dict]:

@@ -40,8 +40,8 @@ from starlette.routing import Route
 from factory.errors import ConfigError
 from factory.serving import rest_json
 from factory.serving.batching import QueueFull, TooLarge
+from factory.serving.json_values import RestError
 from factory.serving.options import ServeOptions
-from factory.serving.rest_json import RestError
 from factory.serving.versions import VersionManager
 
 log = logging.getLogger("factory.serve")
@@ -113,7 +113,7 @@ class App:
             fixed=options.fixed,
             on_batch=self._on_batch,
         )
-        self.metrics = Metrics(self._queued)
+        self.metrics = Metrics(self.manager.queued_rows)
         self.address = ""  # http://host:port, once listening
         self.asgi = Starlette(
             routes=[
@@ -122,9 +122,6 @@ class App:
             ],
             lifespan=self.lifespan,
         )
-
-    def _queued(self) -> float:
-        return float(self.manager.queued_rows())
 
     def _on_batch(self, version: int, signature: str, rows: int, requests: int) -> None:
         labels = (self.options.model_name, str(version), signature)

@@ -29,8 +29,8 @@ from tensorflow.core.protobuf import saved_model_pb2
 from factory.names import CURRENT, SAVED_MODEL
 from factory.serving.batching import Batcher, BatchingOptions
 from factory.serving.inputs import TensorInfo
+from factory.serving.json_values import RestError
 from factory.serving.predictor import explain_error
-from factory.serving.rest_json import RestError
 from factory.serving.warmup import read_warmup
 
 log = logging.getLogger("factory.serve")
@@ -278,10 +278,6 @@ class VersionManager:
         """Rows waiting for a batch, over the versions loaded."""
         with self._lock:
             return sum(e.served.batcher.queued_rows for e in self._entries.values() if e.served is not None)
-
-    def versions(self) -> dict[int, str]:
-        with self._lock:
-            return {v: e.state for v, e in self._entries.items()}
 
     def _labelled(self, version: int | None, label: str | None) -> int | None:
         """The version ``label`` stands for (``version`` without one); under the lock."""

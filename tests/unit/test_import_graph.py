@@ -74,6 +74,7 @@ TF_FREE = (
     "factory.serving.predictor",
     "factory.serving.batching",
     "factory.serving.rest_json",
+    "factory.serving.json_values",
     "factory.serving.options",
     "factory.training.runner",
     "factory.training.schedule",
