@@ -86,7 +86,7 @@ COMMANDS: list[Command] = [
     ),
     Command(
         "summarize",
-        "tabulate the trials of a sweep, best first, and write them as CSV",
+        "tabulate the trials of a sweep, best first, as CSV; --plot draws their curves",
         summarize.arguments,
         summarize.run,
         summarize.EPILOG,
