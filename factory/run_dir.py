@@ -149,7 +149,7 @@ LOCK = ".lock"  # flock'ed by the process that owns the run dir; holds its pid a
 _HELD: dict[str, dict[str, Any]] = {}
 
 
-def _command_line() -> str:
+def command_line() -> str:
     try:
         parts = Path("/proc/self/cmdline").read_bytes().split(b"\0")
         text = " ".join(p.decode(errors="replace") for p in parts if p)
@@ -159,7 +159,7 @@ def _command_line() -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _holder(fd: int) -> str:
+def lock_holder(fd: int) -> str:
     """``process <pid> (<command line>)`` from a lock file, as far as it can be read."""
     try:
         pid, _, command = os.pread(fd, 4096, 0).decode(errors="replace").partition("\n")
@@ -173,7 +173,7 @@ def _holder(fd: int) -> str:
 
 
 def _busy(run_dir: Path, fd: int) -> FactoryError:
-    holder = _holder(fd)
+    holder = lock_holder(fd)
     pid = holder.split()[1] if holder.startswith("process ") else "PID"
     return FactoryError(
         f"{run_dir} is in use by {holder}: one process trains a run dir at a time; wait for it to end, "
@@ -209,7 +209,7 @@ def _acquire(run_dir: Path, record: bool) -> None:
                 raise error from None
     if record and not entry["recorded"]:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n{_command_line()}\n".encode(), 0)
+        os.pwrite(fd, f"{os.getpid()}\n{command_line()}\n".encode(), 0)
         entry["recorded"] = True
     entry["fd"] = fd
     entry["depth"] += 1
@@ -244,3 +244,18 @@ def owning(run_dir: str | os.PathLike, record: bool = True) -> Iterator[None]:
         yield
     finally:
         _release(run_dir)
+
+
+def in_use(run_dir: str | os.PathLike) -> bool:
+    """Whether a process holds ``run_dir`` (see ``owning``) right now. Looks only: nothing is written."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases the shared lock if it was granted
+    return False

@@ -21,19 +21,27 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import hydra
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import IntervalSweep
 from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from factory.cli.train_job import CONFIG_NAME, config_dir_overrides, record_job, single_run, split_argv
+from factory.cli.train_sweep import (
+    check_sweep_dir,
+    pruning_problems,
+    sweep_hydra,
+    sweeper_params,
+    trial_hparams,
+    trial_overrides,
+)
 from factory.config import DEFAULTED_GROUPS, Config, defaults, load_config
 from factory.config.globs import missing_data
 from factory.config.resume import check_run_dir
@@ -41,37 +49,11 @@ from factory.errors import ConfigError, FactoryError
 from factory.networks.registry import default_params, registered_names
 from factory.policies import Monitor
 from factory.run_dir import owning
+from factory.sweeps.hparams import write_trial_hparams
+from factory.sweeps.study import TrialReporter, trial_report_spec
 from factory.sweeps.trial_process import run_in_child
 from factory.training.runner import train
 from factory.validation import did_you_mean, resource_dir
-
-
-def _trial_overrides(overrides: list[str]) -> list[list[str]]:
-    """Override lists that cover every value of every sweep once (others at their first value)."""
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    base, sweeps = [], []
-    for override in parsed:
-        if override.is_sweep_override():
-            sweep = override.value()
-            if isinstance(sweep, IntervalSweep):  # Optuna's interval(): its two ends stand for it
-                values = [str(sweep.start), str(sweep.end)]
-            else:
-                try:
-                    values = list(override.sweep_string_iterator())
-                except Exception:  # other non-enumerable sweeps: left to the sweeper
-                    continue
-            sweeps.append((override, values))
-            base.append(f"{override.get_key_element()}={values[0]}")
-        else:
-            base.append(override.input_line)
-    trials = [base]
-    for override, values in sweeps:
-        index = base.index(f"{override.get_key_element()}={values[0]}")
-        for value in values[1:]:
-            trial = list(base)
-            trial[index] = f"{override.get_key_element()}={value}"
-            trials.append(trial)
-    return trials
 
 
 def _explain_hydra_error(err: Exception, overrides: list[str], config_dir: str, name: str) -> list[str]:
@@ -111,21 +93,6 @@ def _keys_at(parent: str, overrides: list[str], config_dir: str, name: str) -> l
         return []
 
 
-def _sweeper_params(base: list[str], overrides: list[str], config_dir: str, name: str) -> list[str]:
-    """``hydra.sweeper.params`` set in config files (an ``hparams_search`` overlay, say) as
-    overrides, so that a sweep's every parameter is checked, not only those on the command line.
-    The command line wins over a parameter of the same key, as in the sweepers."""
-    try:
-        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
-            cfg = compose(config_name=name, overrides=base, return_hydra_config=True)
-        params = OmegaConf.select(cfg, "hydra.sweeper.params")
-        params = OmegaConf.to_container(params, resolve=False) if params is not None else {}
-    except Exception:  # a composition error: the trial checks report it
-        return []
-    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
-    return [f"{key}={value}" for key, value in (params or {}).items() if key not in given]
-
-
 def _yaml_problem(err: yaml.YAMLError) -> str:
     """A YAML syntax error in a config file as one line: the file, the line, what is wrong."""
     mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
@@ -149,13 +116,14 @@ def check_command_line(argv: Sequence[str]) -> tuple[Config, str] | None:
         if "interval(" in o and not sampling:
             raise ConfigError(
                 f"{o.split('=', 1)[0]}: interval() needs a sampling sweeper (+hparams_search=digits_optuna, "
-                "or hydra/sweeper=optuna); the basic sweeper takes lists, range() or choice()"
+                "or hydra/sweeper=factory_optuna); the basic sweeper takes lists, range() or choice()"
             )
     try:
-        trials = _trial_overrides(overrides)
-        from_config = _sweeper_params(trials[0], overrides, config_dir, name) if multirun else []
+        trials = trial_overrides(overrides)
+        composed_hydra = sweep_hydra(trials[0], config_dir, name) if multirun else None
+        from_config = sweeper_params(composed_hydra, overrides)
         if from_config:
-            trials = _trial_overrides([*overrides, *from_config])
+            trials = trial_overrides([*overrides, *from_config])
     except HydraException as err:
         raise ConfigError(f"command line: {str(err).strip().splitlines()[0]}") from None
     config_keys = {p.split("=", 1)[0] for p in from_config}
@@ -177,7 +145,7 @@ def check_command_line(argv: Sequence[str]) -> tuple[Config, str] | None:
         else:
             try:
                 config = load_config(raw)
-                problems = missing_data(config)
+                problems = [*missing_data(config), *pruning_problems(composed_hydra, config)]
                 single = None if multirun else (config, run_dir)
             except ConfigError as err:
                 problems = err.problems
@@ -190,6 +158,7 @@ def check_command_line(argv: Sequence[str]) -> tuple[Config, str] | None:
         if fresh:
             sweep = f" (in the trial {' '.join(trial)})" if len(trials) > 1 else ""
             raise ConfigError([*fresh[:-1], fresh[-1] + sweep])
+    check_sweep_dir(composed_hydra, overrides)
     return single
 
 
@@ -209,13 +178,18 @@ def _job(cfg) -> float:
                 print(f"{run_dir}: {done.message}", flush=True)
                 return done.best_value
             record_job(cfg, hydra_cfg, run_dir)
+            if hydra_cfg.mode == RunMode.MULTIRUN:
+                trial = f"{Path(hydra_cfg.sweep.dir).name}/{hydra_cfg.job.num}"
+                write_trial_hparams(run_dir, trial_hparams(hydra_cfg.overrides.task), trial_id=trial)
+            report = trial_report_spec(hydra_cfg)
             if "joblib" not in str(hydra_cfg.launcher.get("_target_", "")).lower():
-                return train(config, run_dir=run_dir)
+                return train(config, run_dir=run_dir, reporter=TrialReporter(report) if report else None)
         # joblib's workers live on from trial to trial: one fresh process per trial, so
         # TensorFlow and the trial's memory go when the trial ends. It takes the run dir itself.
         n_jobs = hydra_cfg.launcher.get("n_jobs") or 1
         parallel = max(1, (os.cpu_count() or 1) + 1 + n_jobs) if n_jobs < 0 else n_jobs  # joblib: -1 is one per core
-        return run_in_child(raw, run_dir, OmegaConf.to_container(hydra_cfg.job_logging, resolve=True), parallel)
+        logging_config = OmegaConf.to_container(hydra_cfg.job_logging, resolve=True)
+        return run_in_child(raw, run_dir, logging_config, parallel, report=report)
     except FactoryError as err:
         logging.getLogger("factory").error(f"error: {err}")
         raise SystemExit(err.exit_code) from None

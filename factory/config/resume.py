@@ -11,8 +11,8 @@ compares the config about to train with it, key by key, before TensorFlow loads:
 - any other difference is a ``FactoryError`` naming every differing key with both values.
 
 A run dir whose ``summary.json`` exists and that the config would not train further (its
-``train.max_steps`` is not above the steps done, or early stopping stopped it and is still
-on) is finished: ``check_run_dir`` returns a ``Finished`` and nothing must be written.
+``train.max_steps`` is not above the steps done, early stopping stopped it and is still
+on, or a sweep's pruner stopped it) is finished: ``check_run_dir`` returns a ``Finished`` and nothing must be written.
 """
 
 from __future__ import annotations
@@ -71,9 +71,12 @@ class Finished:
     run_dir: Path
     steps: int
     best_value: float
+    pruned: bool = False
 
     @property
     def message(self) -> str:
+        if self.pruned:
+            return f"already finished at step {self.steps}: pruned by its sweep (summary: {self.run_dir / SUMMARY})"
         return (
             f"already finished at step {self.steps}; nothing to train (summary: {self.run_dir / SUMMARY}); "
             "to train on, raise train.max_steps (and set early_stop.enabled=false if it stopped early)"
@@ -189,9 +192,10 @@ def finished(config: Config, run_dir: Path) -> Finished | None:
         summary = read_json(path)
         steps = int(summary["steps"])
         stopped = bool(summary.get("stopped_early"))
+        pruned = bool(summary.get("pruned"))
     except (OSError, ValueError, TypeError, KeyError):
         return None  # unreadable: the run trains (and rewrites it)
-    if config.train.max_steps > steps and not (stopped and config.early_stop.enabled):
+    if config.train.max_steps > steps and not (stopped and config.early_stop.enabled) and not pruned:
         return None
     best = summary.get("best_value")
-    return Finished(run_dir, steps, float(best) if _number(best) else float("nan"))
+    return Finished(run_dir, steps, float(best) if _number(best) else float("nan"), pruned)

@@ -19,7 +19,9 @@ from factory.policies import Monitor
 from factory.sweeps.trials import (
     DONE,
     FAILED,
-    UNFINISHED,
+    INTERRUPTED,
+    PRUNED,
+    RUNNING,
     SummaryError,
     Trial,
     find_trial_dirs,
@@ -36,8 +38,8 @@ def rank(trials: Iterable[Trial]) -> list[Trial]:
     Finished trials with a value come first, ordered by their monitored metric
     in its direction (ties keep job order); when trials monitored different
     metrics, each metric forms its own block, in order of first appearance.
-    Finished trials without a value follow, then failed and unfinished ones, in
-    job order.
+    Finished trials without a value follow, then pruned ones (their values are of
+    shorter runs), failed, running and interrupted ones, in job order.
     """
     trials = list(trials)
     ranked = [t for t in trials if t.has_objective]
@@ -48,7 +50,7 @@ def rank(trials: Iterable[Trial]) -> list[Trial]:
         return blocks.index((trial.monitor, trial.mode)), monitor.rank_key(trial.best_value)
 
     rest = [t for t in trials if not t.has_objective]
-    order = {DONE: 0, FAILED: 1, UNFINISHED: 2}
+    order = {DONE: 0, PRUNED: 1, FAILED: 2, RUNNING: 3, INTERRUPTED: 4}
     return sorted(ranked, key=key) + sorted(rest, key=lambda t: order.get(t.status, 3))
 
 
@@ -169,8 +171,15 @@ def format_table(trials: Sequence[Trial]) -> str:
     notes = [f"  {t.name}: {t.error}" for t in trials if t.status == FAILED and t.error]
     if notes:
         out += ["failed:", *notes]
-    if any(t.status == UNFINISHED for t in trials):
-        out.append("unfinished: no summary.json yet (still running, or stopped before the end); values so far")
+    if any(t.status == PRUNED for t in trials):
+        out.append("pruned: stopped by the sweep's pruner; values of the steps they ran, not ranked")
+    if any(t.status == RUNNING for t in trials):
+        out.append("running: still training; values so far")
+    if any(t.status == INTERRUPTED for t in trials):
+        out.append(
+            "interrupted: stopped before the end (killed, or preempted); values so far. "
+            "Run the sweep's command again with the same hydra.sweep.dir to resume them"
+        )
     if not one_monitor and monitors:
         out.append("trials monitored different metrics: each metric is ranked on its own")
     return "\n".join(out)
@@ -180,7 +189,7 @@ def write_csv(trials: Sequence[Trial], path: str | os.PathLike) -> Path:
     """Write ``trials`` (in the order given) as CSV, atomically; returns the path.
 
     Columns: rank, trial, status, monitor, mode, best_value, best_eval,
-    evaluations, steps, stopped_early, seconds, overrides (space separated, as
+    evaluations, steps, stopped_early, pruned, seconds, overrides (space separated, as
     typed on a command line), one ``export_<policy>`` column per export policy
     and one column per test metric seen in any trial, error, run_dir.
     """
@@ -198,6 +207,7 @@ def write_csv(trials: Sequence[Trial], path: str | os.PathLike) -> Path:
         "evaluations",
         "steps",
         "stopped_early",
+        "pruned",
         "seconds",
         "overrides",
         *(f"export_{p}" for p in policies),
@@ -221,6 +231,7 @@ def write_csv(trials: Sequence[Trial], path: str | os.PathLike) -> Path:
                 "evaluations": t.evaluations,
                 "steps": t.steps,
                 "stopped_early": t.stopped_early,
+                "pruned": t.pruned,
                 "seconds": t.seconds,
                 "overrides": " ".join(t.overrides),
                 "error": t.error,

@@ -5,8 +5,9 @@ trial after another) would keep TensorFlow, its graphs and its memory alive
 from one trial to the next. ``factory-train`` therefore hands each such trial
 to a fresh interpreter: the worker stays free of TensorFlow, and the memory of
 a trial is released when it ends. The input (on stdin) is JSON with the
-resolved ``config``, the ``run_dir`` and the ``logging`` dict config of the
-Hydra job, so the trial logs to the same console and ``train.log``.
+resolved ``config``, the ``run_dir``, the ``logging`` dict config of the
+Hydra job, so the trial logs to the same console and ``train.log``, and the
+``report`` spec of a trial that reports to its study (``factory.sweeps.study``).
 
 The trial detaches from the worker's process tree (a double fork): when a
 sweep is interrupted, joblib kills its workers and everything below them with
@@ -35,6 +36,7 @@ from typing import Any
 from factory.config import load_config
 from factory.errors import FactoryError
 from factory.run_dir import SUMMARY, read_json
+from factory.sweeps.study import TrialReporter
 from factory.training.runner import train
 
 
@@ -43,13 +45,15 @@ def run_in_child(
     run_dir: str,
     logging_config: Mapping[str, Any] | None,
     parallel: int = 1,
+    report: Mapping[str, Any] | None = None,
 ) -> float:
     """Train ``config`` in a new Python process; the best monitored value, or exit as the trial did.
 
     With ``parallel`` trials at a time, each trial's TensorFlow gets its share of the CPU cores
     for its op thread pool (unless ``TF_NUM_INTRAOP_THREADS`` is set) rather than all of them each.
+    ``report``: the trial's ``factory.sweeps.study.trial_report_spec``, when it reports to a study.
     """
-    payload = json.dumps({"config": dict(config), "run_dir": run_dir, "logging": logging_config})
+    payload = json.dumps({"config": dict(config), "run_dir": run_dir, "logging": logging_config, "report": report})
     env = dict(os.environ)
     if parallel > 1:
         env.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, (os.cpu_count() or 1) // parallel)))
@@ -91,7 +95,12 @@ def _train(payload: dict) -> int:
     if payload.get("logging"):
         logging.config.dictConfig(payload["logging"])
     try:
-        train(load_config(payload["config"]), run_dir=payload["run_dir"])
+        report = payload.get("report")
+        train(
+            load_config(payload["config"]),
+            run_dir=payload["run_dir"],
+            reporter=TrialReporter(report) if report else None,
+        )
     except FactoryError as err:
         logging.getLogger("factory").error(f"error: {err}")
         return err.exit_code

@@ -32,6 +32,7 @@ from factory.run_dir import (
     METRICS,
     SUMMARY,
     TRAIN_LOG,
+    in_use,
     read_json,
 )
 
@@ -41,7 +42,7 @@ _EARLY_STOP = EarlyStopConfig()
 
 _ERROR_LINE = re.compile(r"\berror: (.*)")
 
-DONE, FAILED, UNFINISHED = "done", "failed", "unfinished"
+DONE, PRUNED, FAILED, RUNNING, INTERRUPTED = "done", "pruned", "failed", "running", "interrupted"
 
 
 class SummaryError(FactoryError):
@@ -52,11 +53,13 @@ class SummaryError(FactoryError):
 class Trial:
     """One trial's run directory, as far as it got.
 
-    ``status`` is ``"done"`` (``summary.json`` written), ``"failed"`` (the
-    training job logged an error, or its summary is unreadable; ``error`` says
-    why) or ``"unfinished"`` (no summary yet: still running, or killed). For an
-    unfinished trial ``best_value``, ``evaluations`` and ``seconds`` are those
-    of its last evaluation in ``metrics.jsonl``, if any. ``mode`` is the
+    ``status`` is ``"done"`` (``summary.json`` written), ``"pruned"`` (written, and the
+    sweep's pruner stopped it), ``"failed"`` (the training job logged an error, or its
+    summary is unreadable; ``error`` says why), ``"running"`` (no summary yet, and a
+    process holds the run dir) or ``"interrupted"`` (no summary, nobody training it:
+    killed or stopped; running the sweep's command again resumes it). For a trial
+    without a summary ``best_value``, ``evaluations`` and ``seconds`` are those of its
+    last evaluation in ``metrics.jsonl``, if any. ``mode`` is the
     resolved direction (``"min"``/``"max"``) or ``None`` when unknown.
     """
 
@@ -85,8 +88,12 @@ class Trial:
         return None
 
     @property
+    def pruned(self) -> bool:
+        return self.status == PRUNED
+
+    @property
     def has_objective(self) -> bool:
-        """A finished trial with a finite best value and a known direction: it can be ranked."""
+        """A finished (not pruned) trial with a finite best value and a known direction: it can be ranked."""
         return (
             self.status == DONE
             and self.mode is not None
@@ -186,7 +193,7 @@ def read_trial(path: str | os.PathLike, root: str | os.PathLike | None = None) -
     """One run directory as a ``Trial``; ``name`` is its path relative to ``root`` (default: its own name).
 
     Never raises for a broken trial: a missing or unreadable file makes the
-    trial ``failed`` or ``unfinished`` with the reason in ``error``.
+    trial ``failed`` or ``interrupted`` with the reason in ``error``.
     """
     path = Path(path)
     name = path.relative_to(root).as_posix() if root is not None else path.name
@@ -215,7 +222,7 @@ def read_trial(path: str | os.PathLike, root: str | os.PathLike | None = None) -
         return Trial(
             name=name,
             path=path,
-            status=DONE,
+            status=PRUNED if summary.get("pruned") is True else DONE,
             overrides=overrides,
             monitor=monitor,
             mode=mode,
@@ -233,7 +240,7 @@ def read_trial(path: str | os.PathLike, root: str | os.PathLike | None = None) -
     return Trial(
         name=name,
         path=path,
-        status=FAILED if error else UNFINISHED,
+        status=FAILED if error else RUNNING if in_use(path) else INTERRUPTED,
         overrides=overrides,
         monitor=monitor,
         mode=mode,

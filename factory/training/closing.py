@@ -1,7 +1,7 @@
 """The end of a run: the final export, the test metrics with the best weights, ``summary.json``.
 
 ``summary.json`` holds ``monitor``, ``best_value``, ``best_eval``, ``evaluations``,
-``steps``, ``stopped_early``, ``seconds``, ``exports`` (``{policy: path}``), and with
+``steps``, ``stopped_early``, ``pruned`` (a sweep's pruner stopped it), ``seconds``, ``exports`` (``{policy: path}``), and with
 ``data.test`` also ``test`` (the test metrics of the best weights) and, with
 ``compare_with``, ``reference`` (``{name: test metrics}`` of each scikit-learn baseline).
 """
@@ -38,6 +38,7 @@ def close_run(
     *,
     evals: int,
     stopped: bool,
+    pruned: str | None,
     started: float,
     save: Callable[[int], None],
 ) -> float:
@@ -45,6 +46,7 @@ def close_run(
 
     ``started`` is the ``time.perf_counter()`` value the run's clock started at; ``save(step)``
     checkpoints the run's state again after a final export (so a re-run does not export twice).
+    ``pruned`` is the reason a sweep's pruner stopped the run (then ``stopped`` is true too).
     """
     early = early_stop.policy
     summary: dict[str, Any] = {
@@ -53,7 +55,8 @@ def close_run(
         "best_eval": early.best_eval,
         "evaluations": evals,
         "steps": trainer.step,
-        "stopped_early": bool(stopped),
+        "stopped_early": bool(stopped) and not pruned,
+        "pruned": bool(pruned),
         "seconds": round(time.perf_counter() - started, 2),
     }
     final = exports.at_end(summary["steps"])
@@ -80,7 +83,7 @@ def close_run(
                 summary["reference"][name] = ref
                 log.info(f"test ({name}, scikit-learn, same split): {_metrics_text(ref)}")
     write_json(trainer.run_dir / SUMMARY, summary)  # whole or absent: sweeps read it while trials run
-    reason = "stopped early" if stopped else "reached train.max_steps"
+    reason = "pruned" if pruned else "stopped early" if stopped else "reached train.max_steps"
     best = early.best_value if early.best_value is not None else float("nan")
     log.info(
         f"done: {reason} at step {summary['steps']}; best {config.early_stop.monitor} {fmt(best)} "

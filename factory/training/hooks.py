@@ -3,6 +3,8 @@
 The schedule calls each hook of its list, in order, with one ``Evaluation``:
 
 - ``EarlyStop`` decides whether training stops (``Evaluation.stop``) and saves the best weights;
+- ``Pruning`` (in a sweep that prunes) reports the monitored value to the sweep's study and stops
+  a trial the study's pruner judges unpromising;
 - ``Exports`` runs the export policies (``best``, ``latest``, ``final``) against an exporter;
 - ``MetricsLog`` writes the evaluation's log line, its TensorBoard scalars and its
   ``metrics.jsonl`` row. The row is the evaluation's commit: until it is written, an
@@ -98,6 +100,49 @@ class EarlyStop:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.policy.load_state_dict(state)
+
+
+class TrialReporter(Protocol):
+    """A sweep trial's line to its study (``factory.sweeps.study.TrialReporter``)."""
+
+    def report(self, step: int, value: float) -> str | None:
+        """Record ``value`` at ``step``; a one-line reason when the trial is to stop (pruned), else None."""
+        ...
+
+
+class Pruning:
+    """A sweep's pruner as a hook: every evaluation's monitored value goes to the trial's study.
+
+    When the study's pruner judges the trial unpromising, training stops after this evaluation
+    as an early stop does (the checkpoint and the best weights are kept) and ``reason`` says why;
+    the run's summary marks it pruned. The decision is in the checkpoint: a pruned trial resumed
+    stays stopped. ``agree(stop)`` makes the workers of a multi-worker run decide together.
+    """
+
+    state_key = "pruning"
+
+    def __init__(self, reporter: TrialReporter, monitor: str, agree: Callable[[bool], bool]):
+        self.reporter = reporter
+        self.monitor = monitor
+        self._agree = agree
+        self.reason: str | None = None
+
+    @property
+    def pruned(self) -> bool:
+        return self.reason is not None
+
+    def after_evaluation(self, evaluation: Evaluation) -> None:
+        reason = self.reporter.report(evaluation.step, float(evaluation.metrics[self.monitor]))
+        if self._agree(reason is not None):
+            self.reason = reason or "pruned by the study (another worker's verdict)"
+            evaluation.stop = True
+            evaluation.notes.append(self.reason)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason} if self.reason else {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.reason = state.get("reason")
 
 
 class Exports:

@@ -28,13 +28,25 @@ from factory.config.globs import missing_data
 from factory.config.resume import check_run_dir
 from factory.errors import ConfigError
 from factory.run_dir import CONFIG, METRICS, owning, write_text
-from factory.training.hooks import EarlyStop, Exports, MetricsLog, evaluated_steps, rewind_metrics
+from factory.training.hooks import (
+    EarlyStop,
+    Exports,
+    MetricsLog,
+    Pruning,
+    TrialReporter,
+    evaluated_steps,
+    rewind_metrics,
+)
 from factory.training.schedule import Schedule, load_run_state
 
 log = logging.getLogger("factory")
 
 
-def train(config: Config | Mapping[str, Any], run_dir: str | os.PathLike | None = None) -> float:
+def train(
+    config: Config | Mapping[str, Any],
+    run_dir: str | os.PathLike | None = None,
+    reporter: TrialReporter | None = None,
+) -> float:
     """Run (or resume) one training job; return the best value of the monitored metric.
 
     ``config`` is a composed config dict (validated here) or a ``Config``.
@@ -45,6 +57,9 @@ def train(config: Config | Mapping[str, Any], run_dir: str | os.PathLike | None 
     is returned. The run dir is this process's for the run (``run_dir.owning``;
     in a multi-worker run, each worker's own directory). Before TensorFlow loads:
     a local ``data`` glob that matches no file is a ``ConfigError``.
+
+    ``reporter`` (a sweep trial's line to its study) gets every evaluation's monitored value and
+    may stop the run as pruned (``hooks.Pruning``).
     """
     if not isinstance(config, Config):
         config = load_config(config)
@@ -65,7 +80,7 @@ def train(config: Config | Mapping[str, Any], run_dir: str | os.PathLike | None 
             return done.best_value
         if not multi_worker:
             held.enter_context(owning(run_dir))
-        return _train(config, run_dir, held)
+        return _train(config, run_dir, held, reporter)
 
 
 class _ConfigFirst:
@@ -97,7 +112,7 @@ class _ConfigFirst:
         self._checkpoints.save(step, state)
 
 
-def _train(config: Config, run_dir: Path, held: contextlib.ExitStack) -> float:
+def _train(config: Config, run_dir: Path, held: contextlib.ExitStack, reporter: TrialReporter | None) -> float:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     from factory.training.checkpointing import RunCheckpoint  # defers TensorFlow
@@ -124,12 +139,14 @@ def _train(config: Config, run_dir: Path, held: contextlib.ExitStack) -> float:
         keep_final_weights=checkpoints.write_final,
         load_final_weights=checkpoints.load_final,
     )
+    pruning = Pruning(reporter, config.early_stop.monitor, agree=trainer.agree) if reporter else None
+    hooks = [early_stop, *([pruning] if pruning else []), exports]
     state = checkpoints.restore()
     resumed = state is not None
     evals = 0
     if resumed:
         trainer.reapply_learning_rate()
-        evals = load_run_state(state, [early_stop, exports])
+        evals = load_run_state(state, hooks)
         rewind_metrics(directory / METRICS, trainer.step)
     else:
         rewind_metrics(directory / METRICS, 0)  # rows of an attempt killed before its first checkpoint
@@ -142,9 +159,13 @@ def _train(config: Config, run_dir: Path, held: contextlib.ExitStack) -> float:
         log.info(f"resumed from step {step} (evaluation {evals}) in {directory}")
     started = time.perf_counter()
     metrics_log = MetricsLog(directory / METRICS, early_stop, tensorboard.evaluation, started)
-    schedule = Schedule(config.train, trainer, saving, [early_stop, exports, metrics_log], tensorboard, evals)
+    schedule = Schedule(config.train, trainer, saving, [*hooks, metrics_log], tensorboard, evals)
     try:
-        stopped = schedule.run(resumed, evaluated_steps(directory / METRICS), stopped=early_stop.stopped)
+        stopped = schedule.run(
+            resumed,
+            evaluated_steps(directory / METRICS),
+            stopped=early_stop.stopped or bool(pruning and pruning.pruned),
+        )
         saving.record()  # before summary.json, also when the run had nothing left to checkpoint
         return close_run(
             config,
@@ -154,6 +175,7 @@ def _train(config: Config, run_dir: Path, held: contextlib.ExitStack) -> float:
             exports,
             evals=schedule.evals,
             stopped=stopped,
+            pruned=pruning.reason if pruning else None,
             started=started,
             save=schedule.save,
         )

@@ -84,6 +84,9 @@ def test_every_readme_command_runs(tmp_path):
     assert (work / "runs" / "towers" / "summary.json").exists()
     with open(work / "multirun" / "iris" / "summary.csv") as f:
         assert len(list(csv.DictReader(f))) == 4
+    assert (work / "multirun" / "iris" / "sweep.png").read_bytes().startswith(b"\x89PNG")
+    assert (work / "multirun" / "iris" / "sweep.yaml").is_file()
+    assert (work / "multirun" / "digits" / "optuna.journal").is_file()
     predictions = [json.loads(line) for line in (work / "predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 30 and {"index", "class_ids", "probabilities", "classes"} <= set(predictions[0])
     assert {p["classes"] for p in predictions} <= {"setosa", "versicolor", "virginica"}

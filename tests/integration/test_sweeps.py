@@ -10,9 +10,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
 
+from factory.sweeps.study import journal_storage
 from tests.helpers import TINY
 from tests.unit.test_sweeps import BIN, clean_env, factory_train, summarize
 
@@ -117,27 +119,47 @@ def test_ctrl_c_during_a_joblib_sweep_leaves_every_trial_with_its_checkpoint(tmp
         assert not list(checkpoints.glob("*_temp*"))
 
 
-def test_optuna_sweep_minimises_val_loss_and_summarize_reads_its_trials(tmp_path, capsys):
+def test_optuna_sweep_minimises_val_loss_runs_a_batch_in_parallel_and_summarize_reads_its_trials(tmp_path, capsys):
     sweep = tmp_path / "optuna"
-    result, _ = factory_train(
+    result, pid = factory_train(
         "-m",
         *QUICK,
+        "train.eval_every_steps=10",
         "early_stop.monitor=val_loss",
         "+hparams_search=digits_optuna",
         "hydra.sweeper.n_trials=2",
-        "hydra.sweeper.n_jobs=1",
+        "hydra.sweeper.n_jobs=2",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    assert "Directions: ['minimize']" in result.stdout  # from early_stop.mode=auto on val_loss
-    assert "setup plugin alembic" not in result.stdout
+    assert f"sweep {sweep}: study 'digits' has 0 of 2 trials; 2 to start (tpe sampler, median pruner)" in result.stdout
+    assert "is launching 2 jobs" in result.stdout  # one batch, two trials at once
+    assert "alembic" not in result.stdout
     dirs = trial_dirs(sweep)
     assert [d.name for d in dirs] == ["0", "1"]
-    values = [json.loads((d / "summary.json").read_text())["best_value"] for d in dirs]
+    pids = [writer_pid(d) for d in dirs]
+    assert len(set(pids)) == 2 and pid not in pids  # each trial trained in a process of its own
+    summaries = [json.loads((d / "summary.json").read_text()) for d in dirs]
+    values = [s["best_value"] for s in summaries]
     sampled = [yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text()) for d in dirs]
     assert all(any(o.startswith("train.optimizer.learning_rate=") for o in s) for s in sampled)
     assert sampled[0] != sampled[1]
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name="digits", storage=journal_storage(sweep / "optuna.journal"))
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE  # from early_stop.mode=auto on val_loss
+    assert [(t.number, t.state, t.value) for t in study.trials] == [
+        (n, optuna.trial.TrialState.COMPLETE, v) for n, v in enumerate(values)
+    ]
+    for trial, directory, overrides in zip(study.trials, dirs, sampled, strict=True):
+        # Each trial reported every evaluation to the study from its own process: what a pruner judges.
+        rows = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
+        assert trial.intermediate_values == {r["step"]: r["val_loss"] for r in rows}
+        assert sorted(trial.intermediate_values) == [10, 20]
+        assert set(trial.user_attrs["overrides"]) <= set(overrides)
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_value"]
     assert best == pytest.approx(min(values))  # the sweeper optimised what train() returned
 

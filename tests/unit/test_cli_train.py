@@ -68,7 +68,7 @@ def test_sweep_parameters_in_a_config_file_are_checked_too(tmp_path):
     (tmp_path / "conf" / "hparams_search").mkdir(parents=True)
     (tmp_path / "conf" / "hparams_search" / "mine.yaml").write_text(
         "# @package _global_\n"
-        "defaults:\n  - override /hydra/sweeper: optuna\n"
+        "defaults:\n  - override /hydra/sweeper: factory_optuna\n"
         "hydra:\n  sweeper:\n    direction: maximize\n    n_trials: 2\n"
         "    params:\n      train.optimizer.learnin_rate: interval(0.001, 0.01)\n      train.batch_size: choice(32, 64)\n"
     )

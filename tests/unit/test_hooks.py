@@ -1,4 +1,4 @@
-"""The evaluation hooks without TensorFlow: early stopping, exports, the metrics record."""
+"""The evaluation hooks without TensorFlow: early stopping, pruning, exports, the metrics record."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from factory.training.hooks import (
     Evaluation,
     Exports,
     MetricsLog,
+    Pruning,
     evaluated_steps,
     rewind_metrics,
 )
@@ -170,3 +171,48 @@ def test_a_run_stopped_early_goes_on_when_resumed_with_early_stopping_off():
     evaluation = Evaluation(number=3, step=60, metrics={"val_loss": 0.7})
     off.after_evaluation(evaluation)
     assert not evaluation.stop
+
+
+class Judge:
+    """A study's pruner in miniature: prunes at the first report worse than ``limit``; keeps what it was told."""
+
+    def __init__(self, limit: float):
+        self.limit = limit
+        self.reports: list[tuple[int, float]] = []
+
+    def report(self, step: int, value: float) -> str | None:
+        self.reports.append((step, value))
+        return f"pruned: {value} at step {step} is worse than {self.limit}" if value > self.limit else None
+
+
+def test_pruning_reports_every_evaluation_and_stops_the_run_with_the_reason_as_its_note():
+    judge = Judge(limit=0.45)
+    hook = Pruning(judge, "val_loss", agree=lambda stop: stop)
+    stops, notes = [], []
+    for evaluation in evaluations([0.5 - 0.1 * n for n in range(3)] + [0.6]):  # 0.5 is pruned at once
+        hook.after_evaluation(evaluation)
+        stops.append(evaluation.stop)
+        notes.append(evaluation.notes)
+        if evaluation.stop:
+            break
+    assert judge.reports == [(20, 0.5)] and stops == [True]
+    assert notes == [["pruned: 0.5 at step 20 is worse than 0.45"]] and hook.pruned
+    # The verdict goes into the checkpoint: a resumed run knows it was pruned.
+    resumed = Pruning(Judge(limit=0.45), "val_loss", agree=lambda stop: stop)
+    resumed.load_state_dict(hook.state_dict())
+    assert resumed.pruned and resumed.reason == hook.reason
+    assert Pruning(judge, "val_loss", agree=lambda stop: stop).state_dict() == {}
+
+
+def test_pruning_goes_on_while_the_study_says_so_and_the_workers_decide_together():
+    judge = Judge(limit=1.0)
+    hook = Pruning(judge, "val_loss", agree=lambda stop: stop)
+    for evaluation in evaluations([0.5, 0.4]):
+        hook.after_evaluation(evaluation)
+        assert not evaluation.stop and not evaluation.notes
+    assert judge.reports == [(20, 0.5), (40, 0.4)] and not hook.pruned
+    # Another worker's study said stop: this worker stops with it.
+    other = Pruning(judge, "val_loss", agree=lambda stop: True)
+    evaluation = evaluations([0.3])[0]
+    other.after_evaluation(evaluation)
+    assert evaluation.stop and other.reason == "pruned by the study (another worker's verdict)"

@@ -82,7 +82,16 @@ TF_FREE = (
     "factory.training.randomness",
     "factory.sweeps.results",
     "factory.sweeps.trials",
+    "factory.sweeps.sweep_dir",
+    "factory.sweeps.hparams",
+    "factory.sweeps.plots",
+    "factory.sweeps.study",
+    "factory.sweeps.search_space",
+    "factory.sweeps.optimize",
+    "factory.sweeps.optuna_config",
     "factory.cli",
+    "factory.cli.summarize",
+    "factory.cli.train_sweep",
     "factory.cli.train",
     "factory.cli.logs",
     "factory.cli.check",
@@ -91,8 +100,9 @@ TF_FREE = (
     "factory.cli.serve",
 )
 # Packages a function may import on first use: TensorFlow and Keras (and protobuf, which comes
-# with them), and scikit-learn (an optional dependency).
-DEFERRABLE = {"tensorflow", "keras", "google", "sklearn"}
+# with them), and optional dependencies a command needs for one flag or backend only: scikit-learn
+# (`compare_with`), matplotlib (`summarize --plot`), Optuna (a sweep's study) and Ray (`cluster=ray`).
+DEFERRABLE = {"tensorflow", "keras", "google", "sklearn", "matplotlib", "optuna", "ray"}
 
 
 def _layer(module: str) -> int:

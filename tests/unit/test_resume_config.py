@@ -106,6 +106,9 @@ def test_an_unreadable_config_yaml_is_named(tmp_path):
         ({"steps": 60, "stopped_early": False, "best_value": 0.5}, ["train.max_steps=100"], False),
         ({"steps": 40, "stopped_early": True, "best_value": 0.5}, ["train.max_steps=100"], True),
         ({"steps": 40, "stopped_early": True, "best_value": 0.5}, ["early_stop.enabled=false"], False),
+        # A sweep's pruner stopped it: finished whatever the config says about steps and early stopping.
+        ({"steps": 40, "stopped_early": False, "pruned": True, "best_value": 0.5}, ["train.max_steps=100"], True),
+        ({"steps": 40, "pruned": True, "best_value": 0.5}, ["train.max_steps=100", "early_stop.enabled=false"], True),
     ],
 )
 def test_a_finished_run_is_finished_unless_the_config_trains_further(tmp_path, summary, overrides, done):
@@ -113,8 +116,10 @@ def test_a_finished_run_is_finished_unless_the_config_trains_further(tmp_path, s
     verdict = check_run_dir(config(*overrides), tmp_path)
     assert (verdict is not None) == done
     if done:
-        assert verdict == Finished(tmp_path, summary["steps"], 0.5)
-        assert verdict.message.startswith(f"already finished at step {summary['steps']}; nothing to train")
+        pruned = summary.get("pruned", False)
+        assert verdict == Finished(tmp_path, summary["steps"], 0.5, pruned)
+        expected = ": pruned by its sweep" if pruned else "; nothing to train"
+        assert verdict.message.startswith(f"already finished at step {summary['steps']}{expected}")
 
 
 def test_differences_of_nested_values():

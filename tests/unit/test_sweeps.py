@@ -15,7 +15,8 @@ import yaml
 
 from factory.cli import main as factory
 from factory.sweeps.results import read_sweep
-from factory.sweeps.trials import DONE, FAILED, UNFINISHED, read_trial
+from factory.run_dir import owning
+from factory.sweeps.trials import DONE, FAILED, INTERRUPTED, PRUNED, RUNNING, read_trial
 
 BIN = Path(sys.executable).parent
 
@@ -152,36 +153,50 @@ def test_ties_keep_job_order_counting_numerically(tmp_path):
     assert [t.name for t in read_sweep(tmp_path)] == [str(j) for j in range(12)]
 
 
-def test_failed_and_unfinished_trials_are_listed_last_as_such(tmp_path, capsys):
+def test_pruned_failed_running_and_interrupted_trials_are_listed_last_as_such(tmp_path, capsys):
     make_trial(tmp_path, "0", None, log="[t] error: invalid config: network.dropout: 1.2 is out of range\n")
     make_trial(tmp_path, "1", 0.5)
-    make_trial(
-        tmp_path,
-        "2",
-        None,
-        evaluations=[
-            {"eval": 1, "step": 20, "best": 0.3, "seconds": 2.0},
-            {"eval": 2, "step": 40, "best": 0.4, "seconds": 4.0},
-        ],
-    )
+    partial = [
+        {"eval": 1, "step": 20, "best": 0.3, "seconds": 2.0},
+        {"eval": 2, "step": 40, "best": 0.4, "seconds": 4.0},
+    ]
+    make_trial(tmp_path, "2", None, evaluations=partial)
     make_trial(tmp_path, "3", 0.7)
-    trials = read_sweep(tmp_path)
-    assert [(t.name, t.status) for t in trials] == [("3", DONE), ("1", DONE), ("0", FAILED), ("2", UNFINISHED)]
-    assert trials[2].error == "invalid config: network.dropout: 1.2 is out of range"
-    assert (trials[3].best_value, trials[3].evaluations, trials[3].seconds) == (0.4, 2, 4.0)
+    pruned = make_trial(tmp_path, "4", 0.9)  # the best value, of a shorter run: not ranked
+    summary = json.loads((pruned / "summary.json").read_text())
+    (pruned / "summary.json").write_text(json.dumps({**summary, "pruned": True}))
+    running = make_trial(tmp_path, "5", None, evaluations=partial[:1])
+    with owning(running):  # a process training it
+        trials = read_sweep(tmp_path)
+        code, out, _ = summarize(str(tmp_path), "--no-csv", capsys=capsys)
+    assert [(t.name, t.status) for t in trials] == [
+        ("3", DONE),
+        ("1", DONE),
+        ("4", PRUNED),
+        ("0", FAILED),
+        ("5", RUNNING),
+        ("2", INTERRUPTED),
+    ]
+    assert trials[3].error == "invalid config: network.dropout: 1.2 is out of range"
+    assert (trials[5].best_value, trials[5].evaluations, trials[5].seconds) == (0.4, 2, 4.0)
+    assert trials[2].pruned and not trials[0].pruned
 
-    code, out, _ = summarize(str(tmp_path), "--no-csv", capsys=capsys)
     assert code == 0
-    rows = [line.split() for line in out.splitlines()[1:5]]
+    rows = [line.split() for line in out.splitlines()[1:7]]
     assert [r[:3] for r in rows] == [
         ["1", "3", "done"],
         ["2", "1", "done"],
+        ["-", "4", "pruned"],
         ["-", "0", "failed"],
-        ["-", "2", "unfinished"],
+        ["-", "5", "running"],
+        ["-", "2", "interrupted"],
     ]
     assert "  0: invalid config: network.dropout: 1.2 is out of range" in out
-    assert "unfinished: no summary.json yet" in out
+    assert "interrupted: stopped before the end" in out and "same hydra.sweep.dir to resume" in out
+    assert "running: still training" in out
     assert not (tmp_path / "summary.csv").exists()
+    # Nobody holds it any more: the same trial reads as interrupted.
+    assert read_trial(running).status == INTERRUPTED
 
 
 def test_a_broken_summary_makes_a_failed_trial_not_an_error(tmp_path):
