@@ -11,6 +11,7 @@
   ``export/``            ``<policy>/<version>/`` SavedModels
   ``.hydra/``            Hydra's record of the job: ``config.yaml``, ``overrides.yaml``
   ``.lock``              held by the process training the run (``owning``): its pid and command line
+  ``.ray/``              while ``cluster=ray`` workers run: their relayed log and Ray Train's storage
 
 Files other processes read while the run goes on (sweep summaries, ``factory summarize``)
 are written to a temporary name and renamed, so a reader sees them whole or not at all.

@@ -1,8 +1,10 @@
 """``factory-train``: the Hydra app around ``factory.training.runner.train``.
 
 With ``factory.cli.train_job`` (the command line's parts, the run dir before and around
-the job), the only module that imports Hydra. Importing it registers, in Hydra's
-ConfigStore, the ``train``, ``early_stop`` and ``export`` groups' defaults from
+the job) and ``factory.cli.train_sweep`` (a sweep's checks, its resume, its callback), the
+modules that import Hydra (besides the Optuna sweeper's grammar, ``factory.sweeps.search_space``).
+Importing it registers, in Hydra's
+ConfigStore, the ``train``, ``early_stop``, ``export`` and ``cluster`` groups' defaults from
 ``factory.config.settings`` (``conf/`` holds no copy of them) and the
 ``factory_direction`` resolver. Before Hydra runs the job, the command
 line is checked by composing the config with Hydra's compose API and
@@ -42,6 +44,7 @@ from factory.cli.train_sweep import (
     trial_hparams,
     trial_overrides,
 )
+from factory.cluster import check_cluster, train_on_ray
 from factory.config import DEFAULTED_GROUPS, Config, defaults, load_config
 from factory.config.globs import missing_data
 from factory.config.resume import check_run_dir
@@ -145,6 +148,7 @@ def check_command_line(argv: Sequence[str]) -> tuple[Config, str] | None:
         else:
             try:
                 config = load_config(raw)
+                check_cluster(config)
                 problems = [*missing_data(config), *pruning_problems(composed_hydra, config)]
                 single = None if multirun else (config, run_dir)
             except ConfigError as err:
@@ -181,6 +185,8 @@ def _job(cfg) -> float:
             if hydra_cfg.mode == RunMode.MULTIRUN:
                 trial = f"{Path(hydra_cfg.sweep.dir).name}/{hydra_cfg.job.num}"
                 write_trial_hparams(run_dir, trial_hparams(hydra_cfg.overrides.task), trial_id=trial)
+            if config.cluster.backend == "ray":
+                return train_on_ray(config, run_dir)
             report = trial_report_spec(hydra_cfg)
             if "joblib" not in str(hydra_cfg.launcher.get("_target_", "")).lower():
                 return train(config, run_dir=run_dir, reporter=TrialReporter(report) if report else None)
@@ -198,7 +204,7 @@ def _job(cfg) -> float:
 def register_with_hydra() -> None:
     """Put what ``conf/`` composes from Python into Hydra; runs when this module is imported.
 
-    - ``<group>/default`` for ``train``, ``early_stop`` and ``export``: plain dicts of
+    - ``<group>/default`` for ``train``, ``early_stop``, ``export`` and ``cluster``: plain dicts of
       the defaults in ``factory.config.settings`` (not structured configs, so a bad
       value reaches ``load_config`` and its messages). ``conf/config.yaml`` picks them
       in its defaults list like any YAML option, and ``train.batch_size=128`` overrides

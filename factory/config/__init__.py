@@ -10,6 +10,7 @@ from factory.config.declaration import defaults
 from factory.config.loading import load_config
 from factory.config.settings import (
     BestExportConfig,
+    ClusterConfig,
     Config,
     DataConfig,
     EarlyStopConfig,
@@ -23,11 +24,17 @@ from factory.config.settings import (
 )
 
 # The groups `factory-train` composes from these defaults rather than from YAML files.
-DEFAULTED_GROUPS = {"train": TrainConfig, "early_stop": EarlyStopConfig, "export": ExportConfig}
+DEFAULTED_GROUPS = {
+    "train": TrainConfig,
+    "early_stop": EarlyStopConfig,
+    "export": ExportConfig,
+    "cluster": ClusterConfig,
+}
 
 __all__ = [
     "DEFAULTED_GROUPS",
     "BestExportConfig",
+    "ClusterConfig",
     "Config",
     "DataConfig",
     "EarlyStopConfig",

@@ -58,6 +58,8 @@ RESUMABLE: dict[str, str] = {
     "export.model_name": "the model name in the manifest's example request",
     "data.test": "evaluated once at the end with the best weights; training never reads it",
     "compare_with": "reference models fitted at the end; training never sees them",
+    "cluster.address": "where the workers run, not what they train",
+    "cluster.cpus_per_worker": "the CPUs reserved for each worker, not what it trains",
 }
 
 # Keys never compared: where the run is, and what Hydra adds.

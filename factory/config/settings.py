@@ -3,7 +3,7 @@
 These frozen dataclasses are what ``load_config`` returns, and everything else about
 the config is derived from them: ``schemas/config.schema.json`` (``python -m
 factory.config.schema``), the defaults ``load_config`` fills in for absent keys, and
-the ``train``, ``early_stop`` and ``export`` groups ``factory-train`` composes (so
+the ``train``, ``early_stop``, ``export`` and ``cluster`` groups ``factory-train`` composes (so
 ``factory.train(dict)`` and ``factory-train`` train the same model). A default
 changes here and nowhere else.
 """
@@ -191,6 +191,30 @@ class ExportConfig:
         }
 
 
+# `cluster.backend` values; `ray` trains under this strategy in every worker (conf/cluster/ray.yaml sets it).
+CLUSTER_BACKENDS = ("local", "ray")
+CLUSTER_STRATEGY = "multi_worker_mirrored"
+
+
+@config_class
+class ClusterConfig:
+    """Where the run trains: in this process (or the workers ``TF_CONFIG`` names), or across Ray workers."""
+
+    backend: str = setting(
+        "local",
+        "local: this process trains (under train.strategy); ray: cluster.workers Ray workers train it together, "
+        f"each under train.strategy={CLUSTER_STRATEGY} (pick it with cluster=ray).",
+        enum=CLUSTER_BACKENDS,
+    )
+    workers: int = setting(2, "ray: the workers that train the run together, one TensorFlow worker each.", minimum=1)
+    address: str | None = setting(
+        None,
+        "ray: the Ray cluster this machine is part of (ray.init's address: auto, or its head's HOST:PORT); "
+        "null: a Ray instance of its own on this machine, started for the run and stopped after it.",
+    )
+    cpus_per_worker: int = setting(1, "ray: CPUs reserved for each worker.", minimum=1)
+
+
 @config_class
 class DataConfig:
     train: tuple[str, ...] = setting(
@@ -250,6 +274,9 @@ class Config:
         EarlyStopConfig, "When to stop; the monitored metric also picks the best weights."
     )
     export: ExportConfig = setting(ExportConfig, "Export policies; each writes RUN_DIR/export/<policy>/<version>/.")
+    cluster: ClusterConfig = setting(
+        ClusterConfig, "Where the run trains: here, or across the workers of a Ray cluster."
+    )
     seed: int | None = setting(0, "Seeds weights, shuffling and augmentation.", minimum=0)
     imports: tuple[str, ...] = setting(
         (),

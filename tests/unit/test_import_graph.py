@@ -30,6 +30,7 @@ LAYERS = [
     ("factory.serving",),
     ("factory.training",),
     ("factory.sweeps",),
+    ("factory.cluster",),
     ("factory.cli",),
 ]
 HEAVY = {"tensorflow", "keras"}
@@ -89,6 +90,10 @@ TF_FREE = (
     "factory.sweeps.search_space",
     "factory.sweeps.optimize",
     "factory.sweeps.optuna_config",
+    "factory.cluster",
+    "factory.cluster.preflight",
+    "factory.cluster.log_relay",
+    "factory.cluster.ray_train",
     "factory.cli",
     "factory.cli.summarize",
     "factory.cli.train_sweep",
