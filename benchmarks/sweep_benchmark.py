@@ -14,7 +14,7 @@ import per trial. Rounds alternate the launchers and the median of ``--repeats``
 Both write the digits records once into a temporary cache first, so no sweep pays for it;
 each trial is a full run: data, TensorFlow start-up, training, evaluations.
 
-    python benchmarks/sweep_benchmark.py [pruning] [--trials 12] [--steps 300] [--eval-every 30]
+    python benchmarks/sweep_benchmark.py [pruning] [--trials 12] [--steps 300] [--eval-every 30] [--plot PNG]
     python benchmarks/sweep_benchmark.py launchers [--steps 300] [--network mlp] [--jobs 2] [--repeats 3]
 """
 
@@ -89,6 +89,10 @@ def pruning(args: argparse.Namespace, work: Path, env: dict) -> None:
         out = work / f"study-{pruner}"
         seconds = run([*study, f"hydra.sweeper.pruner={pruner}"], out, work, env)
         rows.append((pruner, seconds, *study_outcome(out)))
+        if pruner == "median" and args.plot:  # the README's picture of a sweep
+            summarize = [str(Path(sys.executable).parent / "factory"), "summarize", out.name, "--no-csv"]
+            plot = f"--plot={Path(args.plot).resolve()}"
+            subprocess.run([*summarize, plot], cwd=work, check=True, stdout=subprocess.DEVNULL)
     print(
         f"{args.trials} trials, mlp, {args.steps} steps each, evaluated every {args.eval_every}; "
         f"seed {args.seed}, the median pruner after {args.startup} complete trials"
@@ -122,6 +126,7 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=30, help="pruning: steps between evaluations (default: 30)")
     parser.add_argument("--startup", type=int, default=3, help="pruning: complete trials before any is pruned")
     parser.add_argument("--seed", type=int, default=1234, help="pruning: the sampler's seed, the same for both")
+    parser.add_argument("--plot", metavar="PNG", help="pruning: draw the pruned study with `factory summarize --plot`")
     parser.add_argument("--network", choices=sorted(LAUNCHER_SWEEPS), default="mlp", help="launchers: the network")
     parser.add_argument("--jobs", type=int, default=2, help="launchers: joblib's n_jobs (default: 2)")
     parser.add_argument("--repeats", type=int, default=3, help="launchers: rounds (default: 3)")

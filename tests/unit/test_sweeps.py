@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from factory.cli import main as factory
-from factory.sweeps.results import read_sweep
 from factory.run_dir import owning
+from factory.sweeps.results import read_sweep
 from factory.sweeps.trials import DONE, FAILED, INTERRUPTED, PRUNED, RUNNING, read_trial
 
 BIN = Path(sys.executable).parent
