@@ -102,6 +102,11 @@ def pruning_problems(hydra_cfg, config: Config) -> list[str]:
         return []
     pruner = str(sweeper.get("pruner", DEFAULTS["pruner"]))
     train = config.train
+    if pruner != "none" and config.cluster.backend == "ray":
+        return [
+            f"hydra.sweeper.pruner: trials trained with cluster=ray do not report to the study, so the {pruner} "
+            "pruner could not judge them; set hydra.sweeper.pruner=none, or train the trials without cluster=ray"
+        ]
     if pruner == "none" or train.eval_every_steps < train.max_steps:
         return []
     return [

@@ -121,3 +121,5 @@ def test_a_pruner_over_trials_that_evaluate_only_at_their_end_is_refused_before_
     assert check_command_line([*once, "hydra.sweeper.pruner=none", f"hydra.sweep.dir={tmp_path / 'sweep'}"]) is None
     assert check_command_line([*once[:-1], "train.eval_every_steps=20", f"hydra.sweep.dir={tmp_path / 's'}"]) is None
     assert not (tmp_path / "sweep").exists() and not (tmp_path / "s").exists()
+    with pytest.raises(ConfigError, match="trials trained with cluster=ray do not report to the study"):
+        check_command_line([*once[:-1], "train.eval_every_steps=20", "cluster=ray", f"hydra.sweep.dir={tmp_path}/r"])
