@@ -36,7 +36,7 @@ TEST_WORKERS ?= 2
 test: setup
 	$(VENV)/bin/ruff check factory tests benchmarks
 	$(VENV)/bin/ruff format --check factory tests benchmarks
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=20
 
 # The unit tier alone: no TensorFlow, well under a minute.
 test-fast: setup

@@ -20,8 +20,8 @@ from tests.unit.test_sweeps import BIN, clean_env, factory_train
 HIDDEN = ["[8]", "[10]", "[12]", "[14]", "[16]", "[18]"]
 ARGS = (
     *TINY,
-    "train.max_steps=200",
-    "train.eval_every_steps=40",
+    "train.max_steps=100",
+    "train.eval_every_steps=20",
     "train.deterministic=true",
     "data.test=null",
     "export.best.enabled=false",
