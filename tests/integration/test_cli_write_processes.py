@@ -121,6 +121,9 @@ def test_interrupt_exits_130_and_leaves_no_files(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=quiet_env(),
+        # Ctrl-C as in a terminal's foreground, however the suite was started: a shell starts a
+        # background job with SIGINT ignored, and Python keeps an ignored SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     try:
