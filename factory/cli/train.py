@@ -3,10 +3,9 @@
 With ``factory.cli.train_job`` (the command line's parts, the run dir before and around
 the job) and ``factory.cli.train_sweep`` (a sweep's checks, its resume, its callback), the
 modules that import Hydra (besides the Optuna sweeper's grammar, ``factory.sweeps.search_space``).
-Importing it registers, in Hydra's
-ConfigStore, the ``train``, ``early_stop``, ``export`` and ``cluster`` groups' defaults from
-``factory.config.settings`` (``conf/`` holds no copy of them) and the
-``factory_direction`` resolver. Before Hydra runs the job, the command
+Importing it registers, in Hydra's ConfigStore, the ``train``, ``early_stop``, ``export`` and
+``cluster`` groups' defaults from ``factory.config.settings`` (``conf/`` holds no copy of them)
+and the ``factory_direction`` resolver. Before Hydra runs the job, the command
 line is checked by composing the config with Hydra's compose API and
 validating it (``factory.config.load_config``), all without TensorFlow: a
 misspelt key or network name is reported in a fraction of a second, with a
