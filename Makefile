@@ -29,8 +29,8 @@ setup: $(VENV)/.installed
 run: setup
 	$(VENV)/bin/factory-train
 
-# The suite in TEST_WORKERS processes (pytest-xdist), a test file to each at a time: about 14 minutes
-# on 2 cores, against 17 in one process (much of a test's time is a child process starting).
+# The suite in TEST_WORKERS processes (pytest-xdist), a test file to each at a time: about 17 minutes
+# on 2 cores (much of a test's time is a child process starting; 3 processes gain nothing there).
 TEST_WORKERS ?= 2
 
 test: setup
