@@ -27,13 +27,12 @@ import struct
 import time
 from collections.abc import Mapping
 from pathlib import Path
-
-from tensorboard.compat.proto import event_pb2
-from tensorboard.plugins.hparams import metadata, plugin_data_pb2
-from tensorboard.plugins.hparams.summary_v2 import hparams_pb
-from tensorboard.summary.writer.record_writer import RecordWriter
+from typing import TYPE_CHECKING
 
 from factory.run_dir import TENSORBOARD, atomic_path
+
+if TYPE_CHECKING:
+    from tensorboard.plugins.hparams import plugin_data_pb2
 
 # The HParams event file of a trial, in RUN_DIR/tensorboard: TensorBoard reads every file whose
 # name holds "tfevents"; the suffix tells this one from the summaries' files.
@@ -54,6 +53,9 @@ def _check(hparams: Mapping[str, HParamValue], trial_id: str) -> None:
 
 
 def _start_info(summary) -> plugin_data_pb2.SessionStartInfo | None:
+    # deferred: TensorBoard's protos cost 0.1 s, which factory-train would pay at every start
+    from tensorboard.plugins.hparams import metadata
+
     for value in summary.value:
         if value.tag == metadata.SESSION_START_INFO_TAG:
             return metadata.parse_session_start_info_plugin_data(value.metadata.plugin_data.content)
@@ -80,6 +82,8 @@ def hparams_files(run_dir: str | os.PathLike) -> list[Path]:
 
 def read_trial_hparams(run_dir: str | os.PathLike) -> plugin_data_pb2.SessionStartInfo | None:
     """The session-start info ``write_trial_hparams`` left in ``run_dir``; None without one (or a torn file)."""
+    from tensorboard.compat.proto import event_pb2  # deferred: 0.1 s at every factory-train start
+
     for path in reversed(hparams_files(run_dir)):
         try:
             data = path.read_bytes()
@@ -115,6 +119,11 @@ def write_trial_hparams(run_dir: str | os.PathLike, hparams: Mapping[str, HParam
     Raises:
         TypeError: ``trial_id`` is not a non-empty string, or a key or value has another type.
     """
+    # deferred: TensorBoard's protos cost 0.1 s, which factory-train would pay at every start
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.plugins.hparams.summary_v2 import hparams_pb  # deferred, as above
+    from tensorboard.summary.writer.record_writer import RecordWriter  # deferred, as above
+
     _check(hparams, trial_id)
     now = time.time()
     summary = hparams_pb(dict(hparams), trial_id=trial_id, start_time_secs=now)
