@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
 
-from factory.cli.args import add_compression
+from factory.cli.args import add_compression, positive_int
+from factory.cluster.preflight import RAY_EXTRA, ray_installed
+from factory.errors import FactoryError
 from factory.features.checks import SHOWN_VOCABULARY, shown
 from factory.features.spec import FeatureSpec
 
 # Most frequent values of a string feature printed in the text report (--json has more).
 SHOWN_TOP = 10
+# --engine ray: Ray tasks running at once (and the CPUs of the Ray instance started for the pass).
+DEFAULT_WORKERS = 2
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,19 +32,53 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_compression(parser, "from each file's extension: .gz GZIP, .zz ZLIB")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: read the files in this process (default); ray: as Ray tasks, one per file (factory[ray]); "
+        "the same report",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="--engine ray: the Ray cluster's address (default: a Ray instance of --workers CPUs of its own)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help=f"--engine ray: files read at once, one Ray task each (default: {DEFAULT_WORKERS})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate the spec (before TensorFlow loads), read every record once, print the report."""
+    """Validate the options and the spec (before TensorFlow or Ray loads), read every record once, print the report."""
+    _check_engine(args)
     spec = FeatureSpec.from_yaml(args.features)
     from factory.features.profile import summarize  # defers TensorFlow
 
-    report = summarize(spec, args.input, compression=args.compression)
+    scan_with = None
+    if args.engine == "ray":
+        from factory.cluster.ray_scan import scan_on_ray  # defers TensorFlow (and Ray, inside it)
+
+        scan_with = functools.partial(scan_on_ray, address=args.address, workers=args.workers or DEFAULT_WORKERS)
+    report = summarize(spec, args.input, compression=args.compression, scan_with=scan_with)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(format_report(spec, report))
     return 0
+
+
+def _check_engine(args: argparse.Namespace) -> None:
+    """``--address`` and ``--workers`` go with ``--engine ray``, which needs Ray (checked without importing it)."""
+    if args.engine != "ray":
+        given = [option for option, value in (("--address", args.address), ("--workers", args.workers)) if value]
+        if given:
+            raise FactoryError(f"{' and '.join(given)}: only with --engine ray")
+    elif not ray_installed():
+        raise FactoryError(f"--engine ray needs Ray, which is not installed: {RAY_EXTRA}")
 
 
 def _num(value: Any) -> str:
@@ -126,6 +165,12 @@ sequences), the bins' boundaries, or the vocabulary (of values, or of a text's
 tokens), most frequent first. Only the first {SHOWN_VOCABULARY} vocabulary entries are
 printed; --json gives all of them.
 
-example:
+--engine ray reads the files as Ray tasks, one per file and --workers at a time,
+on a Ray instance of its own (--workers CPUs) or the cluster at --address, and
+merges them in file order as the pass in one process does: the same report, to
+the last digit. Needs Ray (pip install 'factory[ray]').
+
+examples:
   factory stats --features conf/features/x.yaml --input 'records/train-*'
+  factory stats --features conf/features/x.yaml --input 'records/train-*' --engine ray --workers 4
 """

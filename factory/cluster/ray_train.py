@@ -31,7 +31,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -40,8 +39,10 @@ from typing import Any
 
 from factory.cluster.log_relay import RelayHandler, relayed
 from factory.cluster.preflight import check_cluster
-from factory.config import ClusterConfig, Config
+from factory.cluster.ray_session import first_line, ray_session
+from factory.config import Config
 from factory.errors import FactoryError, TrainingError
+from factory.features.bundled import ensure_generated
 from factory.run_dir import LOCK, owning
 from factory.training.runner import train
 
@@ -50,8 +51,6 @@ log = logging.getLogger("factory")
 SCRATCH = ".ray"  # in the run dir, while the workers run
 RELAY_LOG = "log.jsonl"  # in SCRATCH: the chief's log records
 STORAGE = "storage"  # in SCRATCH: Ray Train's run storage
-# Object store of a Ray instance started for a run: the workers exchange only the config and the result.
-_OBJECT_STORE_BYTES = 128 * 2**20
 # Passed on to the workers, wherever they run: TensorFlow reads them when it loads.
 _WORKER_ENV = ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")
 
@@ -71,8 +70,16 @@ def train_on_ray(config: Config, run_dir: str | os.PathLike) -> float:
     """
     check_cluster(config)
     run_dir = Path(os.path.abspath(run_dir))
+    cluster = config.cluster
     try:
-        with _scratch(run_dir) as scratch, _ray_connection(config.cluster), relayed(scratch / RELAY_LOG):
+        with (
+            _scratch(run_dir) as scratch,
+            ray_session(cluster.address, cluster.workers * cluster.cpus_per_worker) as where,
+            relayed(scratch / RELAY_LOG),
+        ):
+            if where is not None:  # not when the caller joined Ray itself
+                log.info(f"cluster=ray: {cluster.workers} workers on {where}")
+            _statistics(config, run_dir, cluster.workers)
             return _fit(config, run_dir, scratch)
     except KeyboardInterrupt:  # after the relayed lines: the workers are stopped by now
         log.info("cluster=ray: interrupted; the workers were stopped, and a rerun resumes from their last checkpoint")
@@ -95,40 +102,20 @@ def _scratch(run_dir: Path) -> Iterator[Path]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def _ray_connection(cluster: ClusterConfig) -> Iterator[None]:
-    """This process joined to Ray for the block: a local instance of its own, or the cluster at ``address``."""
-    import ray  # deferred: Ray is optional (factory[ray]) and slow to import
+def _statistics(config: Config, run_dir: Path, workers: int) -> None:
+    """The statistics pass before training, as Ray tasks over the training files (``scan_on_ray``):
+    once, into ``run_dir``, where every worker then finds it (a resumed run's are reused)."""
+    # deferred: the pass loads TensorFlow, which this process needs for nothing else
+    from factory.cluster.ray_scan import scan_on_ray
+    from factory.features.scan import resolve_statistics  # deferred: as above
+    from factory.training.checkpointing import statistics_from_checkpoint  # deferred: as above
 
-    if ray.is_initialized():  # the caller's own connection: used, not ended
-        yield
-        return
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}  # ray.init replaces them
-    quiet: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
-    if cluster.address is None:
-        ray.init(
-            address="local",
-            num_cpus=cluster.workers * cluster.cpus_per_worker,
-            object_store_memory=_OBJECT_STORE_BYTES,
-            **quiet,
-        )
-        where = f"a Ray instance of its own ({cluster.workers * cluster.cpus_per_worker} CPUs)"
-    else:
-        try:
-            ray.init(address=cluster.address, **quiet)
-        except ConnectionError as err:
-            raise FactoryError(
-                f"cluster.address: no Ray cluster answers at {cluster.address} ({_first_line(err)}); start one "
-                "there (ray start --head), fix the address, or set cluster.address=null for a local instance"
-            ) from None
-        where = f"the Ray cluster at {cluster.address}"
-    log.info(f"cluster=ray: {cluster.workers} workers on {where}")
-    try:
-        yield
-    finally:
-        ray.shutdown()
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+    data = config.data
+    if data.generate and ensure_generated(data.generate, data.dir, config.features):
+        log.info(f"wrote the {data.generate} records to {Path(data.dir).expanduser()}")
+    statistics_from_checkpoint(run_dir)
+    scan_with = functools.partial(scan_on_ray, workers=workers)
+    resolve_statistics(config.features, list(data.train), data.compression, run_dir, scan_with=scan_with)
 
 
 def _fit(config: Config, run_dir: Path, scratch: Path) -> float:
@@ -223,7 +210,7 @@ def explain_failure(err: Exception, workers: int) -> BaseException:
     failures: dict[int, Exception] | None = getattr(err, "worker_failures", None)
     if failures is None:  # Ray Train's controller failed, not a worker
         cause = getattr(err, "controller_failure", err)
-        return TrainingError(f"cluster=ray: Ray Train failed: {_first_line(cause)}")
+        return TrainingError(f"cluster=ray: Ray Train failed: {first_line(cause)}")
     for rank in sorted(failures):
         failure = failures[rank]
         if _died(failure):
@@ -253,11 +240,6 @@ def _died(failure: Exception) -> bool:
     return isinstance(failure, RayActorError) or isinstance(
         getattr(failure, "health_check_failure", None), RayActorError
     )
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 # -- the backend: TF_CONFIG in every worker ------------------------------------------------------

@@ -3,6 +3,11 @@ min, max, merged with Chan's update), ``Batch`` (what several of them need of on
 once), ``Sample`` (a uniform sample, for medians, quantile bins and histograms) and ``TextCounts``
 (how often each string occurs). The statistics (``factory.features.statistics``) and the pass over
 the records (``factory.features.scan``) build on them. No TensorFlow.
+
+Each one ``merge``s another of its kind (the same values, gathered elsewhere: the pass gathers
+each file apart, perhaps in another process, and merges the files in order). Counts, minima,
+maxima, text counts and samples merge exactly, in any order; a mean and std merge in float64 and
+depend on the order of the merges in their last bits, so the pass always merges in file order.
 """
 
 from __future__ import annotations
@@ -91,7 +96,8 @@ class Sample:
     """A uniform random sample of at most ``size`` rows of ``channels`` values, in bounded memory
     (bottom-k sampling: each row draws a key, the ``size`` smallest keys are kept). With the same
     rows in the same order it is the same sample; with at most ``size`` rows it holds them all,
-    so its quantiles are exact."""
+    so its quantiles are exact. Samples of parts of the rows ``merge`` into the sample of all of
+    them: the ``size`` smallest keys of the parts' smallest keys are those of all the rows."""
 
     def __init__(self, channels: int = 1, size: int = 20_000, seed: int = 0):
         self.channels, self.size = channels, size
@@ -112,6 +118,29 @@ class Sample:
         keep = keys < self.threshold
         self._pending.append((keys[keep], x[keep].astype(np.float64)))
         self._held += int(keep.sum())
+        if self._held >= 2 * self.size:
+            self._shrink()
+
+    def draw_from(self, key: int) -> None:
+        """Draw the keys of rows added without keys from now on from ``np.random.Philox(key=key)``:
+        a part of a pass draws from a stream of its own (``factory.features.scan`` keys it by file)."""
+        self.rng = np.random.Generator(np.random.Philox(key=key))
+
+    def merge(self, other: Sample) -> None:
+        """Add the rows ``other`` (a sample of as many ``channels`` and the same ``size``) holds, with their keys."""
+        if other.channels != self.channels or other.size != self.size:
+            raise ValueError(
+                f"merging a sample of {other.size} rows of {other.channels} channels into one of "
+                f"{self.size} rows of {self.channels}"
+            )
+        other._shrink()
+        if not len(other.keys):
+            return
+        keep = other.keys < self.threshold
+        self._pending.append((other.keys[keep], other.rows[keep]))
+        self._held += int(keep.sum())
+        # Either side's threshold has `size` keys below it among the rows of both.
+        self.threshold = min(self.threshold, other.threshold)
         if self._held >= 2 * self.size:
             self._shrink()
 
@@ -175,6 +204,18 @@ class TextCounts:
             return
         raw = self._raw
         for value, n in chunk.items():
+            raw[value] += n
+
+    def merge(self, other: TextCounts) -> None:
+        """Add the counts of ``other``."""
+        counts = other.raw
+        if not counts:
+            return
+        raw = self.raw
+        if not raw:
+            self._raw = Counter(counts)
+            return
+        for value, n in counts.items():
             raw[value] += n
 
     @property

@@ -7,6 +7,14 @@ statistic sees what training reads: a missing feature counts as its ``default``,
 padded variable-length feature its real values up to ``max_length`` (never the
 padding), an image its decoded pixels.
 
+The pass reads each file apart (``scan_parts``: one part per file, its record count and its
+columns) and adds the parts up in file order (``merge_parts``), in this process or as
+Ray tasks over the files (``factory.cluster.ray_scan.scan_on_ray``, which its callers above this
+layer pass in as ``scan_with``): a batch never spans
+two files, and a record's key in the summaries' samples comes from its file's number in the
+pass and its place in the file, so a file's part is the same wherever it is read, and the
+merged result the same, bit for bit, whichever engine read the parts.
+
 ``compute_statistics`` is that pass for the ``auto`` features alone.
 ``resolve_statistics`` runs it once per run directory and keeps the result in
 ``RUN_DIR/statistics.json`` (``factory.run_dir.STATISTICS``; a plain JSON dict, so a
@@ -21,7 +29,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +41,7 @@ from factory.features.accumulators import Batch, Moments, Sample, TextCounts, ra
 from factory.features.feature import MISSING_VALUE, Feature
 from factory.features.parsing import storage_dtype
 from factory.features.pipeline import explain_errors
-from factory.features.reading import count_records, lacks, record_keys, resolve_files
+from factory.features.reading import lacks, record_keys, resolve_files
 from factory.features.statistics import Statistic, describe_entry
 from factory.features.text import batch_counts
 from factory.features.tfrecord import compression_of
@@ -56,6 +64,10 @@ BATCH_VALUES = 1 << 22
 TOP_VALUES = 100
 # A number's histogram: the bins between these quantiles of the values (fewer when values repeat).
 HISTOGRAM_QUANTILES = np.linspace(0.0, 1.0, 21)
+# The random draws of a file's part of the pass: Philox streams keyed by the file's number in the
+# pass and by what they are for (``_key``): the records' keys in the summaries' samples, and the
+# keys of the samples that draw their own (a statistic's, or the values of decoded images).
+_RECORD_DRAWS, _SAMPLE_DRAWS = 0, 1
 
 
 class Column:
@@ -63,7 +75,9 @@ class Column:
     ``Moments`` of one channel and a ``Sample`` for the histogram, or a ``Counter`` of text)
     and the ``statistic`` of an ``auto`` feature (if ``auto``), fitted on the values training reads."""
 
-    def __init__(self, feature: Feature, summary: bool, auto: bool):
+    def __init__(self, feature: Feature, summary: bool, auto: bool, part: int | None = None):
+        """``part``: the number of the file whose records it gathers (``scan_parts``); its samples
+        then draw their keys from that file's stream."""
         self.f = feature
         self.records = 0
         self.missing = 0
@@ -73,6 +87,25 @@ class Column:
             self.data = TextCounts(feature.name) if feature.dtype == "string" else Moments(1)
             self.sample = None if feature.dtype == "string" else Sample(1)
         self.statistic: Statistic | None = Statistic.of(feature) if auto else None
+        if part is not None:
+            for sample in self.samples():
+                sample.draw_from(_key(part, _SAMPLE_DRAWS))
+
+    def samples(self) -> list[Sample]:
+        """Its summary's sample and its statistic's."""
+        own = [] if self.sample is None else [self.sample]
+        return own + ([] if self.statistic is None else self.statistic.samples())
+
+    def merge(self, other: Column) -> None:
+        """Add what ``other`` (a column of the same feature, for the same ends) gathered from other records."""
+        self.records += other.records
+        self.missing += other.missing
+        if self.data is not None:
+            self.data.merge(other.data)
+        if self.sample is not None:
+            self.sample.merge(other.sample)
+        if self.statistic is not None:
+            self.statistic.merge(other.statistic)
 
     def add(
         self, values: np.ndarray, lengths: np.ndarray, keys: np.ndarray | None = None, tokens: Sequence | None = None
@@ -193,20 +226,65 @@ def scan(
     """One pass over ``files``: ``(files, records, {name: Column})`` for the features in ``summary`` or ``auto``.
 
     ``compression`` None infers each file's from its extension. ``RecordError``
-    names the file, record and feature of a record that cannot be read.
+    names the file, record and feature of a record that cannot be read. The files'
+    parts (``scan_parts``) merged in file order (``merge_parts``).
+    """
+    paths = resolve_files(files)
+    records, columns = merge_parts(spec, summary, auto, scan_parts(spec, paths, compression, summary, auto))
+    return paths, records, columns
+
+
+def merge_parts(
+    spec: FeatureSpec,
+    summary: Iterable[str],
+    auto: Iterable[str],
+    parts: Iterable[tuple[int, int, dict[str, Column]]],
+) -> tuple[int, dict[str, Column]]:
+    """``(records, {name: Column})`` of ``parts`` (as ``scan_parts`` gives them) added up in the order given.
+
+    Called with the parts in file order, by the pass in this process and by the pass on Ray
+    alike: a mean and a std depend on the order of the merges in their last bits.
     """
     summary, auto = set(summary), set(auto)
-    features = [f for f in spec.all() if f.name in summary | auto]
-    columns = {f.name: Column(f, f.name in summary, f.name in auto) for f in features}
-    paths = resolve_files(files)
+    columns = {f.name: Column(f, f.name in summary, f.name in auto) for f in _features(spec, summary | auto)}
+    records = 0
+    for _, count, part in parts:
+        records += count
+        for name, column in columns.items():
+            column.merge(part[name])
+    return records, columns
+
+
+def scan_parts(
+    spec: FeatureSpec,
+    paths: Sequence[str],
+    compression: str | None,
+    summary: Iterable[str],
+    auto: Iterable[str],
+    which: Iterable[int] | None = None,
+) -> Iterator[tuple[int, int, dict[str, Column]]]:
+    """Files ``paths[i]`` for each ``i`` in ``which`` (default: all, in order), each gathered apart:
+    ``(i, records, {name: Column})`` per file, in the order of ``which`` (a file without records too).
+
+    A batch never spans two files and a record's sample key depends on ``i`` and its place in
+    the file alone (``record_draws``), so a file's part is the same whichever pass reads it: this
+    process's, or a Ray task's (``factory.cluster.ray_scan``). ``RecordError`` names the file,
+    record and feature of a record that cannot be read (the first of all ``paths``, when
+    TensorFlow cannot parse one).
+    """
+    summary, auto = set(summary), set(auto)
+    which = list(range(len(paths)) if which is None else which)
+    features = _features(spec, summary | auto)
+    if not which:
+        return
     # Every feature is read as a flat list of values with its length per record, so that
     # a missing feature is seen as missing (not as its default) and padding never enters.
     view = {f.name: tf.io.RaggedFeature(storage_dtype(f), row_splits_dtype=tf.int64) for f in features}
     plain = spec.without_auto()  # to explain a bad record; auto statistics play no part in reading
 
-    def parse(serialized):
+    def parse(number, serialized):
         parsed = tf.io.parse_example(serialized, view) if view else {}
-        out = {"": tf.size(serialized)}
+        out = {"": tf.size(serialized), "file": number}
         for f in features:
             values, lengths = parsed[f.name].flat_values, parsed[f.name].row_lengths()
             if f.encoding:
@@ -217,38 +295,82 @@ def scan(
                 out[f.name] += batch_counts(f.text, values)
         return out
 
-    batch_size = _batch_size(features)
-    located = _Locator(paths, compression)
-    total = 0
-    ds = _records(paths, compression).batch(batch_size)
+    def part(number: int) -> dict[str, Column]:
+        return {f.name: Column(f, f.name in summary, f.name in auto, part=number) for f in features}
+
+    ds = _file_batches(paths, which, compression, _batch_size(features))
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    draws = np.random.default_rng(0)  # the summaries' samples: the same records for every feature
+    ahead = iter(which)  # the files not reached yet
+    current, start, columns = -1, 0, {}
     with explain_errors(plain, paths, compression):
         for batch in ds.prefetch(2):
-            keys = draws.random(int(batch[""]))
+            number = int(batch["file"])
+            if number != current:
+                if current >= 0:
+                    yield current, start, columns
+                for skipped in ahead:  # files without records before this one
+                    if skipped == number:
+                        break
+                    yield skipped, 0, part(skipped)
+                current, start, columns = number, 0, part(number)
+            count, path = int(batch[""]), paths[number]
+            keys = record_draws(number, start, count)  # the summaries' samples: the same records for every feature
             for f in features:
                 values, lengths, *tokens = (t.numpy() for t in batch[f.name])
-                _check_lengths(f, lengths, located, total)
+                _check_lengths(f, lengths, path, start)
                 if f.required and f.name in auto and not lengths.all():
                     # Training would stop on this record: say so now, not "no values to compute".
-                    path, i = located(total + int(np.flatnonzero(lengths == 0)[0]))
+                    i = start + int(np.flatnonzero(lengths == 0)[0])
                     raise lacks(path, i, f.name, f.describe(), record_keys(path, i, compression))
                 columns[f.name].add(values, lengths, keys, tokens or None)
-            total += int(batch[""])
-    return paths, total, columns
+            start += count
+    if current >= 0:
+        yield current, start, columns
+    for skipped in ahead:
+        yield skipped, 0, part(skipped)
 
 
-def _records(paths: list[str], compression: str | None) -> tf.data.Dataset:
-    """Every record of ``paths`` in order, through one pipeline (a reader per run of files that
-    share a compression): a pipeline per file would start cold and trace the parse each time."""
-    runs: list[tuple[str, list[str]]] = []
-    for path in paths:
-        kind = compression_of(path, compression)
+def record_draws(file: int, start: int, count: int) -> np.ndarray:
+    """The keys in the summaries' samples of records ``start`` to ``start + count`` of file number
+    ``file`` of a pass: draws ``start`` onwards of a Philox stream keyed by the file (a counter-based
+    generator: each step of its counter gives four draws), so a record's key depends on where
+    the record is, not on which part of the pass reads it, nor in which batches."""
+    skip = start % 4
+    bits = np.random.Philox(counter=start // 4, key=_key(file, _RECORD_DRAWS))
+    return np.random.Generator(bits).random(skip + count)[skip:]
+
+
+def _key(file: int, use: int) -> int:
+    """The Philox key of file number ``file``'s draws for ``use`` (``_RECORD_DRAWS`` or ``_SAMPLE_DRAWS``)."""
+    return file | use << 64
+
+
+def _features(spec: FeatureSpec, names: set[str]) -> list[Feature]:
+    return [f for f in spec.all() if f.name in names]
+
+
+def _file_batches(paths: Sequence[str], which: list[int], compression: str | None, batch_size: int) -> tf.data.Dataset:
+    """``(i, batch)``: the records of ``paths[i]`` for each ``i`` in ``which``, in order, in batches of at
+    most ``batch_size`` that never span two files, through one pipeline (a reader per run of files
+    that share a compression): a pipeline per file would start cold and trace the parse each time."""
+    runs: list[tuple[str, list[int]]] = []
+    for i in which:
+        kind = compression_of(paths[i], compression)
         if runs and runs[-1][0] == kind:
-            runs[-1][1].append(path)
+            runs[-1][1].append(i)
         else:
-            runs.append((kind, [path]))
-    datasets = [tf.data.TFRecordDataset(files, compression_type=kind) for kind, files in runs]
+            runs.append((kind, [i]))
+    datasets = []
+    for kind, numbers in runs:
+
+        def read(number, path, kind=kind):
+            batches = tf.data.TFRecordDataset(path, compression_type=kind).batch(batch_size)
+            return batches.map(lambda batch: (number, batch))
+
+        files = tf.data.Dataset.from_tensor_slices(
+            (tf.constant(numbers, tf.int64), tf.constant([paths[i] for i in numbers], tf.string))
+        )
+        datasets.append(files.flat_map(read))
     ds = datasets[0]
     for more in datasets[1:]:
         ds = ds.concatenate(more)
@@ -262,39 +384,33 @@ def _batch_size(features: Sequence[Feature]) -> int:
     return max(16, min(BATCH_SIZE, BATCH_VALUES // per_record))
 
 
-class _Locator:
-    """The file and the record in it of a record counted over all files, for messages (counts files only then)."""
-
-    def __init__(self, paths: list[str], compression: str | None):
-        self.paths, self.compression = paths, compression
-
-    def __call__(self, index: int) -> tuple[str, int]:
-        for path in self.paths:
-            count = count_records(path, self.compression) if len(self.paths) > 1 else index + 1
-            if index < count:
-                return path, index
-            index -= count
-        return self.paths[-1], index
-
-
-def _check_lengths(f: Feature, lengths: np.ndarray, located: _Locator, offset: int) -> None:
-    """A fixed-shape feature holds all its values or none (missing)."""
+def _check_lengths(f: Feature, lengths: np.ndarray, path: str, start: int) -> None:
+    """A fixed-shape feature holds all its values or none (missing); ``lengths`` are those of the
+    records of ``path`` from record ``start`` on."""
     if f.variable:
         return
     bad = np.flatnonzero((lengths != 0) & (lengths != f.size))
     if len(bad):
         i = int(bad[0])
-        path, index = located(offset + i)
         raise RecordError(
-            f"{path}, record {index}: feature '{f.name}' holds {int(lengths[i])} values, but "
+            f"{path}, record {start + i}: feature '{f.name}' holds {int(lengths[i])} values, but "
             f"{f.describe()} holds {f.size}; check the files with `factory check`"
         )
+
+
+# What runs the pass: ``scan``, or another with its signature and result (``scan_on_ray``).
+Scan = Callable[..., tuple[list[str], int, dict[str, Column]]]
 
 
 # -- the auto statistics ---------------------------------------------------------------------------
 
 
-def compute_statistics(spec: FeatureSpec, files: str | Sequence[str], compression: str | None = None) -> dict[str, Any]:
+def compute_statistics(
+    spec: FeatureSpec,
+    files: str | Sequence[str],
+    compression: str | None = None,
+    scan_with: Scan | None = None,
+) -> dict[str, Any]:
     """One pass over ``files``: the statistics of every ``auto`` feature, as a plain JSON dict.
 
     ``{"format": 1, "records": N, "files": [...], "features": {name: entry}, "summary": {name: summary}}``,
@@ -303,11 +419,13 @@ def compute_statistics(spec: FeatureSpec, files: str | Sequence[str], compressio
     (what it was computed for; see ``Statistic.declared``); ``summary`` holds every
     feature's ``Column.summary`` (what drift checks compare new records with). ``compression``: None (the default)
     infers each file's from its extension. ``RecordError`` for unreadable records
-    or a feature without values.
+    or a feature without values. ``scan_with``: what runs the pass, called as ``scan`` (the
+    default) is; ``factory.cluster.ray_scan.scan_on_ray`` runs it as Ray tasks over the files,
+    with the same result, bit for bit.
     """
     names = [f.name for f in spec.auto_features]
     every = [f.name for f in spec.all()]
-    paths, records, columns = scan(spec, files, compression, summary=every, auto=names)
+    paths, records, columns = (scan_with or scan)(spec, files, compression, summary=every, auto=names)
     features = {f.name: columns[f.name].statistic.entry() for f in spec.auto_features}
     summary = {name: columns[name].summary() for name in every}
     return {"format": FORMAT, "records": records, "files": paths, "features": features, "summary": summary}
@@ -321,6 +439,7 @@ def resolve_statistics(
     files: str | Sequence[str],
     compression: str | None,
     run_dir: str | os.PathLike,
+    scan_with: Scan | None = None,
 ) -> FeatureSpec:
     """``spec`` with its ``auto`` statistics filled in, computed once per run directory.
 
@@ -330,7 +449,7 @@ def resolve_statistics(
     Otherwise one pass over ``files`` (the training records; ``compression``
     None infers it per file) computes them and the file is written atomically.
     A vocabulary that leaves training values out needs ``oov_buckets``
-    (``ConfigError`` before anything is written).
+    (``ConfigError`` before anything is written). ``scan_with``: as ``compute_statistics`` takes it.
     """
     path = Path(run_dir) / STATISTICS
     if path.exists():
@@ -346,7 +465,7 @@ def resolve_statistics(
         return spec.with_statistics(stats)
 
     started = time.perf_counter()
-    stats = compute_statistics(spec, files, compression)
+    stats = compute_statistics(spec, files, compression, scan_with)
     seconds = time.perf_counter() - started
     problems = [p for f in spec.auto_features for p in Statistic.of(f).problems(stats["features"][f.name])]
     if problems:

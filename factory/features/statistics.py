@@ -36,7 +36,9 @@ class Statistic:
 
     A kind implements ``fit(values, missing=0)`` (one batch: the flat values training reads, as
     an array or a ``Batch`` over the feature's channels, and the number of records without the
-    feature, read as its ``default``); ``_fitted()``
+    feature, read as its ``default``); ``merge(other)`` (what the same kind of the same feature
+    fitted on other records: the pass fits each file apart and merges them in file order);
+    ``samples()`` (the ``Sample`` objects it keeps, which draw their own keys); ``_fitted()``
     (the entry's constants and counts, ``RecordError`` when the records gave nothing);
     ``_declared()`` (its part of ``declared``); ``write(declaration, entry)`` and
     ``drop(declaration)`` (a feature's raw declaration, changed in place); ``describe(entry)``
@@ -76,6 +78,14 @@ class Statistic:
         """Why training could not use ``entry`` (empty: it can)."""
         return []
 
+    def merge(self, other: Statistic) -> None:
+        """Add what ``other`` (the same kind, of the same feature) was fitted on."""
+        raise NotImplementedError
+
+    def samples(self) -> list[Sample]:
+        """The samples it keeps (each draws its rows' keys)."""
+        return []
+
 
 class Normalization(Statistic):
     """``(x - mean) / std`` per channel (the last dimension; one value applies to every channel).
@@ -101,6 +111,9 @@ class Normalization(Statistic):
         self.moments.merge(Batch.of(values, self.moments.channels).moments)
         if missing and self._default is not None:
             self.moments.add(np.tile(self._default, missing))
+
+    def merge(self, other: Statistic) -> None:
+        self.moments.merge(other.moments)
 
     def _fitted(self) -> dict[str, Any]:
         f, moments = self.feature, self.moments
@@ -201,6 +214,9 @@ class Vocabulary(Statistic):
         self.counts.add(Batch.of(values))
         if missing and self._default is not None:
             self.counts.add(self._default, missing)
+
+    def merge(self, other: Statistic) -> None:
+        self.counts.merge(other.counts)
 
     def _fitted(self) -> dict[str, Any]:
         f, auto = self.feature, self.feature.auto_vocabulary
@@ -320,6 +336,15 @@ class Fill(Statistic):
         elif self.how == "most_frequent":
             self.counts.add(batch)
 
+    def merge(self, other: Statistic) -> None:
+        self.moments.merge(other.moments)
+        if self.sample is not None:
+            self.sample.merge(other.sample)
+        self.counts.merge(other.counts)
+
+    def samples(self) -> list[Sample]:
+        return [] if self.sample is None else [self.sample]
+
     def _fitted(self) -> dict[str, Any]:
         f = self.feature
         if self.how == "most_frequent":
@@ -385,6 +410,12 @@ class Bins(Statistic):
 
     def fit(self, values: np.ndarray | Batch, missing: int = 0) -> None:
         self.sample.add(Batch.of(values).values)
+
+    def merge(self, other: Statistic) -> None:
+        self.sample.merge(other.sample)
+
+    def samples(self) -> list[Sample]:
+        return [self.sample]
 
     def _fitted(self) -> dict[str, Any]:
         f, values = self.feature, self.sample.values()[:, 0]
@@ -454,6 +485,11 @@ class TextVocabulary(Statistic):
             for token, n in zip(tokens.tolist(), numbers.tolist(), strict=True):
                 counter[token] = get(token, 0) + n
 
+    def merge(self, other: Statistic) -> None:
+        self.texts += other.texts
+        self.counts.update(other.counts)
+        self.documents.update(other.documents)
+
     def _fitted(self) -> dict[str, Any]:
         f, text = self.feature, self.feature.text
         try:
@@ -516,6 +552,13 @@ class Together(Statistic):
         batch = Batch.of(values, self.feature.channels)  # the moments and counts once for all the parts
         for part in self.parts:
             part.fit(batch, missing)
+
+    def merge(self, other: Statistic) -> None:
+        for part, theirs in zip(self.parts, other.parts, strict=True):
+            part.merge(theirs)
+
+    def samples(self) -> list[Sample]:
+        return [sample for part in self.parts for sample in part.samples()]
 
     def _fitted(self) -> dict[str, Any]:
         return {key: value for part in self.parts for key, value in part._fitted().items()}

@@ -28,6 +28,7 @@ from factory.model.builder import build_model, head_spec
 from factory.model.tasks import Task, accumulate
 from factory.names import EVAL_PREFIX
 from factory.networks.registry import raw_inputs
+from factory.run_dir import STATISTICS, read_json, write_json
 from factory.serving.exporter import Exporter
 from factory.training.checkpointing import statistics_from_checkpoint, warm_start
 from factory.training.optimizers import make_optimizer, reapply_learning_rate
@@ -62,12 +63,17 @@ def worker_role(strategy: tf.distribute.Strategy) -> str | None:
     return f"{task_type}-{resolver.task_id}"
 
 
-def _resolve_spec(config: Config, run_dir: Path) -> FeatureSpec:
+def _resolve_spec(config: Config, run_dir: Path, chief_dir: Path | None = None) -> FeatureSpec:
     """The feature spec with its ``auto`` statistics (``normalize: auto``, ``vocabulary: auto``,
     ``missing.fill``) filled in. Every run keeps the statistics of its training records, also
-    without ``auto``: their summaries are what ``factory check --against`` compares new records with."""
+    without ``auto``: their summaries are what ``factory check --against`` compares new records with.
+    A worker other than the chief (``chief_dir``: the run dir) takes the run dir's statistics when
+    they are there (computed before the workers started: ``cluster=ray``); else it computes the same."""
     spec = config.features
     statistics_from_checkpoint(run_dir)
+    shared = chief_dir / STATISTICS if chief_dir is not None else None
+    if shared is not None and shared.exists() and not (run_dir / STATISTICS).exists():
+        write_json(run_dir / STATISTICS, read_json(shared))
     return resolve_statistics(spec, list(config.data.train), config.data.compression, run_dir)
 
 
@@ -95,7 +101,7 @@ class Trainer:
         # Keras' dtype policy is global: set it on every run, or a run after one with mixed precision in
         # the same process (a sweep's trials with the basic launcher) would silently train in it too.
         keras.mixed_precision.set_dtype_policy(config.train.mixed_precision or "float32")
-        self.spec = _resolve_spec(config, self.run_dir)
+        self.spec = _resolve_spec(config, self.run_dir, run_dir if role else None)
         task, num_outputs = head_spec(self.spec)
         self.task = Task(task, num_outputs, config.train.loss)
         replicas = self.strategy.num_replicas_in_sync

@@ -5,6 +5,7 @@ Ray instance (``cluster.address`` null) and stops it."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 
 pytest.importorskip("ray")  # the `ray` extra
 
-from factory.run_dir import LOCK
+from factory.run_dir import LOCK, STATISTICS
 from tests.helpers.run_dirs import BIN
 from tests.integration.test_multi_worker import OVERRIDES, rows, run_cluster, weights
 
@@ -82,6 +83,10 @@ def test_a_killed_worker_fails_the_job_and_the_same_command_resumes_to_the_tf_co
     ]
     assert "eval 1 @ step 20" in out  # the chief's log, relayed to the console
     assert rows(run) == rows(by_hand)[:1]
+    # The statistics pass ran once, as Ray tasks before the workers started; the workers took its result.
+    assert out.count("computed statistics from") == 1 and "reusing the statistics" in out
+    for sub in ("", "worker-1"):
+        assert json.loads((run / sub / STATISTICS).read_text()) == json.loads((by_hand / sub / STATISTICS).read_text())
     assert not (run / ".ray").exists()
 
     again = subprocess.run(ray_command(run), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
