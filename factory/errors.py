@@ -37,6 +37,10 @@ class ConfigError(FactoryError, ValueError):
             message = f"{len(self.problems)} problems in config{where}:\n{lines}"
         super().__init__(message)
 
+    def __reduce__(self):
+        # Rebuilt from its problems, not its message (an error raised in another process: Ray, a pool).
+        return type(self), (self.problems, self.source)
+
 
 class RecordError(FactoryError, ValueError):
     """A record (to be written, or read from a file) that does not match the feature spec."""

@@ -192,3 +192,17 @@ def test_a_dead_worker_comes_first_then_a_factory_error_then_the_failure_itself(
 
     group = _GroupError({1: bug})
     assert explain_failure(group, 2) is group
+
+
+def test_a_config_error_from_another_process_reads_as_it_was_raised():
+    """Ray tasks and worker processes send their errors back pickled."""
+    import pickle
+
+    error = ConfigError(["train.batch_size: 0 is less than the minimum of 1", "seed: not an integer"], "c.yaml")
+    again = pickle.loads(pickle.dumps(error))
+    assert (str(again), again.problems, again.source, again.exit_code) == (
+        str(error),
+        error.problems,
+        "c.yaml",
+        2,
+    )
