@@ -1,22 +1,24 @@
 """Records benchmark: the spec's writer and eval pipeline against hand-written TensorFlow.
 
-Writes and reads ``--records`` records (a 32-float feature ``x`` and an int64
-label ``y``) and prints, from one run, each path's rate and its ratio against
-a hand-written baseline:
+Writes and reads ``--records`` records of two tables and prints, from one run,
+each path's rate and its ratio against a hand-written baseline:
 
-- write: ``spec.writer(...).write_many(columns)`` against a loop that builds a
+- the numeric table (a 32-float feature ``x`` and an int64 label ``y``):
+  write: ``spec.writer(...).write_many(columns)`` against a loop that builds a
   ``tf.train.Example`` per record and writes it with ``tf.io.TFRecordWriter``
-  (target: at least 5x);
-- read: ``spec.dataset(mode="eval")`` against a hand-tuned ``tf.data``
-  pipeline (batch, then ``parse_example`` with AUTOTUNE, then prefetch; target
-  at least 0.95x) and against the naive ``parse_single_example``-then-batch
-  pipeline (target: at least 5x).
+  (target: at least 5x); read: ``spec.dataset(mode="eval")`` against a
+  hand-tuned ``tf.data`` pipeline (batch, then ``parse_example`` with AUTOTUNE,
+  then prefetch; target at least 0.95x) and against the naive
+  ``parse_single_example``-then-batch pipeline (target: at least 5x);
+- the mixed table (eight float32 scalars ``f0``..``f7``, a string ``city`` of
+  a few thousand distinct values, an int64 label ``y``): write only, the same
+  two writers (target: at least 10x).
 
 Every path runs ``--repeats`` times, interleaved so that machine noise hits all
 of them alike, and the best run of each counts. Both writers write the same
-number of shards, and their files are checked to hold the same values (outside
-the timing). The exit status is 0 whether or not a target is met: this is a
-measurement, not a test.
+number of shards, and their files are checked to hold the same values as the
+input (outside the timing). The exit status is 0 whether or not a target is
+met: this is a measurement, not a test.
 
 Run with ``make bench`` or ``python benchmarks/records_benchmark.py [--records N] [--repeats K]``.
 """
@@ -44,30 +46,63 @@ SPEC = {
     "features": {"x": {"dtype": "float32", "shape": [32]}},
     "labels": {"y": {"dtype": "int64", "shape": [], "num_classes": 10}},
 }
+FLOATS = [f"f{i}" for i in range(8)]
+MIXED_SPEC = {
+    "features": {
+        **{name: {"dtype": "float32", "shape": []} for name in FLOATS},
+        "city": {"dtype": "string", "shape": []},
+    },
+    "labels": {"y": {"dtype": "int64", "shape": [], "num_classes": 10}},
+}
+CITIES = 3000
 SHARDS = 4
 BATCH = 256
 SEED = 20240601
 
 
-def make_data(records: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded features ``[records, 32]`` float32 and labels ``[records]`` int64 in 0..9."""
+def make_data(records: int) -> dict[str, np.ndarray]:
+    """Seeded features ``x`` ``[records, 32]`` float32 and labels ``y`` ``[records]`` int64 in 0..9."""
     rng = np.random.default_rng(SEED)
     x = rng.standard_normal((records, 32), dtype=np.float32)
     y = rng.integers(0, 10, size=records, dtype=np.int64)
-    return x, y
+    return {"x": x, "y": y}
+
+
+def make_mixed(records: int) -> dict[str, np.ndarray]:
+    """Seeded columns of the mixed table: ``f0``..``f7`` float32 ``[records]``, ``city`` an object array of
+    ``str`` (``city_0``..``city_2999``, Zipf-like: a few cities are most of the rows), ``y`` int64 in 0..9."""
+    rng = np.random.default_rng(SEED + 1)
+    columns = {name: rng.standard_normal(records, dtype=np.float32) for name in FLOATS}
+    names = np.array([f"city_{i}" for i in range(CITIES)], dtype=object)
+    columns["city"] = names[(rng.zipf(1.3, size=records) - 1) % CITIES]
+    columns["y"] = rng.integers(0, 10, size=records, dtype=np.int64)
+    return columns
 
 
 # -- writers --------------------------------------------------------------------------------
 
 
-def write_spec(spec: FeatureSpec, prefix: Path, x: np.ndarray, y: np.ndarray) -> list[str]:
+def write_spec(spec: FeatureSpec, prefix: Path, columns: dict[str, np.ndarray]) -> list[str]:
     """The path under test: the spec's validating writer, fed whole columns."""
     with spec.writer(prefix, shards=SHARDS, overwrite=True) as writer:
-        writer.write_many({"x": x, "y": y})
+        writer.write_many(columns)
     return [str(p) for p in writer.paths]
 
 
-def write_baseline(prefix: Path, x: np.ndarray, y: np.ndarray) -> list[str]:
+def _write_examples(prefix: Path, examples) -> list[str]:
+    """Serialize each ``tf.train.Example`` of ``examples`` and write it with ``tf.io.TFRecordWriter``, round-robin."""
+    import tensorflow as tf
+
+    paths = [f"{prefix}-{i:05d}-of-{SHARDS:05d}.tfrecord" for i in range(SHARDS)]
+    writers = [tf.io.TFRecordWriter(p) for p in paths]
+    for i, example in enumerate(examples):
+        writers[i % SHARDS].write(example.SerializeToString())
+    for w in writers:
+        w.close()
+    return paths
+
+
+def write_baseline(prefix: Path, columns: dict[str, np.ndarray]) -> list[str]:
     """The hand-written loop: one ``tf.train.Example`` per record, round-robin over the shards.
 
     Rows go in as Python lists (``tolist()``): protobuf copies those about 1.7x
@@ -76,21 +111,38 @@ def write_baseline(prefix: Path, x: np.ndarray, y: np.ndarray) -> list[str]:
     """
     import tensorflow as tf
 
-    paths = [f"{prefix}-{i:05d}-of-{SHARDS:05d}.tfrecord" for i in range(SHARDS)]
-    writers = [tf.io.TFRecordWriter(p) for p in paths]
-    for i, (xi, yi) in enumerate(zip(x, y, strict=True)):
-        example = tf.train.Example(
-            features=tf.train.Features(
-                feature={
-                    "x": tf.train.Feature(float_list=tf.train.FloatList(value=xi.tolist())),
-                    "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(yi)])),
-                }
+    def examples():
+        for xi, yi in zip(columns["x"], columns["y"], strict=True):
+            yield tf.train.Example(
+                features=tf.train.Features(
+                    feature={
+                        "x": tf.train.Feature(float_list=tf.train.FloatList(value=xi.tolist())),
+                        "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(yi)])),
+                    }
+                )
             )
-        )
-        writers[i % SHARDS].write(example.SerializeToString())
-    for w in writers:
-        w.close()
-    return paths
+
+    return _write_examples(prefix, examples())
+
+
+def write_mixed_baseline(prefix: Path, columns: dict[str, np.ndarray]) -> list[str]:
+    """The hand-written loop for the mixed table: one ``tf.train.Example`` per record, built from Python
+    values (each column's ``tolist()`` taken once, inside the timing), strings encoded as UTF-8."""
+    import tensorflow as tf
+
+    rows = zip(*(columns[name].tolist() for name in [*FLOATS, "city", "y"]), strict=True)
+
+    def examples():
+        for *floats, city, y in rows:
+            feature = {
+                name: tf.train.Feature(float_list=tf.train.FloatList(value=[v]))
+                for name, v in zip(FLOATS, floats, strict=True)
+            }
+            feature["city"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[city.encode()]))
+            feature["y"] = tf.train.Feature(int64_list=tf.train.Int64List(value=[y]))
+            yield tf.train.Example(features=tf.train.Features(feature=feature))
+
+    return _write_examples(prefix, examples())
 
 
 # -- readers --------------------------------------------------------------------------------
@@ -157,7 +209,19 @@ def consume(ds) -> int:
 # -- correctness guard ----------------------------------------------------------------------
 
 
-def check_same_values(ours: list[str], theirs: list[str], x: np.ndarray, y: np.ndarray) -> str:
+def _mixed_parse_spec():
+    import tensorflow as tf
+
+    spec = {name: tf.io.FixedLenFeature([], tf.float32) for name in FLOATS}
+    return spec | {"city": tf.io.FixedLenFeature([], tf.string), "y": tf.io.FixedLenFeature([], tf.int64)}
+
+
+def _as_stored(values: np.ndarray) -> np.ndarray:
+    """Input values as ``parse_example`` returns them: strings as UTF-8 bytes."""
+    return np.array([v.encode() for v in values], dtype=object) if values.dtype == object else values
+
+
+def check_same_values(ours: list[str], theirs: list[str], columns: dict[str, np.ndarray], parse_spec) -> str:
     """Both writers' shards parse to the same values, equal to the input; raises otherwise.
 
     Returns a note on whether the files are also byte-identical: they are when
@@ -166,27 +230,26 @@ def check_same_values(ours: list[str], theirs: list[str], x: np.ndarray, y: np.n
     """
     import tensorflow as tf
 
-    parse_spec = _hand_parse_spec()
     for shard, (a, b) in enumerate(zip(ours, theirs, strict=True)):
         got = []
         for path in (a, b):
             records = list(tf.data.TFRecordDataset(path).as_numpy_iterator())
             parsed = tf.io.parse_example(records, parse_spec)
-            got.append((parsed["x"].numpy(), parsed["y"].numpy()))
+            got.append({name: value.numpy() for name, value in parsed.items()})
             # The protobuf library itself must read every record back to the same values.
             for j in (0, len(records) // 2, len(records) - 1):
-                example = tf.train.Example.FromString(records[j])
+                feature = tf.train.Example.FromString(records[j]).features.feature
                 row = shard + j * SHARDS
-                fx = example.features.feature["x"].float_list.value
-                fy = example.features.feature["y"].int64_list.value
-                if not (np.array_equal(np.asarray(fx, np.float32), x[row]) and list(fy) == [y[row]]):
-                    raise AssertionError(f"{path}: record {j} does not parse to row {row} of the input")
-        (xa, ya), (xb, yb) = got
-        expect_x, expect_y = x[shard::SHARDS], y[shard::SHARDS]
-        if not (np.array_equal(xa, xb) and np.array_equal(ya, yb)):
-            raise AssertionError(f"shard {shard}: the two writers' files parse to different values")
-        if not (np.array_equal(xa, expect_x) and np.array_equal(ya, expect_y)):
-            raise AssertionError(f"shard {shard}: the written values differ from the input")
+                for name, column in columns.items():
+                    stored = getattr(feature[name], feature[name].WhichOneof("kind")).value
+                    expected = _as_stored(np.atleast_1d(column[row]))
+                    if not np.array_equal(np.asarray(stored, dtype=expected.dtype), expected):
+                        raise AssertionError(f"{path}: record {j} does not parse to row {row} of the input ({name})")
+        for name, column in columns.items():
+            if not np.array_equal(got[0][name], got[1][name]):
+                raise AssertionError(f"shard {shard}: the two writers' files parse to different values of {name}")
+            if not np.array_equal(got[0][name], _as_stored(column[shard::SHARDS])):
+                raise AssertionError(f"shard {shard}: the written values of {name} differ from the input")
     identical = all(Path(a).read_bytes() == Path(b).read_bytes() for a, b in zip(ours, theirs, strict=True))
     return "same values, byte-identical" if identical else "same values (protobuf ordered the feature map differently)"
 
@@ -213,6 +276,37 @@ def best_of(repeats: int, paths: dict[str, Callable[[], Callable[[], int]]]) -> 
     return best
 
 
+def compare_writers(
+    repeats: int, spec: FeatureSpec, columns: dict[str, np.ndarray], baseline, prefix: Path, parse_spec
+) -> tuple[dict[str, float], list[str]]:
+    """Best records/s of the spec's writer and of ``baseline`` on ``columns``, their files checked
+    (outside the timing); returns the rates and the spec writer's files."""
+    records = len(columns["y"])
+    ours_prefix, theirs_prefix = prefix / "ours" / "data", prefix / "baseline" / "data"
+    theirs_prefix.parent.mkdir(parents=True)
+    # Warm-up, outside the timing: first use of TFRecordWriter and of the spec's writer.
+    write_spec(spec, ours_prefix, {name: c[:1024] for name, c in columns.items()})
+    baseline(theirs_prefix, {name: c[:1024] for name, c in columns.items()})
+    written: dict[str, list[str]] = {}
+
+    def writing(name: str, write: Callable[[], list[str]]) -> Callable[[], Callable[[], int]]:
+        def run() -> int:
+            written[name] = write()
+            return records
+
+        return lambda: run
+
+    writes = best_of(
+        repeats,
+        {
+            "spec writer": writing("ours", lambda: write_spec(spec, ours_prefix, columns)),
+            "tf.train.Example loop": writing("theirs", lambda: baseline(theirs_prefix, columns)),
+        },
+    )
+    print(f"  files: {check_same_values(written['ours'], written['theirs'], columns, parse_spec)}", flush=True)
+    return writes, written["ours"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=200_000, help="records to write and read (default 200000)")
@@ -223,40 +317,23 @@ def main(argv: list[str] | None = None) -> int:
 
     import tensorflow as tf
 
-    spec = FeatureSpec.from_dict(SPEC)
-    x, y = make_data(args.records)
+    spec, mixed_spec = FeatureSpec.from_dict(SPEC), FeatureSpec.from_dict(MIXED_SPEC)
+    columns, mixed = make_data(args.records), make_mixed(args.records)
     print(
-        f"{args.records:,} records (x: float32[32], y: int64), {SHARDS} shards, batch {BATCH}, "
-        f"best of {args.repeats}; TensorFlow {tf.__version__}, {os.cpu_count()} CPUs",
+        f"{args.records:,} records, {SHARDS} shards, batch {BATCH}, best of {args.repeats}; "
+        f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs",
         flush=True,
     )
 
     with tempfile.TemporaryDirectory(prefix="records-bench-") as tmp:
-        ours_prefix, theirs_prefix = Path(tmp, "ours", "data"), Path(tmp, "baseline", "data")
-        theirs_prefix.parent.mkdir()
-        # Warm-up, outside the timing: first use of TFRecordWriter and of the spec's writer.
-        write_spec(spec, ours_prefix, x[:1024], y[:1024])
-        write_baseline(theirs_prefix, x[:1024], y[:1024])
-
-        written: dict[str, list[str]] = {}
-
-        def writing(name: str, write: Callable[[], list[str]]) -> Callable[[], Callable[[], int]]:
-            def run() -> int:
-                written[name] = write()
-                return len(x)
-
-            return lambda: run
-
-        print("write:", flush=True)
-        writes = best_of(
-            args.repeats,
-            {
-                "spec writer": writing("ours", lambda: write_spec(spec, ours_prefix, x, y)),
-                "tf.train.Example loop": writing("theirs", lambda: write_baseline(theirs_prefix, x, y)),
-            },
+        print("write, numeric table (x: float32[32], y: int64):", flush=True)
+        writes, files = compare_writers(
+            args.repeats, spec, columns, write_baseline, Path(tmp, "numeric"), _hand_parse_spec()
         )
-        files = written["ours"]
-        print(f"  files: {check_same_values(files, written['theirs'], x, y)}", flush=True)
+        print(f"write, mixed table (f0..f7: float32, city: string of {CITIES:,} values, y: int64):", flush=True)
+        mixed_writes, _ = compare_writers(
+            args.repeats, mixed_spec, mixed, write_mixed_baseline, Path(tmp, "mixed"), _mixed_parse_spec()
+        )
 
         def reading(build: Callable[[], Any]) -> Callable[[], Callable[[], int]]:
             def prepare() -> Callable[[], int]:
@@ -265,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return prepare
 
-        print("read (the spec writer's files):", flush=True)
+        print("read (the spec writer's files of the numeric table):", flush=True)
         reads = best_of(
             args.repeats,
             {
@@ -275,25 +352,30 @@ def main(argv: list[str] | None = None) -> int:
             },
         )
 
+    example_loop = "tf.train.Example loop"
     rows = [
-        ("write", "spec writer", writes["spec writer"], "tf.train.Example loop", writes["tf.train.Example loop"], 5.0),
+        ("numeric", "spec writer", writes["spec writer"], example_loop, writes[example_loop], 5.0),
+        ("mixed", "spec writer", mixed_writes["spec writer"], example_loop, mixed_writes[example_loop], 10.0),
         (
-            "read",
+            "numeric",
             "spec.dataset eval",
             reads["spec.dataset eval"],
             "hand-tuned tf.data",
             reads["hand-tuned tf.data"],
             0.95,
         ),
-        ("read", "spec.dataset eval", reads["spec.dataset eval"], "naive tf.data", reads["naive tf.data"], 5.0),
+        ("numeric", "spec.dataset eval", reads["spec.dataset eval"], "naive tf.data", reads["naive tf.data"], 5.0),
     ]
     print()
-    print(f"{'path':<20} {'records/s':>11}  {'baseline':<22} {'records/s':>11}  {'ratio':>6}  {'target':>7}  result")
-    for _kind, name, rate, base, base_rate, target in rows:
+    print(
+        f"{'table':<8} {'path':<18} {'records/s':>11}  {'baseline':<22} {'records/s':>11}  {'ratio':>6}  {'target':>7}  result"
+    )
+    for table, name, rate, base, base_rate, target in rows:
         ratio = rate / base_rate
         verdict = "PASS" if ratio >= target else "FAIL"
         print(
-            f"{name:<20} {rate:>11,.0f}  {base:<22} {base_rate:>11,.0f}  {ratio:>5.2f}x  {'>=' + format(target, 'g') + 'x':>7}  {verdict}"
+            f"{table:<8} {name:<18} {rate:>11,.0f}  {base:<22} {base_rate:>11,.0f}  {ratio:>5.2f}x  "
+            f"{'>=' + format(target, 'g') + 'x':>7}  {verdict}"
         )
     return 0
 

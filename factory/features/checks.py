@@ -224,7 +224,8 @@ def numbers_problem(arr: np.ndarray, dtype: str) -> Problem | None:
     # Only these can hold a value outside the range: floats, anything into uint8, uint64 into int64.
     if kind == "f" or dtype == "uint8" or (kind == "u" and dtype == "int64"):
         low, high = RANGES[dtype]
-        outside = (arr < low) | (arr > high)
+        # As a float, int64's largest value rounds up to 2**63, one past it: floats compare against that.
+        outside = (arr < low) | ((arr >= float(high) + 1) if kind == "f" else (arr > high))
         if outside.any():
             position = tuple(int(i) for i in np.argwhere(outside)[0])
             return _outside(arr[position].item(), dtype, position)

@@ -15,7 +15,6 @@ if TYPE_CHECKING:  # pragma: no cover
 from factory.errors import RecordError
 from factory.features import images, wire
 from factory.features.checks import (
-    Problem,
     VocabularyCheck,
     describe,
     image_problem,
@@ -23,6 +22,7 @@ from factory.features.checks import (
     shape_problem,
     string_problem,
 )
+from factory.features.columns import BadRow, column_part, row_value, sequence
 from factory.features.feature import MISSING_VALUE, Feature, shape_str
 from factory.validation import did_you_mean
 
@@ -37,11 +37,12 @@ class _Encoder:
         self.vocab = (
             VocabularyCheck(feature.vocabulary) if feature.vocabulary is not None and feature.oov_buckets == 0 else None
         )
+        self.known = frozenset(self.vocab.entries) if self.vocab is not None else None
         # A record may lack the feature: the reader supplies the default, the fill or an empty list.
         self.optional = feature.default is not None or feature.missing is not None or feature.variable
         if feature.default is not None:  # checked like any value, once
             default = np.asarray(feature.default, dtype=object if feature.dtype == "string" else None)
-            self._payload(default.reshape(feature.shape), -1)
+            self.payload(default.reshape(feature.shape), -1)
 
     def fail(self, index: int, message: str) -> RecordError:
         where = f"record {index}: " if index >= 0 else ""
@@ -60,7 +61,7 @@ class _Encoder:
                     "`missing: {fill: ...}` (or a `default`) in the feature spec",
                 )
             return None
-        payload = self._payload(value, index)
+        payload = self.payload(value, index)
         if payload is None:
             return None
         if self.kind == "bytes":
@@ -74,7 +75,8 @@ class _Encoder:
 
     # -- per-value validation --------------------------------------------------------------
 
-    def _payload(self, value: Any, index: int):
+    def payload(self, value: Any, index: int):
+        """The checked values of ``value`` (record ``index``): a flat array, a list of bytes, or None when missing."""
         f = self.f
         if f.encoding:
             return [self._image(value, index)]
@@ -90,7 +92,7 @@ class _Encoder:
                 raise self.fail(index, f"{self.expected()}, got {describe(value)}") from None
         if self._nan_missing(arr):
             return None
-        self._check_numeric(arr, index, arr.shape)
+        self._check_numeric(arr, index)
         return arr.reshape(-1)
 
     def _nan_missing(self, arr: np.ndarray) -> bool:
@@ -102,26 +104,19 @@ class _Encoder:
             return bool(np.isnan(arr).all())
         return self.f.missing is not None and arr.dtype.kind == "i" and bool((arr == MISSING_VALUE["int64"]).all())
 
-    def _check_numeric(self, arr: np.ndarray, index: int, shape: tuple, rows: bool = False) -> None:
-        """Kind, shape and values of a numeric array: one value (``rows=False``) or a column whose first axis counts records."""
+    def _check_numeric(self, arr: np.ndarray, index: int) -> None:
+        """Kind, shape and values of one numeric value (``columns.py`` checks whole columns alike)."""
         f = self.f
         if arr.dtype.kind not in "iuf":
-            raise self.fail(index, f"{self.expected()}, got {str(arr.dtype) + ' values' if rows else describe(arr)}")
-        # A column's shape is checked per record: without its first (record) axis.
-        problem = shape_problem(f.shape, shape[1:] if rows else shape, f.describe())
-        if problem or (rows and not shape):
-            raise self.fail(index, problem or f"{self.expected()}, got shape []")
+            raise self.fail(index, f"{self.expected()}, got {describe(arr)}")
+        problem = shape_problem(f.shape, arr.shape, f.describe())
+        if problem:
+            raise self.fail(index, problem)
         # Floats are accepted for integer features when they hold whole numbers (CSV, pandas);
         # the scan runs only for integer features, not over every float32 column.
         found = numbers_problem(arr, f.dtype)
         if found is not None:
-            raise self._value_error(found, index, rows)
-
-    def _value_error(self, problem: Problem, index: int, rows: bool) -> RecordError:
-        """``problem`` in a value (record ``index``), or in a column (its row names the record)."""
-        if rows:
-            index, problem = problem.in_row()
-        return self.fail(index, str(problem))
+            raise self.fail(index, str(found))
 
     def _strings(self, value: Any, index: int) -> list[bytes]:
         f = self.f
@@ -165,64 +160,6 @@ class _Encoder:
             arr = arr.astype(np.uint8)
         return images.encode_png(arr) if f.encoding == "png" else images.encode_jpeg(arr)
 
-    # -- whole columns -----------------------------------------------------------------
-
-    def column(self, values: Any, rows: int) -> np.ndarray | list[bytes | None]:
-        """Validate a whole column of ``rows`` values (``None``: the feature is absent from every row).
-
-        Returns, for a fixed-size numeric feature given as a numeric array with every
-        value present, the validated ``[rows, size]`` matrix in its storage dtype
-        (float32 or int64), so whole records can be encoded at once; otherwise the
-        per-row map-entry bytes (None where a row lacks the feature: a missing value).
-        """
-        f = self.f
-        fixed_numeric = self.kind != "bytes" and not f.variable
-        if values is None:
-            return [self.entry(None, i) for i in range(rows)]
-        if fixed_numeric:
-            arr = np.asarray(values)
-            if arr.dtype == object:
-                return [self.entry(v, i) for i, v in enumerate(values)]
-            missing = self._nan_rows(arr, rows)
-            if missing is not None:  # the present rows as a matrix, then the missing ones left out
-                present = np.flatnonzero(~missing)
-                entries: list[bytes | None] = [None] * rows
-                if len(present):
-                    matrix = self._matrix(arr[present], len(present), present)
-                    for i, e in zip(present.tolist(), wire.column_entries(f.name, self.kind, matrix), strict=True):
-                        entries[i] = e
-                return entries
-            return self._matrix(arr, rows)
-        return [self.entry(v, i) for i, v in enumerate(values)]
-
-    def _matrix(self, arr: np.ndarray, rows: int, index: np.ndarray | None = None) -> np.ndarray:
-        """A validated ``[rows, size]`` matrix; ``index`` maps its rows to the column's, for messages."""
-        try:
-            self._check_numeric(arr, 0, arr.shape, rows=True)
-        except RecordError as err:
-            if index is None:
-                raise
-            raise RecordError(_renumber(str(err), index)) from None
-        arr = arr.reshape(rows, self.f.size)
-        if self.kind == "float":
-            return np.ascontiguousarray(arr, dtype="<f4")
-        return arr.astype(np.int64, copy=False)
-
-    def _nan_rows(self, arr: np.ndarray, rows: int) -> np.ndarray | None:
-        """Which rows of a float column are missing (NaN throughout), when the feature may be missing and some are."""
-        if not self.optional or arr.dtype.kind != "f" or arr.ndim == 0 or len(arr) != rows or not arr.size:
-            return None
-        missing = np.isnan(arr.reshape(rows, -1)).all(axis=1)
-        return missing if missing.any() else None
-
-
-def _renumber(message: str, index: np.ndarray) -> str:
-    """``record i: ...`` of a sub-column -> the record's index in the whole column."""
-    if message.startswith("record "):
-        number, rest = message[7:].split(":", 1)
-        return f"record {int(index[int(number)])}:{rest}"
-    return message
-
 
 def encoders_for(spec: FeatureSpec) -> dict[str, _Encoder]:
     return {f.name: _Encoder(f) for f in spec.all()}
@@ -258,9 +195,12 @@ def encode_record(
 def encode_columns(
     spec: FeatureSpec, columns: Mapping[str, Any], start: int = 0, encoders=None, missing: Counter | None = None
 ) -> list[bytes]:
-    """Validate and encode a dict of equally long columns; numeric columns are encoded whole.
+    """Validate and encode a dict of equally long columns, column by column (``factory.features.columns``).
 
-    ``missing``: counts, per feature name, the values left out as missing (only when every record is good).
+    Every record is the one ``encode_record`` makes of its row, and a bad value
+    raises the error ``encode_record`` raises for the first bad row (counted from
+    ``start``). ``missing``: counts, per feature name, the values left out as
+    missing (only when every record is good).
     """
     encoders = encoders or encoders_for(spec)
     _unknown(columns, encoders, None)
@@ -271,30 +211,38 @@ def encode_columns(
     if any(n != rows for n in lengths.values()):
         detail = ", ".join(f"'{k}': {n}" for k, n in lengths.items())
         raise RecordError(f"columns have different lengths ({detail})")
-    encoded = []
+    if rows == 0:
+        return []
+    columns = {name: sequence(v) for name, v in columns.items()}
+    parts, bad = [], []
     for name, enc in encoders.items():
         try:
-            encoded.append(enc.column(columns.get(name), rows))
-        except RecordError as err:
-            # Row numbers inside a column are relative to this batch of columns.
-            raise RecordError(_shift_record_index(str(err), start)) from None
+            parts.append(column_part(enc, columns.get(name), rows))
+        except BadRow as err:
+            bad.append(err.row)
+    if bad:
+        return _by_records(spec, columns, min(bad), start, encoders, missing)
     if missing is not None:
-        for name, column in zip(encoders, encoded, strict=True):
-            if not isinstance(column, np.ndarray):
-                missing[name] += sum(e is None for e in column)
-    kinds = [enc.kind for enc in encoders.values()]
-    if all(isinstance(c, np.ndarray) for c in encoded):
-        # Every column is fixed-size numeric: whole records are assembled in numpy.
-        return wire.examples_from_matrices(list(zip(encoders, kinds, encoded, strict=True)))
-    encoded = [
-        wire.column_entries(name, kind, c) if isinstance(c, np.ndarray) else c
-        for name, kind, c in zip(encoders, kinds, encoded, strict=True)
-    ]
-    return wire.examples_from_columns(encoded)
+        for name, part in zip(encoders, parts, strict=True):
+            if part.present is not None:
+                missing[name] += rows - int(np.count_nonzero(part.present))
+    return wire.examples_from_parts(parts)
 
 
-def _shift_record_index(message: str, start: int) -> str:
-    if start and message.startswith("record "):
-        number, rest = message[7:].split(":", 1)
-        return f"record {int(number) + start}:{rest}"
-    return message
+def _by_records(spec: FeatureSpec, columns: Mapping[str, Any], bad: int, start: int, encoders, missing) -> list[bytes]:
+    """Raise the record encoder's error for row ``bad``, the first one a column check rejected.
+
+    Should the record pass (a column check stricter than the record's), the rows are
+    encoded one by one: the records decide.
+    """
+    rows = len(next(v for v in columns.values() if v is not None))
+
+    def record(i: int) -> dict[str, Any]:
+        return {name: row_value(v, i) for name, v in columns.items() if v is not None}
+
+    encode_record(spec, record(bad), start + bad, encoders)
+    counted: Counter = Counter()
+    out = [encode_record(spec, record(i), start + i, encoders, counted) for i in range(rows)]
+    if missing is not None:
+        missing.update(counted)
+    return out

@@ -75,6 +75,13 @@ ARRAYS = [
         "9223372036854775808 at [0] is outside the int64 range -9223372036854775808..9223372036854775807",
     ),
     (np.array([1e30]), "int64", "1e+30 at [0] is outside the int64 range -9223372036854775808..9223372036854775807"),
+    # 2**63 as a float is one past int64's largest value (which rounds up to it as a float).
+    (
+        np.array([1.0, 2.0**63]),
+        "int64",
+        "9.223372036854776e+18 at [1] is outside the int64 range -9223372036854775808..9223372036854775807",
+    ),
+    (np.array([-(2.0**63)]), "int64", None),
 ]
 
 
