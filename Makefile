@@ -44,6 +44,7 @@ test-fast: setup
 
 bench: setup
 	$(PY) benchmarks/records_benchmark.py
+	$(PY) benchmarks/write_benchmark.py
 	$(PY) benchmarks/train_benchmark.py
 	$(PY) benchmarks/serving_benchmark.py
 	$(PY) benchmarks/serving_http_benchmark.py

@@ -7,17 +7,22 @@ import contextlib
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from factory.cli.args import add_compression, positive_int
+from factory.cli.args import add_compression, byte_size, positive_int
 from factory.cli.bad_rows import BadRows
+from factory.cluster.preflight import RAY_EXTRA, ray_installed
+from factory.cluster.ray_write import run_blocks_on_ray
 from factory.errors import RecordError
-from factory.features.sources import CsvSource, JsonlSource, NpzSource, Row, open_source
+from factory.features.sources import NpzSource, input_format, open_source
 from factory.features.spec import FeatureSpec
+from factory.features.table_blocks import BLOCK_BYTES
+from factory.features.table_blocks import plan as blocks_plan
+from factory.features.table_write import BlockResult, Job, SplitRule, default_workers, run_blocks, without_index
 from factory.features.tfrecord import normalize_compression
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,7 +30,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Shard paths listed one by one in the summary; more are shown as a glob.
 LISTED_SHARDS = 3
-_RECORD_INDEX = re.compile(r"record (\d+): (.*)", re.DOTALL)
 
 
 # -- factory write -------------------------------------------------------------------------------
@@ -33,8 +37,10 @@ _RECORD_INDEX = re.compile(r"record (\d+): (.*)", re.DOTALL)
 
 def write_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", required=True, metavar="SPEC", help="feature spec YAML file")
-    parser.add_argument("--input", required=True, metavar="FILE", help="one .csv, .jsonl or .npz file")
-    parser.add_argument("--format", choices=("csv", "jsonl", "npz"), help="input format (default: from the extension)")
+    parser.add_argument("--input", required=True, metavar="FILE", help="one .csv, .jsonl, .parquet or .npz file")
+    parser.add_argument(
+        "--format", choices=("csv", "jsonl", "parquet", "npz"), help="input format (default: from the extension)"
+    )
     parser.add_argument(
         "--output", required=True, metavar="PREFIX", help="shards are written as PREFIX-00000-of-0000N.tfrecord"
     )
@@ -60,117 +66,77 @@ def write_arguments(parser: argparse.ArgumentParser) -> None:
         "(see --seed), written as OUTPUT/PART-*.tfrecord (default: one set of shards under OUTPUT)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seeds --split (default: 0)")
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="processes that read and encode blocks of the input at once; the shards are the same for any N "
+        f"(default: the cores, {default_workers()} here)",
+    )
+    parser.add_argument(
+        "--block-size",
+        type=byte_size,
+        default=BLOCK_BYTES,
+        metavar="SIZE",
+        help="bytes of a CSV or JSON Lines file read as one block, e.g. 8MB (default); a worker holds one block "
+        "at a time (Parquet: a row group, read 65,536 rows at a time)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: processes on this machine (default); ray: Ray Data tasks on a Ray cluster (factory[ray])",
+    )
+    parser.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="--engine ray: the Ray cluster's address (default: a local Ray instance of --workers CPUs)",
+    )
 
 
-def _without_index(message: str) -> str:
-    """The writer's ``record N: ...`` message without its own record count (the input's row is named instead)."""
-    match = _RECORD_INDEX.fullmatch(message)
-    return match.group(2) if match else message
-
-
-def _column(values: list) -> Any:
-    """One feature's values from a batch of records, in the form the writer's column path takes.
-
-    Equally shaped numeric arrays (or plain numbers) become one array, which the
-    writer validates and encodes whole; anything else (missing values, nested
-    lists, strings, image bytes) an object array that it takes value by value.
-    """
-    first = values[0]
-    if isinstance(first, np.ndarray):
-        if all(isinstance(v, np.ndarray) and v.shape == first.shape and v.dtype.kind in "iuf" for v in values):
-            return np.stack(values)
-    elif all(type(v) in (int, float) for v in values):
-        return np.asarray(values)
-    column = np.empty(len(values), dtype=object)
-    for i, value in enumerate(values):  # element by element: numpy would merge equal-length lists
-        column[i] = value
-    return column
-
-
-class Split:
+def parse_split(text: str, seed: int) -> SplitRule:
     """``--split train=0.8,eval=0.1,test=0.1``: each row goes to one part, drawn with these
-    probabilities from ``seed``, row after row (so the same file and seed give the same parts,
-    whether bad rows are skipped or not). The parts are written as ``OUTPUT/<part>-*``."""
-
-    def __init__(self, text: str, seed: int):
-        parts: dict[str, float] = {}
-        for item in text.split(","):
-            name, sep, value = item.strip().partition("=")
-            try:
-                fraction = float(value) if sep else math.nan
-            except ValueError:
-                fraction = math.nan
-            if not _PART.fullmatch(name) or not 0 < fraction <= 1:
-                raise RecordError(
-                    f"--split: {item.strip()!r} is not NAME=FRACTION with a fraction in (0, 1]; "
-                    "e.g. --split train=0.8,eval=0.1,test=0.1"
-                )
-            if name in parts:
-                raise RecordError(f"--split: the part '{name}' is named twice")
-            parts[name] = fraction
-        if abs(sum(parts.values()) - 1) > 1e-6:
-            raise RecordError(f"--split: the fractions add up to {sum(parts.values()):g}; they must add up to 1")
-        self.names = list(parts)
-        self.bounds = np.cumsum(list(parts.values()))
-        self.rng = np.random.default_rng(seed)
-
-    def assign(self, rows: int) -> np.ndarray:
-        """The part (an index into ``names``) of each of the next ``rows`` rows."""
-        return np.minimum(np.searchsorted(self.bounds, self.rng.random(rows), side="right"), len(self.names) - 1)
+    probabilities from ``seed`` and the row's place in the file (``SplitRule``); the parts are
+    written as ``OUTPUT/<part>-*``."""
+    parts: dict[str, float] = {}
+    for item in text.split(","):
+        name, sep, value = item.strip().partition("=")
+        try:
+            fraction = float(value) if sep else math.nan
+        except ValueError:
+            fraction = math.nan
+        if not _PART.fullmatch(name) or not 0 < fraction <= 1:
+            raise RecordError(
+                f"--split: {item.strip()!r} is not NAME=FRACTION with a fraction in (0, 1]; "
+                "e.g. --split train=0.8,eval=0.1,test=0.1"
+            )
+        if name in parts:
+            raise RecordError(f"--split: the part '{name}' is named twice")
+        parts[name] = fraction
+    if abs(sum(parts.values()) - 1) > 1e-6:
+        raise RecordError(f"--split: the fractions add up to {sum(parts.values()):g}; they must add up to 1")
+    return SplitRule(tuple(parts), tuple(parts.values()), seed)
 
 
 _PART = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
-def _write_batch(rows: list[Row], writer: RecordWriter, bad: BadRows) -> None:
-    """Good rows through the column path; a batch with a bad record is redone row by row to name (or skip) it."""
-    names = {name for row in rows for name in row.record}
-    columns = {name: _column([row.record.get(name) for row in rows]) for name in names}
-    before = writer.count
-    try:
-        writer.write_many(columns)
-        return
-    except RecordError:
-        pass  # the records themselves are the reference: redo them one by one
-    for row in rows[writer.count - before :]:
-        try:
-            writer.write(row.record)
-        except RecordError as err:
-            bad.add(row.where, _without_index(str(err)))
-
-
-def _write_rows(
-    source: CsvSource | JsonlSource, writers: list[RecordWriter], bad: BadRows, split: Split | None, batch: int = 4096
-) -> None:
-    """Rows of a CSV or JSON Lines source, written in batches (per-record encoding costs ~4x more),
-    each to its part's writer (one writer without ``split``)."""
-    pending: list[list[Row]] = [[] for _ in writers]
-    for row in source:
-        part = int(split.assign(1)[0]) if split is not None else 0
-        writer = writers[part]
-        if row.record:
-            pending[part].append(row)
-            if len(pending[part]) < batch:
-                continue
-        # Rows before this one go first, so that bad rows are met in file order.
-        for rows, w in zip(pending, writers, strict=True):
-            if rows:
-                _write_batch(rows, w, bad)
-                rows.clear()
-        if row.error is not None:
-            bad.add(row.where, row.error)
-        elif not row.record:  # no declared value at all: the writer names the first required feature
-            try:
-                writer.write(row.record)
-            except RecordError as err:
-                bad.add(row.where, _without_index(str(err)))
-    for rows, w in zip(pending, writers, strict=True):
-        if rows:
-            _write_batch(rows, w, bad)
+def _write_blocks(results: Iterable[BlockResult], writers: list[RecordWriter], bad: BadRows) -> Counter:
+    """Each block's records appended to its parts' shards, in file order; its bad rows reported (the first
+    one stops the command unless skipped). Returns the values left out as missing."""
+    missing: Counter = Counter()
+    for result in results:
+        for where, why in result.reasons:
+            bad.add(where, why)
+        bad.count += result.bad - len(result.reasons)
+        for writer, part in zip(writers, result.parts, strict=True):
+            writer.write_framed(part.groups, part.count)
+        missing.update(result.missing)
+    return missing
 
 
 def _write_columns(
-    source: NpzSource, writers: list[RecordWriter], bad: BadRows, split: Split | None, chunk: int = 65536
+    source: NpzSource, writers: list[RecordWriter], bad: BadRows, split: SplitRule | None, chunk: int = 65536
 ) -> None:
     """Whole columns through the writer's fast path; a chunk with a bad record is redone row by row.
 
@@ -178,7 +144,7 @@ def _write_columns(
     pass then writes the good records, and names (or skips) each bad one by its
     index in the archive. With ``split`` each part's rows go to its writer.
     """
-    parts = split.assign(source.rows) if split is not None else np.zeros(source.rows, dtype=np.int64)
+    parts = split.parts(np.arange(source.rows)) if split is not None else np.zeros(source.rows, dtype=np.int64)
     for part, writer in enumerate(writers):
         index = np.flatnonzero(parts == part)
         for lo in range(0, len(index), chunk):
@@ -193,7 +159,7 @@ def _write_columns(
                 try:
                     writer.write(source.record(i))
                 except RecordError as err:
-                    bad.add(source.where(i), _without_index(str(err)))
+                    bad.add(source.where(i), without_index(str(err)))
 
 
 def _shard_summary(paths: Sequence[Path]) -> str:
@@ -204,14 +170,26 @@ def _shard_summary(paths: Sequence[Path]) -> str:
 
 
 def run_write(args: argparse.Namespace) -> int:
-    """Validate the spec, open the input, then write; nothing is written unless every kept row is good."""
+    """Validate the spec, check the input as a whole, then write; nothing is written unless every kept row is good."""
     spec = FeatureSpec.from_yaml(args.features)
     compression = normalize_compression(args.compression)
-    split = Split(args.split, args.seed) if args.split else None
+    split = parse_split(args.split, args.seed) if args.split else None
+    kind = input_format(args.input, args.format)
+    workers = args.workers or default_workers()
+    if args.engine == "ray":
+        check_ray_write(args, kind)
+    elif args.address is not None:
+        raise RecordError("--address: only with --engine ray")
     bad = BadRows(args.input, args.skip_bad_rows)
-    with open_source(args.input, spec, format=args.format, ignore_unknown=args.ignore_unknown) as source:
-        # The source checked its columns first: a wrong file fails before TensorFlow loads.
-        prefixes = [Path(args.output) / name for name in split.names] if split else [Path(args.output)]
+    prefixes = [Path(args.output) / name for name in split.names] if split else [Path(args.output)]
+    with contextlib.ExitStack() as inputs:
+        # The input is checked as a whole first (its columns): a wrong file fails before anything is written.
+        if kind == "npz":
+            source = inputs.enter_context(
+                open_source(args.input, spec, format=kind, ignore_unknown=args.ignore_unknown)
+            )
+        else:
+            plan = blocks_plan(args.input, spec, kind, args.ignore_unknown, args.block_size)
         try:
             with contextlib.ExitStack() as stack:
                 writers = [
@@ -220,10 +198,16 @@ def run_write(args: argparse.Namespace) -> int:
                     )
                     for prefix in prefixes
                 ]
-                if source.format == "npz":
+                if kind == "npz":
                     _write_columns(source, writers, bad, split)
+                    missing: Counter = Counter()
                 else:
-                    _write_rows(source, writers, bad, split)
+                    job = Job(plan, tuple(args.shards for _ in prefixes), split, args.skip_bad_rows)
+                    if args.engine == "ray":
+                        results = run_blocks_on_ray(job, workers, args.address)
+                    else:
+                        results = run_blocks(job, workers)
+                    missing = _write_blocks(results, writers, bad)
                 total = sum(w.count for w in writers)
                 if total == 0:
                     why = f"all {bad.count} rows were skipped as bad" if bad.count else "the input has no rows"
@@ -247,13 +231,23 @@ def run_write(args: argparse.Namespace) -> int:
         print(f"wrote {writer.count} {records}{part}{skipped} to {_shard_summary(writer.paths)}")
     if split:
         print(f"{bad.count} bad {rows} skipped")
-    _report_missing(spec, writers, total)
+    _report_missing(spec, sum((w.missing for w in writers), missing), total)
     return 0
 
 
-def _report_missing(spec: FeatureSpec, writers: list[RecordWriter], total: int) -> None:
+def check_ray_write(args: argparse.Namespace, kind: str) -> None:
+    """``--engine ray``: Ray installed, and an input it reads in blocks (before anything loads)."""
+    if kind == "npz":
+        raise RecordError(
+            f"--engine ray reads CSV, JSON Lines and Parquet files; {args.input} is an NPZ archive, which is "
+            "read whole: leave --engine out"
+        )
+    if not ray_installed():
+        raise RecordError(f"--engine ray needs Ray, which is not installed: {RAY_EXTRA}")
+
+
+def _report_missing(spec: FeatureSpec, missing: Counter, total: int) -> None:
     """How many values of each feature were missing (left out of the records), and what reads them."""
-    missing = sum((w.missing for w in writers), Counter())
     lines = []
     for f in spec.all():
         n = missing.get(f.name, 0)
@@ -275,6 +269,9 @@ inputs:
               counted from 1 as an editor numbers them (the header is line 1).
   JSON Lines  one object per line keyed by feature name; null is missing. Lines are
               counted from 1.
+  Parquet     one column per feature: numbers, strings, binary, or lists for features
+              with a shape; null is missing. A column whose type contradicts its
+              feature is refused before anything is written. Rows are counted from 0.
   NPZ         one array per feature (np.savez), the first axis counting records,
               counted from 0.
   For png/jpeg features a CSV or JSON Lines field is an image file path, relative to
@@ -283,6 +280,12 @@ inputs:
 A missing value (an empty cell, null, NaN) is left out of the record when the spec
 says what it becomes (`missing:` or `default:`); the command counts them per feature.
 A bad row stops the command and nothing is written, unless --skip-bad-rows.
+
+Large files: CSV, JSON Lines and Parquet files are read in blocks (--block-size; a
+Parquet row group at a time), validated and encoded column-wise by --workers processes
+at once, and appended to the shards in file order: memory stays bounded by the block
+size, and the shards are the same for any --workers. --engine ray runs the blocks as
+Ray Data tasks on a Ray cluster (the input path must be readable by its nodes).
 
 example: one CSV into train, eval and test records for factory-train
   factory write --features conf/features/x.yaml --input x.csv --output data/x \\

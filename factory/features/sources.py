@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self, TextIO
@@ -36,8 +36,16 @@ from factory.features.conversion import BadValue, FieldConverter
 from factory.features.spec import FeatureSpec
 from factory.validation import did_you_mean
 
-FORMATS = ("csv", "jsonl", "npz")
-_EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".npz": "npz"}
+FORMATS = ("csv", "jsonl", "parquet", "npz")
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".npz": "npz",
+}
 
 
 def input_format(path: str | Path, format: str | None = None) -> str:
@@ -50,7 +58,7 @@ def input_format(path: str | Path, format: str | None = None) -> str:
     if suffix not in _EXTENSIONS:
         raise RecordError(
             f"{path}: cannot tell the input format from the extension {suffix or '(none)'!r}; "
-            f"name the file .csv, .jsonl or .npz, or pass --format {'|'.join(FORMATS)}"
+            f"name the file .csv, .jsonl, .parquet or .npz, or pass --format {'|'.join(FORMATS)}"
         )
     return _EXTENSIONS[suffix]
 
@@ -65,6 +73,11 @@ def open_source(
     first one is an error naming it.
     """
     kind = input_format(path, format)
+    if kind == "parquet":
+        raise RecordError(
+            f"{path}: Parquet input is read by `factory write`; give this command CSV, JSON Lines or NPZ, "
+            "or the records `factory write` wrote"
+        )
     cls = {"csv": CsvSource, "jsonl": JsonlSource, "npz": NpzSource}[kind]
     return cls(path, spec, ignore_unknown=ignore_unknown)
 
@@ -83,13 +96,13 @@ class Row:
     error: str | None = None
 
 
-def _sources(spec: FeatureSpec) -> dict[str, str]:
+def sources_of(spec: FeatureSpec) -> dict[str, str]:
     """``{column, key or array name: feature name}``: a feature reads its ``column`` (default: its name)."""
     return {f.source: f.name for f in spec.all()}
 
 
 def _unknown_names(path: Path, names: Sequence[str], spec: FeatureSpec, what: str, where: str = "") -> RecordError:
-    declared = list(_sources(spec))
+    declared = list(sources_of(spec))
     name = names[0]
     more = f" (and {len(names) - 1} more: {', '.join(names[1:])})" if len(names) > 1 else ""
     mapped = next((f for f in spec.all() if f.name == name and f.column), None)
@@ -102,10 +115,10 @@ def _unknown_names(path: Path, names: Sequence[str], spec: FeatureSpec, what: st
     )
 
 
-def _check_columns(path: Path, names: Sequence[str], spec: FeatureSpec, ignore_unknown: bool, what: str) -> list[str]:
+def check_columns(path: Path, names: Sequence[str], spec: FeatureSpec, ignore_unknown: bool, what: str) -> list[str]:
     """The declared names among ``names`` (columns a feature reads: its ``column``, default its name);
     unknown ones are an error unless ignored, as are absent required features."""
-    declared = _sources(spec)
+    declared = sources_of(spec)
     unknown = [n for n in names if n not in declared]
     if unknown and not ignore_unknown:
         raise _unknown_names(path, unknown, spec, what)
@@ -141,7 +154,7 @@ class _TextSource(_Source):
         super().__init__(path, spec, ignore_unknown)
         base_dir = self.path.resolve().parent
         self.fields = {f.name: FieldConverter(f, base_dir) for f in spec.all()}
-        self.sources = _sources(spec)
+        self.sources = sources_of(spec)
         self._file: TextIO | None = None
 
     def _open(self) -> TextIO:
@@ -189,40 +202,49 @@ class CsvSource(_TextSource):
                     raise RecordError(f"{self.path}: column {i + 1} of the header has no name")
                 if name in header[:i]:
                     raise RecordError(f"{self.path}: the header names column '{name}' twice")
-            kept = set(_check_columns(self.path, header, self.spec, self.ignore_unknown, "column"))
+            kept = set(check_columns(self.path, header, self.spec, self.ignore_unknown, "column"))
             self.header = header
-            sources = _sources(self.spec)
-            self._columns = [(i, self.fields[sources[name]]) for i, name in enumerate(header) if name in kept]
+            self.header_lines = self._reader.line_num  # lines the header takes (a quoted name may span lines)
+            sources = sources_of(self.spec)
+            self.columns = [(i, self.fields[sources[name]]) for i, name in enumerate(header) if name in kept]
         except BaseException:
             self.__exit__()
             raise
         return self
 
     def __iter__(self) -> Iterator[Row]:
-        while True:
-            # A row may span lines (a quoted cell with line breaks): it is named by its first line.
-            first = self._reader.line_num + 1
-            try:
-                cells = next(self._reader, None)
-            except csv.Error as err:
-                raise RecordError(f"{self.path} line {self._reader.line_num}: not valid CSV ({err})") from None
-            if cells is None:
-                return
-            if not cells or (len(cells) == 1 and not cells[0].strip()):
-                continue
-            where = f"line {first}"
-            if len(cells) != len(self.header):
-                yield Row(where, None, f"has {len(cells)} cells but the header has {len(self.header)} columns")
-                continue
-            record: dict[str, Any] = {}
-            try:
-                for i, field in self._columns:
-                    if not field.is_missing(cells[i]):  # missing: the writer applies the default or reports it
-                        record[field.name] = field.from_text(cells[i])
-            except BadValue as bad:
-                yield Row(where, None, str(bad))
-                continue
-            yield Row(where, record)
+        yield from csv_rows(self._reader, self.columns, len(self.header), self.path)
+
+
+def csv_rows(
+    reader: Any, columns: Sequence[tuple[int, FieldConverter]], width: int, path: Path, skipped: int = 0
+) -> Iterator[Row]:
+    """The ``Row``s of a ``csv.reader`` past the header; ``columns``: (cell index, converter) of the
+    declared columns, ``width`` the header's; ``skipped``: lines of the file before the reader's text."""
+    while True:
+        # A row may span lines (a quoted cell with line breaks): it is named by its first line.
+        first = reader.line_num + 1 + skipped
+        try:
+            cells = next(reader, None)
+        except csv.Error as err:
+            raise RecordError(f"{path} line {reader.line_num + skipped}: not valid CSV ({err})") from None
+        if cells is None:
+            return
+        if not cells or (len(cells) == 1 and not cells[0].strip()):
+            continue
+        where = f"line {first}"
+        if len(cells) != width:
+            yield Row(where, None, f"has {len(cells)} cells but the header has {width} columns")
+            continue
+        record: dict[str, Any] = {}
+        try:
+            for i, field in columns:
+                if not field.is_missing(cells[i]):  # missing: the writer applies the default or reports it
+                    record[field.name] = field.from_text(cells[i])
+        except BadValue as bad:
+            yield Row(where, None, str(bad))
+            continue
+        yield Row(where, record)
 
 
 class JsonlSource(_TextSource):
@@ -231,12 +253,16 @@ class JsonlSource(_TextSource):
     format = "jsonl"
 
     def __iter__(self) -> Iterator[Row]:
-        for number, line in enumerate(self._lines(), 1):
+        yield from self.rows(self._lines())
+
+    def rows(self, lines: Iterable[str], first: int = 1) -> Iterator[Row]:
+        """The ``Row``s of ``lines``, the first of them line ``first`` of the file."""
+        for number, line in enumerate(lines, first):
             if not line.strip():
                 continue
             where = f"line {number}"
             try:
-                obj = json.loads(line)
+                obj = json.loads(line.rstrip("\r\n"))  # so that an error's column is on this line
             except json.JSONDecodeError as err:
                 yield Row(
                     where,
@@ -288,8 +314,8 @@ class NpzSource(_Source):
                 f"{self.path}: holds a single array, not an .npz archive of arrays keyed by feature name; save it with np.savez(path, name=array, ...)"
             )
         with archive:
-            keep = _check_columns(self.path, list(archive.files), self.spec, self.ignore_unknown, "array")
-            sources = _sources(self.spec)
+            keep = check_columns(self.path, list(archive.files), self.spec, self.ignore_unknown, "array")
+            sources = sources_of(self.spec)
             for source in keep:
                 name = sources[source]
                 try:

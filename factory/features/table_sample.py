@@ -80,6 +80,8 @@ def read_table(inputs: Sequence[str], format: str, label: str | None, sample_row
     if format != "tfrecord" and len(inputs) != 1:
         raise RecordError(f"give one {format} file, got {len(inputs)}: {', '.join(inputs)}")
     readers = {"csv": _read_csv, "jsonl": _read_jsonl, "npz": _read_npz, "tfrecord": _read_records}
+    if format not in readers:
+        raise RecordError(f"{inputs[0]}: {format} is not read here; give CSV, JSON Lines, NPZ or record files")
     table = readers[format](inputs, label, random.Random(0), sample_rows)
     if table.rows == 0:
         what = {"csv": "a header and no rows", "jsonl": "no objects", "npz": "arrays of length 0"}

@@ -129,6 +129,10 @@ class TFRecordFile:
     def write_many(self, records: Sequence[bytes]) -> None:
         self._file.write(frames(records))
 
+    def write_framed(self, data: bytes) -> None:
+        """Records framed already (``frames``)."""
+        self._file.write(data)
+
     def close(self) -> None:
         if self._closed:
             return

@@ -17,7 +17,7 @@ import glob
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -214,6 +214,24 @@ class RecordWriter:
             for record in records:
                 self.write(record)
         return self.count - before
+
+    def write_framed(self, groups: Sequence[bytes], count: int) -> None:
+        """Append ``count`` records framed elsewhere (``tfrecord.frames``, e.g. in another process):
+        ``groups[k]`` holds the k-th, (k + shards)-th, ... of them, so it goes to the shard whose turn
+        in the round-robin that is. Validated by whoever encoded them."""
+        if self.closed or self._entry is not None:
+            raise RecordError("the writer is closed")
+        shards = len(self._writers)
+        if len(groups) > min(shards, count):
+            raise ValueError(f"write_framed: {len(groups)} groups for {count} records over {shards} shards")
+        shard = self.count % shards
+        try:
+            for k, data in enumerate(groups):
+                shard = (self.count + k) % shards
+                self._writers[shard].write_framed(data)
+        except OSError as err:
+            raise self._failed(err, shard) from None
+        self.count += count
 
     def _write(self, data: bytes | list[bytes]) -> None:
         """Write one serialized record, or a list of them, continuing the round-robin over the shards."""

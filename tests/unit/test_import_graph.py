@@ -108,7 +108,7 @@ TF_FREE = (
 # with them), and optional dependencies a command needs for one flag or backend only: scikit-learn
 # (`compare_with`), matplotlib (`summarize --plot`), Optuna (a sweep's study) and Ray (`cluster=ray`),
 # and TensorBoard's protos (a sweep trial's hparams: 0.1 s that every factory-train start would pay).
-DEFERRABLE = {"tensorflow", "keras", "google", "sklearn", "matplotlib", "optuna", "ray", "tensorboard"}
+DEFERRABLE = {"tensorflow", "keras", "google", "sklearn", "matplotlib", "optuna", "ray", "tensorboard", "pyarrow"}
 
 
 def _layer(module: str) -> int:
