@@ -20,14 +20,17 @@ OBJECT_STORE_BYTES = 128 * 2**20
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None, cpus: int, key: str = "cluster.address") -> Iterator[str | None]:
+def ray_session(
+    address: str | None, cpus: int, key: str = "cluster.address", object_store_bytes: int = OBJECT_STORE_BYTES
+) -> Iterator[str | None]:
     """This process joined to Ray for the block; yields where (for a log line), None for the caller's own connection.
 
     With Ray already initialized (the caller's connection) it is used and not ended. Otherwise,
     ``address`` None starts a Ray instance of its own on this machine (``cpus`` CPUs, no
     dashboard, the workers' output kept out of this process's), stopped after the block; an
     address joins the cluster there, left after the block. ``key`` is the option or config key
-    that named the address, for the ``FactoryError`` raised when no cluster answers there.
+    that named the address, for the ``FactoryError`` raised when no cluster answers there;
+    ``object_store_bytes`` the object store of an instance started here.
     SIGINT and SIGTERM handlers (``ray.init`` replaces them) are restored afterwards.
     """
     import ray  # deferred: Ray is optional (factory[ray]) and slow to import
@@ -38,7 +41,7 @@ def ray_session(address: str | None, cpus: int, key: str = "cluster.address") ->
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}  # ray.init replaces them
     quiet: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     if address is None:
-        ray.init(address="local", num_cpus=cpus, object_store_memory=OBJECT_STORE_BYTES, **quiet)
+        ray.init(address="local", num_cpus=cpus, object_store_memory=object_store_bytes, **quiet)
         where = f"a Ray instance of its own ({cpus} CPUs)"
     else:
         try:
