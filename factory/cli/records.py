@@ -79,7 +79,7 @@ def write_arguments(parser: argparse.ArgumentParser) -> None:
         default=BLOCK_BYTES,
         metavar="SIZE",
         help="bytes of a CSV or JSON Lines file read as one block, e.g. 8MB (default); a worker holds one block "
-        "at a time (Parquet: a row group, read 65,536 rows at a time)",
+        "at a time (Parquet: 65,536 rows)",
     )
     parser.add_argument(
         "--engine",
@@ -281,8 +281,8 @@ A missing value (an empty cell, null, NaN) is left out of the record when the sp
 says what it becomes (`missing:` or `default:`); the command counts them per feature.
 A bad row stops the command and nothing is written, unless --skip-bad-rows.
 
-Large files: CSV, JSON Lines and Parquet files are read in blocks (--block-size; a
-Parquet row group at a time), validated and encoded column-wise by --workers processes
+Large files: CSV, JSON Lines and Parquet files are read in blocks (--block-size;
+Parquet 65,536 rows at a time), validated and encoded column-wise by --workers processes
 at once, and appended to the shards in file order: memory stays bounded by the block
 size, and the shards are the same for any --workers. --engine ray runs the blocks as
 Ray Data tasks on a Ray cluster (the input path must be readable by its nodes).

@@ -11,8 +11,10 @@ read it, in any order, with nothing but the plan:
 - CSV and JSON Lines: a byte range that starts and ends at a line boundary (outside
   quotes: a quoted CSV cell may hold line breaks) and the number of its first line.
   Rows are named ``line N`` as an editor numbers them, as the row-by-row readers do.
-- Parquet: a row group (the unit a Parquet file is written and read in), read in
-  batches of ``BATCH_ROWS``; rows are named ``row N``, counted from 0 over the file.
+- Parquet: ``BATCH_ROWS`` rows read already (``Plan.batches``: the process that plans
+  reads them and hands them over), or a row group that a process reads itself
+  (``Plan.blocks``: a Ray task on another machine); rows are named ``row N``, counted
+  from 0 over the file.
 
 Why pyarrow: it reads CSV, JSON Lines and Parquet column-wise in C++ into buffers numpy
 uses without a copy, streams a file piece by piece, and is the reader of the Arrow

@@ -279,16 +279,18 @@ def run_blocks(job: Job, workers: int = 1) -> Iterator[BlockResult]:
             if not result.bad and not any(part.count for part in result.parts):
                 return
             yield result
+    # Parquet is read here, 65,536 rows at a time (a row group may hold a million: too much to hold
+    # encoded, and too coarse for the workers), and the rows handed over.
+    blocks = plan.batches() if plan.format == "parquet" else plan.blocks()
     if workers <= 1 or plan.single_block():
         encoding = _Encoding(job, threads=True)
-        for block in plan.blocks():
+        for block in blocks:
             yield encoding.block(block)
         return
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_start, initargs=(job,))
     pending: deque = deque()
     try:
-        # Parquet is read here and its rows sent (a row group may hold a million: too coarse for the workers).
-        queued = plan.batches() if plan.format == "parquet" else plan.blocks()
+        queued = blocks
         # The workers start with the first blocks: a Ctrl-C meanwhile waits until they ignore it (``_start``).
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
