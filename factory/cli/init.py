@@ -54,7 +54,7 @@ REFERENCE = {"classification": "logistic", "regression": "ridge"}
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "input", nargs="+", metavar="INPUT", help="a .csv, .jsonl or .npz file, or TFRecord files/globs"
+        "input", nargs="+", metavar="INPUT", help="a .csv, .jsonl, .parquet or .npz file, or TFRecord files/globs"
     )
     parser.add_argument("--label", metavar="COLUMN", help="the column to predict (its header in the input)")
     parser.add_argument("--output", required=True, metavar="DIR", help="the config dir to write (for --config-dir)")

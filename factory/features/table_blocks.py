@@ -98,7 +98,7 @@ class Plan:
     def batches(self) -> Iterator[Block]:
         """Parquet's rows as blocks of ``BATCH_ROWS``, read here (finer than row groups: work for every worker)."""
         first = 0
-        for index, batch in enumerate(_open_parquet(self.path).iter_batches(BATCH_ROWS, columns=list(self.columns))):
+        for index, batch in enumerate(open_parquet(self.path).iter_batches(BATCH_ROWS, columns=list(self.columns))):
             yield Block(index, first, rows=batch)
             first += batch.num_rows
 
@@ -184,7 +184,7 @@ def _cut(data: bytes, quotes: bool) -> int | None:
 # -- Parquet -----------------------------------------------------------------------------------
 
 
-def _open_parquet(path: Path) -> Any:
+def open_parquet(path: Path) -> Any:
     import pyarrow.parquet as pq  # deferred: pyarrow costs 0.2 s to import
 
     try:
@@ -207,7 +207,7 @@ def _first_line(err: BaseException) -> str:
 def _parquet_plan(path: Path, spec: FeatureSpec, ignore_unknown: bool) -> Plan:
     if path.exists() and not path.is_file():
         raise RecordError(f"{path}: not a regular file; Parquet is read from a file (its footer comes last)")
-    pf = _open_parquet(path)
+    pf = open_parquet(path)
     schema = pf.schema_arrow
     names = list(schema.names)
     keep = check_columns(path, names, spec, ignore_unknown, "column")
@@ -340,7 +340,7 @@ class BlockReader:
             yield block.rows, block.first
             return
         if self._parquet is None:
-            self._parquet = _open_parquet(self.plan.path)
+            self._parquet = open_parquet(self.plan.path)
         first = block.first
         batches = self._parquet.iter_batches(
             batch_size=BATCH_ROWS, row_groups=[block.group], columns=list(self.plan.columns), use_threads=self.threads

@@ -1,5 +1,5 @@
 """A data file read for ``factory init``: per column a uniform sample of its present values and
-its blank count (``read_table``), from CSV, JSON Lines, NPZ or TFRecord files.
+its blank count (``read_table``), from CSV, JSON Lines, Parquet, NPZ or TFRecord files.
 
 The file is read once: every row (up to ``SCAN_ROWS``) counts towards the row count, the blanks
 of each column and the label's values; a uniform sample of ``SAMPLE_ROWS`` rows is what
@@ -27,6 +27,7 @@ import numpy as np
 from factory.errors import RecordError
 from factory.features import sources
 from factory.features.images import image_size
+from factory.features.table_blocks import open_parquet
 from factory.validation import did_you_mean
 
 # Rows sampled (uniformly, over every row read) to decide types, cardinalities and lengths.
@@ -70,7 +71,7 @@ def input_format(inputs: Sequence[str], format: str | None = None) -> str:
 
 
 def read_table(inputs: Sequence[str], format: str, label: str | None, sample_rows: int = SAMPLE_ROWS) -> Table:
-    """Read ``inputs`` (one CSV, JSON Lines or NPZ file, or record files) into a ``Table``.
+    """Read ``inputs`` (one CSV, JSON Lines, Parquet or NPZ file, or record files) into a ``Table``.
 
     ``RecordError`` (exit 2) for what makes a file unusable: missing, empty, a header only,
     duplicate headers, a row of the wrong width, bad JSON, not UTF-8; and for a ``label``
@@ -79,9 +80,13 @@ def read_table(inputs: Sequence[str], format: str, label: str | None, sample_row
     """
     if format != "tfrecord" and len(inputs) != 1:
         raise RecordError(f"give one {format} file, got {len(inputs)}: {', '.join(inputs)}")
-    readers = {"csv": _read_csv, "jsonl": _read_jsonl, "npz": _read_npz, "tfrecord": _read_records}
-    if format not in readers:
-        raise RecordError(f"{inputs[0]}: {format} is not read here; give CSV, JSON Lines, NPZ or record files")
+    readers = {
+        "csv": _read_csv,
+        "jsonl": _read_jsonl,
+        "parquet": _read_parquet,
+        "npz": _read_npz,
+        "tfrecord": _read_records,
+    }
     table = readers[format](inputs, label, random.Random(0), sample_rows)
     if table.rows == 0:
         what = {"csv": "a header and no rows", "jsonl": "no objects", "npz": "arrays of length 0"}
@@ -254,6 +259,47 @@ def _read_jsonl(inputs: Sequence[str], label: str | None, rng: random.Random, sa
     for key in keys:
         table.sample[key] = [row[key] for row in reservoir.items if row.get(key) is not None]
     return table
+
+
+def _read_parquet(inputs: Sequence[str], label: str | None, rng: random.Random, sample_rows: int) -> Table:
+    """Typed values, as JSON Lines gives them (``_parquet_value``); the first ``SCAN_ROWS`` rows, read in batches."""
+    path = Path(inputs[0])
+    parquet = open_parquet(path)
+    headers = list(parquet.schema_arrow.names)
+    table = Table(str(path), "parquet", headers)
+    _check_label(str(path), headers, label)
+    reservoir = _Reservoir(sample_rows, rng)
+    nulls = dict.fromkeys(headers, 0)
+    for batch in parquet.iter_batches(batch_size=65536):
+        if table.rows >= SCAN_ROWS:
+            table.complete = False
+            break
+        batch = batch.slice(0, SCAN_ROWS - table.rows)
+        columns = []
+        for name in headers:
+            values = [_parquet_value(v) for v in batch.column(name).to_pylist()]
+            nulls[name] += sum(v is None for v in values)
+            columns.append(values)
+        for row in zip(*columns, strict=True):
+            record = dict(zip(headers, row, strict=True))
+            value = record[label]
+            if value is not None:
+                table.labels[json.dumps(value) if isinstance(value, list | dict) else value] += 1
+            reservoir.add(record)
+        table.rows += batch.num_rows
+    table.missing = nulls
+    for name in headers:
+        table.sample[name] = [row[name] for row in reservoir.items if row[name] is not None]
+    return table
+
+
+def _parquet_value(value: Any) -> Any:
+    """A Parquet value as ``factory write`` reads it: NaN is missing (None), true/false 1/0."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float) and value != value:
+        return None
+    return value
 
 
 def _read_npz(inputs: Sequence[str], label: str | None, rng: random.Random, sample_rows: int) -> Table:

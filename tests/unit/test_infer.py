@@ -117,6 +117,46 @@ def test_jsonl_lists_nulls_and_values_no_spec_can_hold(tmp_path, capsys):
     assert "monitor: val_auc" in experiment
 
 
+def test_parquet_types_nulls_and_nan_are_read_as_factory_write_reads_them(tmp_path, capsys):
+    """Parquet's own types: lists, booleans (stored as 0/1), structs left out, nulls and NaN missing,
+    PNG bytes an image; the proposal then writes the same file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    png = encode_png(np.zeros((2, 3, 1), dtype=np.uint8))
+    n = 60
+    table = pa.table(
+        {
+            "point": pa.array([[i, i / 2] for i in range(n)], pa.list_(pa.float64(), 2)),
+            "tags": [["a", "b", "c"][: 1 + i % 3] for i in range(n)],
+            "flag": [bool(i % 2) for i in range(n)],
+            "meta": [{"k": i} for i in range(n)],
+            "score": [None if i % 4 == 0 else float("nan") if i % 4 == 1 else i + 0.5 for i in range(n)],
+            "image": pa.array([png] * n, pa.binary()),
+            "label": [i % 2 for i in range(n)],
+        }
+    )
+    pq.write_table(table, tmp_path / "rows.parquet", row_group_size=25)
+    code, out, err = init(
+        capsys, str(tmp_path / "rows.parquet"), "--label", "label", "--output", str(tmp_path / "conf")
+    )
+    assert code == 0, err
+    assert "--input " + str(tmp_path / "rows.parquet") in out  # the next command writes the same file
+    spec_file = tmp_path / "conf" / "features" / "rows.yaml"
+    text = spec_file.read_text()
+    f = yaml.safe_load(text)["features"]
+    assert f["point"]["shape"] == [2] and f["point"]["dtype"] == "float32"
+    assert f["tags"]["dtype"] == "string" and f["tags"]["shape"] == [None]
+    assert f["flag"]["dtype"] == "int64"  # JSON Lines' true/false are refused; Parquet's are 0/1 to the writer
+    assert f["score"]["missing"] == {"fill": "mean", "indicator": True}
+    assert "blank in 30 of 60 rows (50.0%)" in text  # nulls and NaN alike
+    assert f["image"]["encoding"] == "png" and f["image"]["shape"] == [2, 3, 1]
+    assert "meta" not in f and "nested objects" in text
+    write = ["write", "--features", str(spec_file), "--input", str(tmp_path / "rows.parquet"), "--ignore-unknown"]
+    assert main([*write, "--output", str(tmp_path / "out")]) == 0
+    assert "wrote 60 records (0 bad rows skipped)" in capsys.readouterr().out
+
+
 def _jpeg_header(height: int, width: int, channels: int) -> bytes:
     """The first bytes of a baseline JPEG: SOI, an APP0 segment, SOF0 with the frame size."""
     app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00" + bytes(9)
