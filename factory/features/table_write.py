@@ -291,9 +291,11 @@ def run_blocks(job: Job, workers: int = 1) -> Iterator[BlockResult]:
     pending: deque = deque()
     try:
         queued = blocks
-        # The workers start with the first blocks: a Ctrl-C meanwhile waits until they ignore it (``_start``).
+        # The workers start first, before this process reads anything with pyarrow (whose readers run
+        # threads a fork would copy mid-work); a Ctrl-C meanwhile waits until they ignore it (``_start``).
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
+            pool.submit(os.getpid).result()
             for block in queued:
                 pending.append(pool.submit(_encode, block))
                 if len(pending) >= 2 * workers:
