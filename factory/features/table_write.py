@@ -93,14 +93,13 @@ class PartOutput:
 @dataclass
 class BlockResult:
     """One block, encoded: its records per part, the values left out as missing, its bad rows
-    (the first ``SHOWN_BAD`` as ``(where, why)``; ``bad`` counts them all) and whether it was read
-    column-wise. Without ``skip_bad_rows`` a block stops at its first bad row."""
+    (the first ``SHOWN_BAD`` as ``(where, why)``; ``bad`` counts them all). Without ``skip_bad_rows``
+    a block stops at its first bad row."""
 
     parts: list[PartOutput]
     missing: Counter = field(default_factory=Counter)
     bad: int = 0
     reasons: list[tuple[str, str]] = field(default_factory=list)
-    column_wise: bool = True
 
 
 class _Encoding:
@@ -176,7 +175,7 @@ class _Encoding:
         else:
             flush()
         result = self._result(pieces, missing)
-        result.bad, result.reasons, result.column_wise = count, bad, False
+        result.bad, result.reasons = count, bad
         return result
 
     def _encode_rows(self, rows: list[Row], missing: Counter) -> tuple[list[bytes], list[Row], list[tuple[str, str]]]:
@@ -350,10 +349,6 @@ def _encode(block: Block) -> BlockResult:
     return _WORKER.block(block)
 
 
-def encode_block(job: Job, block: Block, cache: dict[int, _Encoding] | None = None) -> BlockResult:
-    """One block of ``job`` in this process (``cache`` keeps the reader and encoders between calls)."""
-    cache = {} if cache is None else cache
-    encoding = cache.get(id(job))
-    if encoding is None:
-        encoding = cache[id(job)] = _Encoding(job, threads=False)
-    return encoding.block(block)
+def encode_block(job: Job, block: Block) -> BlockResult:
+    """One block of ``job`` in this process (a Ray task's)."""
+    return _Encoding(job, threads=False).block(block)
